@@ -1,0 +1,234 @@
+/*
+ * Internal structures of libtcpool. Nothing here is part of the ABI.
+ *
+ * Data flows one way: config -> pool -> endpoint -> connection -> socket.
+ * Locking (see pool.c for the order):
+ *  - struct shard.lock guards the shard's endpoint table and, for every
+ *    endpoint in it, the idle list, the counts, the waiters and the stats.
+ *  - pool->total is atomic: it counts open connections pool-wide for
+ *    max_total without a pool-wide lock on the hot path.
+ *  - pool->reaper.lock guards the drain list (peer-first drains under way).
+ */
+#ifndef TCPOOL_POOL_INTERNAL_H
+#define TCPOOL_POOL_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "tcpool.h"
+
+/* uthash must never call exit() inside a library. */
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
+#include <utlist.h>
+
+#define POOL_MAX_HOST 256
+#define POOL_MAX_PATH 108 /* sizeof(sockaddr_un.sun_path) */
+
+/* ---- endpoint strings (endpoint.c) ---- */
+
+enum endpoint_kind { EP_TCP, EP_UNIX };
+
+struct endpoint_addr {
+	enum endpoint_kind kind;
+	char host[POOL_MAX_HOST]; /* without brackets; "*" when a wildcard */
+	uint16_t port;
+	char path[POOL_MAX_PATH]; /* EP_UNIX only */
+	bool wildcard_host;
+};
+
+/* Parse "host:port", "[v6]:port" or "unix:/path". With allow_wildcard the
+ * host may be "*" (config section patterns). Returns 0 or POOL_EENDPOINT;
+ * err (optional) gets a reason such as "port out of range". */
+int endpoint_parse(const char *s, bool allow_wildcard,
+                   struct endpoint_addr *out, char *err, size_t errlen);
+
+/* ---- settings and configuration (config.c) ---- */
+
+enum pool_teardown { TEARDOWN_CLOSE, TEARDOWN_ABORT, TEARDOWN_PEER_FIRST };
+enum pool_maint_mode { MAINT_THREAD, MAINT_MANUAL };
+
+/* The effective settings of one endpoint. */
+struct pool_settings {
+	enum pool_teardown teardown;
+	char *close_request;       /* owned; NULL when unset */
+	size_t close_request_len;  /* may contain NUL bytes */
+	uint32_t close_timeout_ms;
+	enum pool_teardown fallback; /* TEARDOWN_ABORT or TEARDOWN_CLOSE */
+	uint32_t max_idle;
+	uint32_t max_active;       /* 0 = no cap */
+	uint32_t idle_timeout_ms;  /* 0 = never */
+	uint32_t max_lifetime_ms;  /* 0 = never */
+	uint32_t lifetime_jitter_pct;
+	uint32_t max_uses;         /* 0 = no cap */
+	uint32_t connect_timeout_ms;
+	uint32_t acquire_timeout_ms;
+	uint32_t validate_idle_ms; /* 0 = always */
+	uint32_t min_idle;
+	uint32_t leak_warn_ms;     /* 0 = off */
+};
+
+/* One [endpoint PATTERN] section: the keys it sets override the defaults. */
+struct pool_section {
+	char *pattern;
+	struct endpoint_addr addr; /* parsed pattern */
+	struct pool_settings set;
+	uint64_t set_mask;         /* bit i: key i of the key table was set */
+	int line;
+};
+
+struct pool_config {
+	uint32_t max_total;        /* 0 = no cap */
+	enum pool_maint_mode maintenance;
+	struct pool_settings defaults; /* built-in defaults plus [pool] keys */
+	struct pool_section *sections;
+	size_t nsections;
+};
+
+/* A deep copy, or NULL when out of memory. */
+struct pool_config *config_copy(const struct pool_config *cfg);
+
+/* The effective settings for an endpoint: [pool] defaults overridden by
+ * the best matching section (an exact host beats "*"). out->close_request
+ * is a fresh copy the caller frees with settings_release(). */
+int config_resolve(const struct pool_config *cfg,
+                   const struct endpoint_addr *addr,
+                   struct pool_settings *out);
+void settings_release(struct pool_settings *s);
+
+/* Configured name of a policy ("close", "abort", "peer-first"). */
+const char *teardown_name(enum pool_teardown t);
+
+/* ---- clock ---- */
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#define MS_TO_NS(ms) ((uint64_t)(ms) * 1000000u)
+
+/* ---- sockets (connect.c) ---- */
+
+/* Open a connected, non-blocking, close-on-exec socket to addr, trying
+ * every resolved address in order, each bounded by the time left until
+ * deadline_ns. Returns the fd, or a negative POOL_E* code with errno set. */
+int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns);
+
+/* Liveness of an idle socket: true when nothing is waiting and the peer
+ * has neither closed nor reset it. */
+bool socket_is_alive(int fd);
+
+/* ---- teardown (teardown.c) ---- */
+
+/* Outcome of one step of a peer-first drain. */
+enum drain_status {
+	DRAIN_AGAIN,   /* nothing more to read now; wait for POLLIN */
+	DRAIN_EOF,     /* the server closed (EOF or reset): close now */
+	DRAIN_FAILED   /* the drain cannot finish: apply the fallback */
+};
+
+/* Close fd at once: plain close() or abortive (RST) close. */
+void teardown_now(int fd, enum pool_teardown how);
+
+/* Start a peer-first close: send the close request (non-blocking).
+ * Returns DRAIN_EOF if the peer had already closed, DRAIN_FAILED if the
+ * request could not be sent whole, DRAIN_AGAIN otherwise. */
+enum drain_status drain_start(int fd, const struct pool_settings *s);
+
+/* Read and discard what the server sent; *budget bounds the bytes read
+ * over the whole drain so a peer cannot keep us reading forever. */
+enum drain_status drain_step(int fd, size_t *budget);
+
+/* Bytes a drain may discard before it gives up and falls back. */
+#define DRAIN_BUDGET (256u * 1024u)
+
+/* ---- the pool ---- */
+
+struct pool_conn {
+	int fd;
+	uint32_t magic;            /* CONN_MAGIC_OUT while checked out */
+	struct pool *pool;
+	struct pool_endpoint *ep;
+	uint64_t created_ns;
+	uint64_t expires_ns;       /* lifetime with jitter; 0 = never */
+	uint64_t last_put_ns;      /* when it went idle */
+	uint64_t got_ns;           /* when it was last handed out */
+	uint32_t uses;             /* hand-outs so far */
+	bool reused;
+	bool leak_reported;
+	unsigned fork_gen;         /* fork generation it was opened in */
+	struct pool_conn *prev, *next; /* idle list (utlist) */
+};
+
+#define CONN_MAGIC_OUT  0x7C9001u
+#define CONN_MAGIC_IDLE 0x7C9002u
+#define CONN_MAGIC_DEAD 0x7C90DEu
+
+/* A pool_get waiting for a slot; lives on the waiter's stack. */
+struct waiter {
+	pthread_cond_t cond;
+	struct pool_conn *handed;  /* a connection handed over directly */
+	bool woken;
+	struct waiter *prev, *next;
+};
+
+struct pool_endpoint {
+	char *key;                 /* the endpoint string, hash key */
+	struct endpoint_addr addr;
+	struct pool_settings set;
+	struct shard *shard;
+	struct pool_conn *idle;    /* most recently used first */
+	uint32_t nidle;
+	uint32_t nactive;          /* in use + idle + connecting */
+	uint32_t nin_use;
+	struct waiter *waiters;    /* FIFO */
+	pool_stats_t stats;
+	UT_hash_handle hh;
+};
+
+struct shard {
+	pthread_mutex_t lock;
+	struct pool_endpoint *table; /* uthash head */
+} __attribute__((aligned(64)));
+
+#define POOL_NSHARDS 16
+
+struct pool {
+	struct shard shards[POOL_NSHARDS];
+	struct pool_config *cfg;
+	atomic_uint total;         /* open connections, for max_total */
+	atomic_bool shutting_down;
+	pthread_mutex_t total_lock;/* guards total_waiters */
+	struct waiter *total_waiters;
+	pool_log_fn log_fn;
+	void *log_ud;
+	unsigned fork_gen;
+};
+
+/* Endpoint table (pool.c). Returns the endpoint for key, creating it with
+ * its settings resolved; the shard is locked on return (*shard_out). */
+int pool_endpoint_lock(struct pool *pool, const char *key,
+                       struct pool_endpoint **ep_out);
+void pool_endpoint_unlock(struct pool_endpoint *ep);
+
+/* Connection life (conn.c). */
+struct pool_conn *conn_new(struct pool *pool, struct pool_endpoint *ep, int fd);
+void conn_free(struct pool_conn *c);
+
+/* Tear a connection down by its endpoint's policy, broken or not, and
+ * release its slot. Called without the shard lock. */
+void conn_retire(struct pool *pool, struct pool_conn *c, bool broken);
+
+/* Logging (pool.c). */
+void pool_log(struct pool *pool, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif /* TCPOOL_POOL_INTERNAL_H */
