@@ -1,0 +1,150 @@
+/*
+ * Endpoint strings: "host:port", "[ipv6]:port", "unix:/path".
+ * Parsed strictly: whatever the pool accepts here it can connect to, and
+ * whatever it rejects gets a reason a user can act on.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "pool-internal.h"
+
+static int fail(char *err, size_t errlen, const char *why)
+{
+	if (err && errlen)
+		snprintf(err, errlen, "%s", why);
+	return POOL_EENDPOINT;
+}
+
+/* A port is 1..65535 in plain decimal: no sign, no spaces, no leading +. */
+static int parse_port(const char *s, uint16_t *out)
+{
+	unsigned long v = 0;
+	size_t i;
+
+	if (*s == '\0' || strlen(s) > 5)
+		return -1;
+	for (i = 0; s[i]; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return -1;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+/* Host names and IPv4 literals: letters, digits, '-', '.', '_'. */
+static bool host_chars_ok(const char *h, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		char c = h[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static bool v6_chars_ok(const char *h, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		char c = h[i];
+		bool ok = (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+			  (c >= '0' && c <= '9') || c == ':' || c == '.' ||
+			  c == '%' || (c >= 'g' && c <= 'z');
+		if (!ok)
+			return false;
+	}
+	return n >= 2;
+}
+
+static int parse_unix(const char *path, struct endpoint_addr *out,
+		      char *err, size_t errlen)
+{
+	size_t n = strlen(path);
+
+	if (n == 0)
+		return fail(err, errlen, "empty unix socket path");
+	if (n >= sizeof(out->path))
+		return fail(err, errlen, "unix socket path too long");
+	out->kind = EP_UNIX;
+	memcpy(out->path, path, n + 1);
+	return 0;
+}
+
+static int set_host(struct endpoint_addr *out, const char *h, size_t n,
+		    bool allow_wildcard, char *err, size_t errlen)
+{
+	if (n == 0)
+		return fail(err, errlen, "missing host");
+	if (n >= sizeof(out->host))
+		return fail(err, errlen, "host name too long");
+	memcpy(out->host, h, n);
+	out->host[n] = '\0';
+	if (n == 1 && h[0] == '*') {
+		if (!allow_wildcard)
+			return fail(err, errlen, "'*' is only allowed in config sections");
+		out->wildcard_host = true;
+	}
+	return 0;
+}
+
+static int parse_tcp(const char *s, bool allow_wildcard,
+		     struct endpoint_addr *out, char *err, size_t errlen)
+{
+	const char *colon, *h = s;
+	size_t hn;
+	int rc;
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (!close || close[1] != ':')
+			return fail(err, errlen, "expected [ipv6]:port");
+		h = s + 1;
+		hn = (size_t)(close - h);
+		if (!v6_chars_ok(h, hn))
+			return fail(err, errlen, "malformed IPv6 address");
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return fail(err, errlen, "missing :port");
+		hn = (size_t)(colon - s);
+		if (memchr(s, ':', hn))
+			return fail(err, errlen, "IPv6 addresses need brackets: [addr]:port");
+		if (!(hn == 1 && s[0] == '*') && !host_chars_ok(s, hn))
+			return fail(err, errlen, "bad character in host");
+	}
+	rc = set_host(out, h, hn, allow_wildcard, err, errlen);
+	if (rc)
+		return rc;
+	if (parse_port(colon + 1, &out->port))
+		return fail(err, errlen, "port must be a number from 1 to 65535");
+	out->kind = EP_TCP;
+	return 0;
+}
+
+int endpoint_parse(const char *s, bool allow_wildcard,
+		   struct endpoint_addr *out, char *err, size_t errlen)
+{
+	struct endpoint_addr tmp;
+	int rc;
+
+	if (!s || !out)
+		return fail(err, errlen, "no endpoint");
+	memset(&tmp, 0, sizeof(tmp));
+	if (strncmp(s, "unix:", 5) == 0)
+		rc = parse_unix(s + 5, &tmp, err, errlen);
+	else
+		rc = parse_tcp(s, allow_wildcard, &tmp, err, errlen);
+	if (rc == 0)
+		*out = tmp;
+	return rc;
+}
