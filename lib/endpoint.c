@@ -3,6 +3,7 @@
  * Parsed strictly: whatever the pool accepts here it can connect to, and
  * whatever it rejects gets a reason a user can act on.
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,19 +50,20 @@ static bool host_chars_ok(const char *h, size_t n)
 	return true;
 }
 
-static bool v6_chars_ok(const char *h, size_t n)
+/* A bracketed host must be a real IPv6 literal (a %zone suffix allowed):
+ * a name in brackets would only fail later, at resolve time. */
+static bool v6_literal_ok(const char *h, size_t n)
 {
-	size_t i;
+	char buf[INET6_ADDRSTRLEN];
+	struct in6_addr a;
+	const char *zone = memchr(h, '%', n);
+	size_t addr_len = zone ? (size_t)(zone - h) : n;
 
-	for (i = 0; i < n; i++) {
-		char c = h[i];
-		bool ok = (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
-			  (c >= '0' && c <= '9') || c == ':' || c == '.' ||
-			  c == '%' || (c >= 'g' && c <= 'z');
-		if (!ok)
-			return false;
-	}
-	return n >= 2;
+	if (addr_len == 0 || addr_len >= sizeof(buf) || (zone && zone + 1 == h + n))
+		return false;
+	memcpy(buf, h, addr_len);
+	buf[addr_len] = '\0';
+	return inet_pton(AF_INET6, buf, &a) == 1;
 }
 
 static int parse_unix(const char *path, struct endpoint_addr *out,
@@ -109,7 +111,7 @@ static int parse_tcp(const char *s, bool allow_wildcard,
 			return fail(err, errlen, "expected [ipv6]:port");
 		h = s + 1;
 		hn = (size_t)(close - h);
-		if (!v6_chars_ok(h, hn))
+		if (!v6_literal_ok(h, hn))
 			return fail(err, errlen, "malformed IPv6 address");
 		colon = close + 1;
 	} else {

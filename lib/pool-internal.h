@@ -156,7 +156,7 @@ struct pool_conn {
 	int fd;
 	uint32_t magic;            /* CONN_MAGIC_OUT while checked out */
 	struct pool *pool;
-	struct pool_endpoint *ep;
+	struct pool_endpoint *ep;  /* never freed before the pool */
 	uint64_t created_ns;
 	uint64_t expires_ns;       /* lifetime with jitter; 0 = never */
 	uint64_t last_put_ns;      /* when it went idle */
@@ -172,24 +172,28 @@ struct pool_conn {
 #define CONN_MAGIC_IDLE 0x7C9002u
 #define CONN_MAGIC_DEAD 0x7C90DEu
 
-/* A pool_get waiting for a slot; lives on the waiter's stack. */
+/* A pool_get waiting for a slot; lives on the waiter's stack and is only
+ * touched under pool->wait_lock. */
 struct waiter {
 	pthread_cond_t cond;
+	struct pool_endpoint *ep;  /* what it waits for */
 	struct pool_conn *handed;  /* a connection handed over directly */
-	bool woken;
+	bool woken;                /* a slot freed: retry from the top */
 	struct waiter *prev, *next;
 };
 
 struct pool_endpoint {
 	char *key;                 /* the endpoint string, hash key */
+	struct pool *pool;
 	struct endpoint_addr addr;
 	struct pool_settings set;
 	struct shard *shard;
 	struct pool_conn *idle;    /* most recently used first */
+	struct pool_conn *busy;    /* checked out (leak warnings, destroy) */
 	uint32_t nidle;
 	uint32_t nactive;          /* in use + idle + connecting */
-	uint32_t nin_use;
-	struct waiter *waiters;    /* FIFO */
+	uint32_t nin_use;          /* checked out + connecting */
+	uint32_t nconnecting;      /* min_idle refills under way */
 	pool_stats_t stats;
 	UT_hash_handle hh;
 };
@@ -201,31 +205,121 @@ struct shard {
 
 #define POOL_NSHARDS 16
 
+/* A peer-first close under way: waiting for the server's EOF. */
+struct drain {
+	int fd;
+	uint64_t deadline_ns;
+	size_t budget;
+	enum pool_teardown fallback;
+	struct pool_endpoint *ep;
+	bool ok;                   /* outcome, once finished */
+	struct drain *prev, *next;
+};
+
+/* Peer-first drains, progressed by whoever runs the maintenance. */
+struct reaper {
+	pthread_mutex_t lock;      /* guards list and n */
+	pthread_mutex_t run_lock;  /* one runner at a time */
+	int epfd;                  /* drains' sockets, plus wakefd */
+	int wakefd;                /* eventfd: new work for the maintenance */
+	struct drain *list;
+	unsigned n;
+};
+
 struct pool {
 	struct shard shards[POOL_NSHARDS];
 	struct pool_config *cfg;
 	atomic_uint total;         /* open connections, for max_total */
 	atomic_bool shutting_down;
-	pthread_mutex_t total_lock;/* guards total_waiters */
-	struct waiter *total_waiters;
+	pthread_mutex_t wait_lock; /* guards waiters; taken after a shard lock */
+	struct waiter *waiters;    /* FIFO over all endpoints */
+	atomic_uint nwaiters;      /* lets the hot path skip wait_lock */
+	atomic_uint_fast64_t misuse; /* bad pool_put calls seen */
+	struct reaper reaper;
+	pthread_mutex_t log_lock;  /* guards log_fn, log_ud */
 	pool_log_fn log_fn;
 	void *log_ud;
+	/* maintenance (maint.c) */
+	pthread_t maint_thread;
+	bool maint_running;
+	atomic_bool maint_stop;
+	atomic_uint_fast64_t maint_due_ns; /* when the thread next wakes */
+	/* fork safety (fork.c) */
 	unsigned fork_gen;
+	struct pool *reg_next, *reg_prev;
 };
 
-/* Endpoint table (pool.c). Returns the endpoint for key, creating it with
- * its settings resolved; the shard is locked on return (*shard_out). */
+/* The shard of an endpoint key's uthash hash value. uthash uses the low
+ * bits for its buckets; the high ones pick the shard. */
+static inline struct shard *shard_for(struct pool *pool, unsigned hashv)
+{
+	return &pool->shards[(hashv >> 24) % POOL_NSHARDS];
+}
+
+/* Endpoint table (pool.c): the endpoint for key, created with its
+ * settings resolved on first use; its shard is locked on success. */
 int pool_endpoint_lock(struct pool *pool, const char *key,
-                       struct pool_endpoint **ep_out);
-void pool_endpoint_unlock(struct pool_endpoint *ep);
+		       struct pool_endpoint **ep_out);
+static inline void pool_endpoint_unlock(struct pool_endpoint *ep)
+{
+	pthread_mutex_unlock(&ep->shard->lock);
+}
 
 /* Connection life (conn.c). */
-struct pool_conn *conn_new(struct pool *pool, struct pool_endpoint *ep, int fd);
+struct pool_conn *conn_new(struct pool_endpoint *ep, int fd);
 void conn_free(struct pool_conn *c);
-
-/* Tear a connection down by its endpoint's policy, broken or not, and
- * release its slot. Called without the shard lock. */
+/* Tear c down by its endpoint's policy (broken: never send the close
+ * request) and free its slot. Called without any lock held. */
 void conn_retire(struct pool *pool, struct pool_conn *c, bool broken);
+/* Close c's socket at once and free its slot: for connections found dead,
+ * where the peer already closed (no TIME_WAIT either way). */
+void conn_drop(struct pool *pool, struct pool_conn *c);
+/* Free the slot a connection held (shard lock NOT held). */
+void slot_release(struct pool *pool, struct pool_endpoint *ep);
+/* Wake waiters after capacity came free on ep (shard lock held). */
+void waiters_wake_ep(struct pool *pool, struct pool_endpoint *ep);
+/* Hand c to the first waiter for its endpoint; false if none waits
+ * (shard lock held). */
+bool waiters_handoff(struct pool *pool, struct pool_conn *c);
+/* After pool->total dropped: wake one waiter blocked by max_total. */
+void waiters_wake_total(struct pool *pool);
+/* Release a max_total slot. */
+void total_release(struct pool *pool);
+bool total_reserve(struct pool *pool);
+/* Mark when c expires by lifetime, with jitter. */
+void conn_set_expiry(struct pool_conn *c, uint64_t now);
+
+/* Peer-first drains (reaper.c). */
+int reaper_init(struct reaper *r);
+void reaper_fini(struct reaper *r);
+/* Track fd until the server's EOF or the deadline; takes the fd. */
+void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep);
+/* Progress drains, waiting up to timeout_ms for events; returns the ms
+ * until the next drain deadline, or -1 when none is pending. */
+int reaper_run(struct pool *pool, int timeout_ms);
+unsigned reaper_pending(struct pool *pool);
+void reaper_wake(struct pool *pool);
+
+/* Maintenance (maint.c). */
+int maint_start(struct pool *pool);
+void maint_stop(struct pool *pool);
+/* One sweep: expire idle/old connections, refill min_idle, warn of
+ * leaks; returns when the next sweep is due (absolute ns). */
+uint64_t maint_sweep(struct pool *pool, uint64_t now);
+/* Tell the thread an expiry at due_ns exists (wakes it if earlier). */
+void maint_note_due(struct pool *pool, uint64_t due_ns);
+
+/* Fork safety (fork.c). */
+int fork_register(struct pool *pool);
+void fork_unregister(struct pool *pool);
+/* In a child after fork(): drop inherited connections before any use. */
+void fork_check(struct pool *pool);
+
+/* A pool_put that could not be honoured (stats.c). */
+void pool_note_misuse(struct pool *pool, const struct pool_conn *c);
+/* A put, in a child, of a connection inherited over fork(): closes the
+ * child's copy of the descriptor only. True when it took care of c. */
+bool fork_put_inherited(struct pool *pool, struct pool_conn *c);
 
 /* Logging (pool.c). */
 void pool_log(struct pool *pool, int level, const char *fmt, ...)

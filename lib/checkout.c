@@ -1,0 +1,314 @@
+/*
+ * pool_get / pool_put: the hot path. An idle hand-out is one shard lock,
+ * a list pop and, when validation is due, one recv(MSG_PEEK) syscall.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "pool-internal.h"
+#include "wait.h"
+
+static bool needs_validation(const struct pool_conn *c, uint64_t now)
+{
+	uint32_t after = c->ep->set.validate_idle_ms;
+
+	return after == 0 || now - c->last_put_ns >= MS_TO_NS(after);
+}
+
+/* Shard lock held. */
+static void hand_out(struct pool_endpoint *ep, struct pool_conn *c,
+		     uint64_t now, bool reused)
+{
+	c->magic = CONN_MAGIC_OUT;
+	c->uses++;
+	c->reused = reused;
+	c->got_ns = now;
+	c->leak_reported = false;
+	DL_APPEND(ep->busy, c);
+	ep->stats.gets++;
+	if (reused)
+		ep->stats.reuses++;
+}
+
+/* Pop the most recently used idle connection (shard lock held). It is
+ * moved to the in-use count before the lock drops. */
+static struct pool_conn *idle_pop(struct pool_endpoint *ep)
+{
+	struct pool_conn *c = ep->idle;
+
+	if (!c)
+		return NULL;
+	DL_DELETE(ep->idle, c);
+	ep->nidle--;
+	ep->nin_use++;
+	return c;
+}
+
+static bool slot_reserve(struct pool *pool, struct pool_endpoint *ep)
+{
+	if (ep->set.max_active && ep->nactive >= ep->set.max_active)
+		return false;
+	if (!total_reserve(pool))
+		return false;
+	ep->nactive++;
+	ep->nin_use++;
+	return true;
+}
+
+/* Connect a new connection in a reserved slot; shard lock NOT held. */
+static int connect_new(struct pool *pool, struct pool_endpoint *ep,
+		       pool_conn_t **out)
+{
+	uint64_t now = now_ns();
+	struct pool_conn *c = NULL;
+	int fd;
+
+	fd = socket_connect(&ep->addr, now + MS_TO_NS(ep->set.connect_timeout_ms));
+	if (fd >= 0) {
+		c = conn_new(ep, fd);
+		if (!c)
+			close(fd);
+	}
+	pthread_mutex_lock(&ep->shard->lock);
+	if (c) {
+		ep->stats.connects++;
+		hand_out(ep, c, now_ns(), false);
+		pthread_mutex_unlock(&ep->shard->lock);
+		*out = c;
+		return 0;
+	}
+	ep->stats.connect_failures++;
+	ep->nin_use--;
+	ep->nactive--;
+	waiters_wake_ep(pool, ep);
+	pthread_mutex_unlock(&ep->shard->lock);
+	total_release(pool);
+	return fd < 0 ? fd : POOL_ENOMEM;
+}
+
+/* A popped idle connection was found dead: drop it (shard lock NOT held). */
+static void drop_stale(struct pool *pool, struct pool_conn *c)
+{
+	struct pool_endpoint *ep = c->ep;
+
+	pthread_mutex_lock(&ep->shard->lock);
+	ep->nin_use--;
+	ep->stats.stale_dropped++;
+	pthread_mutex_unlock(&ep->shard->lock);
+	/* Peer closed (CLOSE_WAIT) or reset: a plain close leaves no
+	 * TIME_WAIT. Unexpected bytes waiting: close() sends an RST, which
+	 * is what such a connection deserves. */
+	conn_drop(pool, c);
+}
+
+/* At max_total, an idle connection of another endpoint is worth less than
+ * a caller waiting for this one: retire the least recently used one found
+ * (shard locks taken one at a time). True if one was retired. */
+static bool evict_idle_elsewhere(struct pool *pool, struct pool_endpoint *self)
+{
+	struct pool_endpoint *ep, *tmp;
+	struct pool_conn *victim = NULL;
+	int i;
+
+	for (i = 0; i < POOL_NSHARDS && !victim; i++) {
+		pthread_mutex_lock(&pool->shards[i].lock);
+		HASH_ITER(hh, pool->shards[i].table, ep, tmp) {
+			if (ep == self || !ep->idle)
+				continue;
+			victim = ep->idle->prev; /* the tail: least recently used */
+			DL_DELETE(ep->idle, victim);
+			ep->nidle--;
+			break;
+		}
+		pthread_mutex_unlock(&pool->shards[i].lock);
+	}
+	if (victim)
+		conn_retire(pool, victim, false);
+	return victim != NULL;
+}
+
+static bool total_is_full(struct pool *pool)
+{
+	unsigned cap = pool->cfg->max_total;
+
+	return cap && atomic_load(&pool->total) >= cap;
+}
+
+static int get_locked(struct pool *pool, struct pool_endpoint *ep,
+		      pool_conn_t **out)
+{
+	uint64_t deadline = 0;
+	struct pool_conn *c;
+	int rc;
+
+	for (;;) {
+		c = idle_pop(ep);
+		if (c) {
+			uint64_t now = now_ns();
+
+			if (needs_validation(c, now)) {
+				pthread_mutex_unlock(&ep->shard->lock);
+				if (!socket_is_alive(c->fd)) {
+					drop_stale(pool, c);
+					pthread_mutex_lock(&ep->shard->lock);
+					continue;
+				}
+				pthread_mutex_lock(&ep->shard->lock);
+			}
+			hand_out(ep, c, now, true);
+			pthread_mutex_unlock(&ep->shard->lock);
+			*out = c;
+			return 0;
+		}
+		if (slot_reserve(pool, ep)) {
+			pthread_mutex_unlock(&ep->shard->lock);
+			return connect_new(pool, ep, out);
+		}
+		if (total_is_full(pool)) {
+			pthread_mutex_unlock(&ep->shard->lock);
+			if (evict_idle_elsewhere(pool, ep)) {
+				pthread_mutex_lock(&ep->shard->lock);
+				continue;
+			}
+			pthread_mutex_lock(&ep->shard->lock);
+			/* Something may have come back while unlocked. */
+			if (ep->idle)
+				continue;
+		}
+		if (!deadline) {
+			deadline = now_ns() + MS_TO_NS(ep->set.acquire_timeout_ms);
+			ep->stats.waits++;
+		}
+		rc = wait_for_slot(pool, ep, deadline, &c);
+		pthread_mutex_lock(&ep->shard->lock);
+		if (c) {
+			hand_out(ep, c, now_ns(), true);
+			pthread_mutex_unlock(&ep->shard->lock);
+			*out = c;
+			return 0;
+		}
+		if (rc) {
+			ep->stats.wait_timeouts++;
+			pthread_mutex_unlock(&ep->shard->lock);
+			return rc;
+		}
+	}
+}
+
+POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
+{
+	struct pool_endpoint *ep;
+	int rc;
+
+	if (!out)
+		return POOL_EINVAL;
+	*out = NULL;
+	if (!pool || !endpoint)
+		return POOL_EINVAL;
+	fork_check(pool);
+	if (atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
+		return POOL_ESHUTDOWN;
+	rc = pool_endpoint_lock(pool, endpoint, &ep);
+	if (rc)
+		return rc;
+	return get_locked(pool, ep, out);
+}
+
+/* Whether a connection has reached its max_uses or lifetime. */
+static bool conn_expired(const struct pool_conn *c, uint64_t now)
+{
+	const struct pool_settings *s = &c->ep->set;
+
+	if (s->max_uses && c->uses >= s->max_uses)
+		return true;
+	return c->expires_ns && now >= c->expires_ns;
+}
+
+/* When the maintenance must look at an idle connection again: its idle
+ * timeout or its end of life, whichever comes first; 0 for never. */
+static uint64_t idle_due(const struct pool_conn *c)
+{
+	uint64_t due = 0;
+
+	if (c->ep->set.idle_timeout_ms)
+		due = c->last_put_ns + MS_TO_NS(c->ep->set.idle_timeout_ms);
+	if (c->expires_ns && (!due || c->expires_ns < due))
+		due = c->expires_ns;
+	return due;
+}
+
+/* Keep a healthy connection idle if there is room (shard lock held). */
+static bool keep_idle(struct pool *pool, struct pool_conn *c, uint64_t now)
+{
+	struct pool_endpoint *ep = c->ep;
+
+	if (ep->nidle >= ep->set.max_idle ||
+	    atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
+		return false;
+	c->magic = CONN_MAGIC_IDLE;
+	c->last_put_ns = now;
+	DL_PREPEND(ep->idle, c);
+	ep->nidle++;
+	return true;
+}
+
+static bool put_is_valid(struct pool *pool, struct pool_conn *c)
+{
+	return pool && c && c->magic == CONN_MAGIC_OUT && c->pool == pool;
+}
+
+POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
+{
+	struct pool_endpoint *ep;
+	uint64_t now;
+
+	if (!put_is_valid(pool, conn) || mode > POOL_BROKEN) {
+		pool_note_misuse(pool, conn);
+		return;
+	}
+	if (fork_put_inherited(pool, conn))
+		return;
+	ep = conn->ep;
+	now = now_ns();
+	pthread_mutex_lock(&ep->shard->lock);
+	DL_DELETE(ep->busy, conn);
+	if (mode == POOL_REUSE && !conn_expired(conn, now)) {
+		/* A waiter gets it directly: it stays in use, by someone else. */
+		if (waiters_handoff(pool, conn)) {
+			conn->magic = CONN_MAGIC_IDLE;
+			pthread_mutex_unlock(&ep->shard->lock);
+			return;
+		}
+		if (keep_idle(pool, conn, now)) {
+			uint64_t due = idle_due(conn);
+
+			ep->nin_use--;
+			pthread_mutex_unlock(&ep->shard->lock);
+			maint_note_due(pool, due);
+			return;
+		}
+	}
+	ep->nin_use--;
+	pthread_mutex_unlock(&ep->shard->lock);
+	conn_retire(pool, conn, mode == POOL_BROKEN);
+}
+
+POOL_API int pool_conn_fd(const pool_conn_t *conn)
+{
+	return conn ? conn->fd : -1;
+}
+
+POOL_API int pool_conn_reused(const pool_conn_t *conn)
+{
+	return conn && conn->reused;
+}
+
+POOL_API int pool_conn_last_use(const pool_conn_t *conn)
+{
+	return conn && conn_expired(conn, now_ns());
+}
+
+POOL_API const char *pool_conn_endpoint(const pool_conn_t *conn)
+{
+	return conn ? conn->ep->key : NULL;
+}

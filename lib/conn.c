@@ -1,0 +1,145 @@
+/*
+ * Connection life: records, slots, retirement by policy.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "pool-internal.h"
+
+struct pool_conn *conn_new(struct pool_endpoint *ep, int fd)
+{
+	struct pool_conn *c = calloc(1, sizeof(*c));
+	uint64_t now = now_ns();
+
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->ep = ep;
+	c->pool = ep->pool;
+	c->fork_gen = ep->pool->fork_gen;
+	c->created_ns = now;
+	c->last_put_ns = now;
+	conn_set_expiry(c, now);
+	return c;
+}
+
+void conn_free(struct pool_conn *c)
+{
+	c->magic = CONN_MAGIC_DEAD;
+	free(c);
+}
+
+/* Lifetime minus a random 0..jitter% so that connections opened together
+ * (a burst at start-up) do not all expire, and reconnect, together. */
+void conn_set_expiry(struct pool_conn *c, uint64_t now)
+{
+	const struct pool_settings *s = &c->ep->set;
+	uint64_t life = MS_TO_NS(s->max_lifetime_ms);
+	uint64_t cut = 0;
+
+	if (!life) {
+		c->expires_ns = 0;
+		return;
+	}
+	if (s->lifetime_jitter_pct) {
+		/* rand_r on the address and clock: no shared PRNG state. */
+		unsigned seed = (unsigned)(now ^ (uintptr_t)c);
+
+		cut = life * s->lifetime_jitter_pct / 100;
+		cut = cut * (uint64_t)rand_r(&seed) / ((uint64_t)RAND_MAX + 1);
+	}
+	c->expires_ns = now + life - cut;
+}
+
+bool total_reserve(struct pool *pool)
+{
+	unsigned cap = pool->cfg->max_total;
+	unsigned cur = atomic_load(&pool->total);
+
+	do {
+		if (cap && cur >= cap)
+			return false;
+	} while (!atomic_compare_exchange_weak(&pool->total, &cur, cur + 1));
+	return true;
+}
+
+void total_release(struct pool *pool)
+{
+	atomic_fetch_sub(&pool->total, 1);
+	waiters_wake_total(pool);
+}
+
+void slot_release(struct pool *pool, struct pool_endpoint *ep)
+{
+	pthread_mutex_lock(&ep->shard->lock);
+	ep->nactive--;
+	ep->stats.closed++;
+	waiters_wake_ep(pool, ep);
+	pthread_mutex_unlock(&ep->shard->lock);
+	total_release(pool);
+}
+
+void conn_drop(struct pool *pool, struct pool_conn *c)
+{
+	struct pool_endpoint *ep = c->ep;
+
+	close(c->fd);
+	conn_free(c);
+	slot_release(pool, ep);
+}
+
+static void count_retired(struct pool_endpoint *ep, enum pool_teardown policy)
+{
+	pthread_mutex_lock(&ep->shard->lock);
+	if (policy == TEARDOWN_CLOSE)
+		ep->stats.retired_close++;
+	else if (policy == TEARDOWN_ABORT)
+		ep->stats.retired_abort++;
+	else
+		ep->stats.retired_peer_first++;
+	pthread_mutex_unlock(&ep->shard->lock);
+}
+
+static void count_peer_first(struct pool_endpoint *ep, bool ok)
+{
+	pthread_mutex_lock(&ep->shard->lock);
+	if (ok)
+		ep->stats.peer_first_ok++;
+	else
+		ep->stats.peer_first_fallback++;
+	pthread_mutex_unlock(&ep->shard->lock);
+}
+
+/* Peer-first: the request goes out now, from the caller, so the server
+ * starts closing at once; the wait for its EOF runs in the maintenance
+ * context, so the caller never waits for the peer. */
+static void retire_peer_first(struct pool *pool, int fd, struct pool_endpoint *ep,
+			      bool broken)
+{
+	enum drain_status st;
+
+	/* A broken connection's protocol state is unknown: a close request
+	 * could be read as part of something else, so fall back at once. */
+	st = broken ? DRAIN_FAILED : drain_start(fd, &ep->set);
+	if (st == DRAIN_AGAIN) {
+		reaper_add(pool, fd, ep);
+		return;
+	}
+	count_peer_first(ep, st == DRAIN_EOF);
+	teardown_now(fd, st == DRAIN_EOF ? TEARDOWN_CLOSE : ep->set.fallback);
+}
+
+void conn_retire(struct pool *pool, struct pool_conn *c, bool broken)
+{
+	struct pool_endpoint *ep = c->ep;
+	enum pool_teardown policy = ep->set.teardown;
+	int fd = c->fd;
+
+	conn_free(c);
+	count_retired(ep, policy);
+	if (policy == TEARDOWN_PEER_FIRST)
+		retire_peer_first(pool, fd, ep, broken);
+	else
+		teardown_now(fd, policy);
+	slot_release(pool, ep);
+}

@@ -1,0 +1,163 @@
+/*
+ * Connecting: resolve, then try every address in order, each connect
+ * non-blocking and bounded by what is left of one deadline.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "pool-internal.h"
+
+/* Map a connect errno to the code a caller can act on. */
+static int connect_error(int err)
+{
+	switch (err) {
+	case ECONNREFUSED:
+		return POOL_ECONNREFUSED;
+	case ETIMEDOUT:
+		return POOL_ETIMEDOUT;
+	case EADDRNOTAVAIL:
+		return POOL_EADDRNOTAVAIL;
+	case EMFILE:
+	case ENFILE:
+		return POOL_EMFILE;
+	case ENOMEM:
+	case ENOBUFS:
+		return POOL_ENOMEM;
+	default:
+		return POOL_ECONNECT;
+	}
+}
+
+static int ms_left(uint64_t deadline_ns)
+{
+	uint64_t now = now_ns();
+
+	if (now >= deadline_ns)
+		return 0;
+	return (int)((deadline_ns - now + 999999) / 1000000);
+}
+
+/* Wait for a non-blocking connect to finish; returns 0 or an errno. */
+static int connect_wait(int fd, uint64_t deadline_ns)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	int r, soerr = 0;
+	socklen_t len = sizeof(soerr);
+
+	do {
+		int left = ms_left(deadline_ns);
+
+		if (left == 0)
+			return ETIMEDOUT;
+		r = poll(&p, 1, left);
+	} while ((r == -1 && errno == EINTR) || r == 0);
+	if (r < 0)
+		return errno;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+		return errno;
+	return soerr;
+}
+
+/* One attempt on one address. Returns the fd or -errno. */
+static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
+		       uint64_t deadline_ns)
+{
+	int fd, r, err, one = 1;
+
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (family != AF_UNIX)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	do {
+		r = connect(fd, sa, salen);
+	} while (r == -1 && errno == EINTR);
+	err = r == 0 ? 0 : errno;
+	if (err == EINPROGRESS || err == EAGAIN)
+		err = connect_wait(fd, deadline_ns);
+	if (err) {
+		/* A failed connect leaves no TIME_WAIT; a plain close is right. */
+		close(fd);
+		return -err;
+	}
+	/* Callers get a blocking socket, as after a plain connect(); the pool's
+	 * own I/O uses MSG_DONTWAIT so it works whatever the flag is. */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	memcpy(sun.sun_path, addr->path, strlen(addr->path) + 1);
+	fd = connect_one(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun), deadline_ns);
+	if (fd < 0) {
+		errno = -fd;
+		/* A missing socket file is the unix form of "nobody listens". */
+		return fd == -ENOENT ? POOL_ECONNREFUSED : connect_error(-fd);
+	}
+	return fd;
+}
+
+static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res = NULL, *ai;
+	char port[8];
+	int fd = POOL_ECONNECT, last_errno = 0, rc;
+
+	snprintf(port, sizeof(port), "%u", addr->port);
+	rc = getaddrinfo(addr->host, port, &hints, &res);
+	if (rc != 0) {
+		errno = rc == EAI_SYSTEM ? errno : ENOENT;
+		return rc == EAI_MEMORY ? POOL_ENOMEM : POOL_ERESOLVE;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen,
+				 deadline_ns);
+		if (fd >= 0)
+			goto out;
+		last_errno = -fd;
+		/* Out of descriptors or time: the next address cannot do better. */
+		if (last_errno == EMFILE || last_errno == ENFILE ||
+		    last_errno == ETIMEDOUT)
+			break;
+	}
+	fd = connect_error(last_errno);
+	errno = last_errno;
+out:
+	freeaddrinfo(res);
+	return fd;
+}
+
+int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns)
+{
+	if (addr->kind == EP_UNIX)
+		return connect_unix(addr, deadline_ns);
+	return connect_tcp(addr, deadline_ns);
+}
+
+bool socket_is_alive(int fd)
+{
+	char c;
+	ssize_t r;
+
+	do {
+		r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	} while (r == -1 && errno == EINTR);
+	/* Bytes waiting on an idle connection mean the protocol state is not
+	 * what the next user expects: that counts as dead too. */
+	return r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}

@@ -1,0 +1,294 @@
+/*
+ * Maintenance: what the pool does on its own, in a background thread
+ * (maintenance = thread, the default) or when the application calls
+ * pool_maintain() (maintenance = manual):
+ *  - retire connections idle longer than idle_timeout_ms or older than
+ *    their (jittered) max_lifetime_ms, a few per sweep so that a crowd
+ *    expiring together is retired as a trickle, not a burst;
+ *  - refill min_idle warm connections on endpoints that have been used;
+ *  - warn once about connections held longer than leak_warn_ms;
+ *  - progress peer-first drains (reaper.c).
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "pool-internal.h"
+
+#define SWEEP_MAX_RETIRE 16          /* per sweep; the rest soon after */
+#define SWEEP_AGAIN_NS   MS_TO_NS(5)
+#define REFILL_RETRY_NS  MS_TO_NS(1000)
+#define NEVER            UINT64_MAX
+
+struct sweep {
+	uint64_t now;
+	uint64_t due;                /* earliest next need */
+	unsigned budget;             /* retirements left this sweep */
+	struct pool_conn *retire;    /* to retire once unlocked */
+	struct pool_endpoint *refill[POOL_NSHARDS * 4];
+	unsigned nrefill;
+	struct leak {                /* logged once no lock is held */
+		const char *endpoint;
+		int fd;
+		uint64_t held_ms;
+		uint32_t warn_ms;
+	} leaks[8];
+	unsigned nleaks;
+};
+
+static void due_at(struct sweep *sw, uint64_t t)
+{
+	if (t && t < sw->due)
+		sw->due = t;
+}
+
+static uint64_t idle_deadline(const struct pool_conn *c)
+{
+	uint64_t due = 0;
+	uint32_t idle = c->ep->set.idle_timeout_ms;
+
+	if (idle)
+		due = c->last_put_ns + MS_TO_NS(idle);
+	if (c->expires_ns && (!due || c->expires_ns < due))
+		due = c->expires_ns;
+	return due;
+}
+
+/* Oldest idle first (the list is most recently used first). */
+static void sweep_idle(struct sweep *sw, struct pool_endpoint *ep)
+{
+	struct pool_conn *c, *prev;
+
+	for (c = ep->idle ? ep->idle->prev : NULL; c; c = prev) {
+		uint64_t due = idle_deadline(c);
+
+		prev = c == ep->idle ? NULL : c->prev;
+		if (!due || due > sw->now) {
+			due_at(sw, due);
+			continue;
+		}
+		if (!sw->budget) {
+			due_at(sw, sw->now + SWEEP_AGAIN_NS);
+			return;
+		}
+		sw->budget--;
+		DL_DELETE(ep->idle, c);
+		ep->nidle--;
+		DL_APPEND(sw->retire, c);
+	}
+}
+
+/* Note connections held past leak_warn_ms, once each. */
+static void sweep_leaks(struct sweep *sw, struct pool_endpoint *ep)
+{
+	uint32_t warn = ep->set.leak_warn_ms;
+	struct pool_conn *c;
+
+	if (!warn)
+		return;
+	DL_FOREACH(ep->busy, c) {
+		uint64_t due = c->got_ns + MS_TO_NS(warn);
+		struct leak *l;
+
+		if (c->leak_reported)
+			continue;
+		if (due > sw->now) {
+			due_at(sw, due);
+			continue;
+		}
+		if (sw->nleaks == sizeof(sw->leaks) / sizeof(sw->leaks[0])) {
+			due_at(sw, sw->now + SWEEP_AGAIN_NS);
+			return;
+		}
+		c->leak_reported = true;
+		l = &sw->leaks[sw->nleaks++];
+		l->endpoint = ep->key; /* endpoints live as long as the pool */
+		l->fd = c->fd;
+		l->held_ms = (sw->now - c->got_ns) / 1000000u;
+		l->warn_ms = warn;
+	}
+}
+
+static void log_leaks(struct pool *pool, const struct sweep *sw)
+{
+	unsigned i;
+
+	for (i = 0; i < sw->nleaks; i++)
+		pool_log(pool, POOL_LOG_WARN,
+			 "connection to %s (fd %d) checked out for %llu ms, "
+			 "longer than leak_warn_ms = %u",
+			 sw->leaks[i].endpoint, sw->leaks[i].fd,
+			 (unsigned long long)sw->leaks[i].held_ms,
+			 sw->leaks[i].warn_ms);
+}
+
+static void sweep_refill(struct pool *pool, struct sweep *sw, struct pool_endpoint *ep)
+{
+	if (ep->nidle + ep->nconnecting >= ep->set.min_idle)
+		return;
+	if (sw->nrefill == sizeof(sw->refill) / sizeof(sw->refill[0])) {
+		due_at(sw, sw->now + SWEEP_AGAIN_NS);
+		return;
+	}
+	if (ep->set.max_active && ep->nactive >= ep->set.max_active)
+		return;
+	if (!total_reserve(pool))
+		return;
+	ep->nactive++;
+	ep->nconnecting++;
+	sw->refill[sw->nrefill++] = ep;
+}
+
+/* Open one warm connection for ep in its reserved slot. */
+static void refill_one(struct pool *pool, struct pool_endpoint *ep, struct sweep *sw)
+{
+	uint64_t now = now_ns();
+	int fd = socket_connect(&ep->addr, now + MS_TO_NS(ep->set.connect_timeout_ms));
+	struct pool_conn *c = fd >= 0 ? conn_new(ep, fd) : NULL;
+
+	if (fd >= 0 && !c)
+		close(fd);
+	pthread_mutex_lock(&ep->shard->lock);
+	ep->nconnecting--;
+	if (c) {
+		ep->stats.connects++;
+		c->magic = CONN_MAGIC_IDLE;
+		DL_APPEND(ep->idle, c); /* warm, but least recently used */
+		ep->nidle++;
+		waiters_wake_ep(pool, ep);
+		pthread_mutex_unlock(&ep->shard->lock);
+		due_at(sw, idle_deadline(c));
+		return;
+	}
+	ep->stats.connect_failures++;
+	ep->nactive--;
+	pthread_mutex_unlock(&ep->shard->lock);
+	total_release(pool);
+	due_at(sw, now + REFILL_RETRY_NS);
+}
+
+uint64_t maint_sweep(struct pool *pool, uint64_t now)
+{
+	struct sweep sw = { .now = now, .due = NEVER, .budget = SWEEP_MAX_RETIRE };
+	struct pool_endpoint *ep, *tmp;
+	struct pool_conn *c, *ctmp;
+	unsigned i;
+
+	for (i = 0; i < POOL_NSHARDS; i++) {
+		struct shard *sh = &pool->shards[i];
+
+		pthread_mutex_lock(&sh->lock);
+		HASH_ITER(hh, sh->table, ep, tmp) {
+			sweep_idle(&sw, ep);
+			sweep_leaks(&sw, ep);
+			if (ep->set.min_idle && !atomic_load(&pool->shutting_down))
+				sweep_refill(pool, &sw, ep);
+		}
+		pthread_mutex_unlock(&sh->lock);
+	}
+	DL_FOREACH_SAFE(sw.retire, c, ctmp) {
+		DL_DELETE(sw.retire, c);
+		conn_retire(pool, c, false);
+	}
+	for (i = 0; i < sw.nrefill; i++)
+		refill_one(pool, sw.refill[i], &sw);
+	log_leaks(pool, &sw);
+	return sw.due;
+}
+
+void maint_note_due(struct pool *pool, uint64_t due_ns)
+{
+	uint_fast64_t cur = atomic_load(&pool->maint_due_ns);
+
+	if (!due_ns)
+		return;
+	do {
+		if (due_ns >= cur)
+			return;
+	} while (!atomic_compare_exchange_weak(&pool->maint_due_ns, &cur, due_ns));
+	reaper_wake(pool);
+}
+
+static int ms_until(uint64_t t, uint64_t now)
+{
+	uint64_t ms;
+
+	if (t == NEVER)
+		return -1;
+	if (t <= now)
+		return 0;
+	ms = (t - now + 999999) / 1000000;
+	return ms > 60000 ? 60000 : (int)ms;
+}
+
+/* One round: sweep if due, progress drains; returns ms until needed. */
+static int maint_round(struct pool *pool, int wait_ms)
+{
+	uint64_t now = now_ns();
+	int sweep_ms, drain_ms;
+
+	if (now >= atomic_load(&pool->maint_due_ns)) {
+		atomic_store(&pool->maint_due_ns, NEVER);
+		maint_note_due(pool, maint_sweep(pool, now));
+	}
+	sweep_ms = ms_until(atomic_load(&pool->maint_due_ns), now_ns());
+	if (wait_ms != 0 && (wait_ms < 0 || (sweep_ms >= 0 && sweep_ms < wait_ms)))
+		wait_ms = sweep_ms;
+	drain_ms = reaper_run(pool, wait_ms);
+	sweep_ms = ms_until(atomic_load(&pool->maint_due_ns), now_ns());
+	if (drain_ms < 0)
+		return sweep_ms;
+	if (sweep_ms < 0)
+		return drain_ms;
+	return drain_ms < sweep_ms ? drain_ms : sweep_ms;
+}
+
+static void *maint_thread(void *arg)
+{
+	struct pool *pool = arg;
+	int next = -1;
+
+	while (!atomic_load(&pool->maint_stop))
+		next = maint_round(pool, next);
+	return NULL;
+}
+
+int maint_start(struct pool *pool)
+{
+	atomic_store(&pool->maint_due_ns, NEVER);
+	atomic_store(&pool->maint_stop, false);
+	pool->maint_running = false;
+	if (pool->cfg->maintenance == MAINT_MANUAL)
+		return 0;
+	if (pthread_create(&pool->maint_thread, NULL, maint_thread, pool))
+		return POOL_ESYS;
+	pool->maint_running = true;
+	return 0;
+}
+
+void maint_stop(struct pool *pool)
+{
+	if (!pool->maint_running)
+		return;
+	atomic_store(&pool->maint_stop, true);
+	reaper_wake(pool);
+	pthread_join(pool->maint_thread, NULL);
+	pool->maint_running = false;
+}
+
+POOL_API int pool_maintain(pool_t *pool, int *next_ms)
+{
+	int next;
+
+	if (!pool)
+		return POOL_EINVAL;
+	fork_check(pool);
+	next = maint_round(pool, 0);
+	if (next_ms)
+		*next_ms = next;
+	return 0;
+}
+
+POOL_API int pool_maintenance_fd(pool_t *pool)
+{
+	return pool ? pool->reaper.epfd : POOL_EINVAL;
+}

@@ -1,0 +1,295 @@
+/*
+ * The pool: creation, the endpoint table, destruction.
+ *
+ * Lock order, outermost first: shard.lock -> wait_lock. reaper.lock and
+ * log_lock are leaves (nothing else is taken while they are held). No lock
+ * is ever held across connect(), a teardown or a callback.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool-internal.h"
+
+#undef uthash_nonfatal_oom
+#define uthash_nonfatal_oom(obj) (hash_oom = true)
+
+static struct pool_endpoint *endpoint_new(struct pool *pool, const char *key)
+{
+	struct pool_endpoint *ep = calloc(1, sizeof(*ep));
+
+	if (!ep)
+		return NULL;
+	ep->pool = pool;
+	ep->key = strdup(key);
+	if (!ep->key)
+		goto fail;
+	if (endpoint_parse(key, false, &ep->addr, NULL, 0))
+		goto fail;
+	if (config_resolve(pool->cfg, &ep->addr, &ep->set))
+		goto fail;
+	return ep;
+fail:
+	free(ep->key);
+	free(ep);
+	return NULL;
+}
+
+static void endpoint_free(struct pool_endpoint *ep)
+{
+	settings_release(&ep->set);
+	free(ep->key);
+	free(ep);
+}
+
+/* Insert a new endpoint for key unless another thread beat us to it. */
+static int endpoint_insert(struct pool *pool, struct shard *sh, const char *key,
+			   unsigned hashv, struct pool_endpoint **ep_out)
+{
+	struct pool_endpoint *ep, *found = NULL;
+	size_t len = strlen(key);
+	bool hash_oom = false;
+
+	ep = endpoint_new(pool, key);
+	if (!ep)
+		return POOL_ENOMEM;
+	ep->shard = sh;
+	pthread_mutex_lock(&sh->lock);
+	HASH_FIND_BYHASHVALUE(hh, sh->table, key, len, hashv, found);
+	if (found) {
+		endpoint_free(ep);
+		*ep_out = found;
+		return 0;
+	}
+	HASH_ADD_KEYPTR_BYHASHVALUE(hh, sh->table, ep->key, len, hashv, ep);
+	if (hash_oom) {
+		pthread_mutex_unlock(&sh->lock);
+		endpoint_free(ep);
+		return POOL_ENOMEM;
+	}
+	*ep_out = ep;
+	return 0;
+}
+
+int pool_endpoint_lock(struct pool *pool, const char *key,
+		       struct pool_endpoint **ep_out)
+{
+	struct pool_endpoint *ep = NULL;
+	struct endpoint_addr addr;
+	size_t len = strlen(key);
+	struct shard *sh;
+	unsigned hashv;
+
+	HASH_VALUE(key, len, hashv);
+	sh = shard_for(pool, hashv);
+	pthread_mutex_lock(&sh->lock);
+	HASH_FIND_BYHASHVALUE(hh, sh->table, key, len, hashv, ep);
+	if (ep) {
+		*ep_out = ep;
+		return 0;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	/* First use: parse and resolve settings outside the lock. A bad
+	 * string never enters the table, so junk cannot grow it. */
+	if (endpoint_parse(key, false, &addr, NULL, 0))
+		return POOL_EENDPOINT;
+	return endpoint_insert(pool, sh, key, hashv, ep_out);
+}
+
+static int shards_init(struct pool *pool)
+{
+	int i;
+
+	for (i = 0; i < POOL_NSHARDS; i++)
+		pthread_mutex_init(&pool->shards[i].lock, NULL);
+	pthread_mutex_init(&pool->wait_lock, NULL);
+	pthread_mutex_init(&pool->log_lock, NULL);
+	return reaper_init(&pool->reaper);
+}
+
+/* With no config given: defaults, then $TCPOOL_CONFIG if set.
+ * secure_getenv: a set-uid program must not read a file its user names. */
+static int config_from_env(struct pool_config **out)
+{
+	struct pool_config *cfg = pool_config_new();
+	const char *path = secure_getenv("TCPOOL_CONFIG");
+	char err[256];
+	int rc;
+
+	if (!cfg)
+		return POOL_ENOMEM;
+	if (path && *path) {
+		rc = pool_config_load(cfg, path, err, sizeof(err));
+		if (rc) {
+			pool_config_free(cfg);
+			return rc;
+		}
+	}
+	*out = cfg;
+	return 0;
+}
+
+POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
+{
+	struct pool *pool;
+	int rc;
+
+	if (!out)
+		return POOL_EINVAL;
+	*out = NULL;
+	pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return POOL_ENOMEM;
+	if (cfg) {
+		pool->cfg = config_copy(cfg);
+		rc = pool->cfg ? 0 : POOL_ENOMEM;
+	} else {
+		rc = config_from_env(&pool->cfg);
+	}
+	if (rc)
+		goto fail_cfg;
+	rc = shards_init(pool);
+	if (rc)
+		goto fail_cfg;
+	rc = fork_register(pool);
+	if (rc)
+		goto fail_reaper;
+	rc = maint_start(pool);
+	if (rc)
+		goto fail_fork;
+	*out = pool;
+	return 0;
+fail_fork:
+	fork_unregister(pool);
+fail_reaper:
+	reaper_fini(&pool->reaper);
+fail_cfg:
+	pool_config_free(pool->cfg);
+	free(pool);
+	return rc;
+}
+
+/* Take every idle connection out of every endpoint, for retirement. */
+static struct pool_conn *collect_idle(struct pool *pool)
+{
+	struct pool_conn *all = NULL, *c, *tmp;
+	struct pool_endpoint *ep, *etmp;
+	int i;
+
+	for (i = 0; i < POOL_NSHARDS; i++) {
+		struct shard *sh = &pool->shards[i];
+
+		pthread_mutex_lock(&sh->lock);
+		HASH_ITER(hh, sh->table, ep, etmp) {
+			DL_FOREACH_SAFE(ep->idle, c, tmp) {
+				DL_DELETE(ep->idle, c);
+				ep->nidle--;
+				DL_APPEND(all, c);
+			}
+		}
+		pthread_mutex_unlock(&sh->lock);
+	}
+	return all;
+}
+
+/* Checked-out connections are left to their holders: the descriptor stays
+ * open (closing it under a thread that still uses it could hit a reused
+ * number); only the pool's record of it goes. */
+static unsigned free_endpoints(struct pool *pool)
+{
+	struct pool_endpoint *ep, *etmp;
+	struct pool_conn *c, *tmp;
+	unsigned left_out = 0;
+	int i;
+
+	for (i = 0; i < POOL_NSHARDS; i++) {
+		struct shard *sh = &pool->shards[i];
+
+		HASH_ITER(hh, sh->table, ep, etmp) {
+			DL_FOREACH_SAFE(ep->busy, c, tmp) {
+				DL_DELETE(ep->busy, c);
+				conn_free(c);
+				left_out++;
+			}
+			HASH_DELETE(hh, sh->table, ep);
+			endpoint_free(ep);
+		}
+		pthread_mutex_destroy(&sh->lock);
+	}
+	return left_out;
+}
+
+/* Run drains until all are done; each has its own deadline, and they all
+ * started now, so this takes at most the longest close_timeout_ms. */
+static void finish_drains(struct pool *pool)
+{
+	int next;
+
+	do {
+		next = reaper_run(pool, 0);
+		if (next >= 0)
+			next = reaper_run(pool, next > 50 ? 50 : next);
+	} while (next >= 0);
+}
+
+POOL_API void pool_destroy(pool_t *pool)
+{
+	struct pool_conn *idle, *c, *tmp;
+	unsigned left_out;
+
+	if (!pool)
+		return;
+	fork_check(pool);
+	atomic_store(&pool->shutting_down, true);
+	maint_stop(pool);
+	idle = collect_idle(pool);
+	DL_FOREACH_SAFE(idle, c, tmp) {
+		DL_DELETE(idle, c);
+		conn_retire(pool, c, false);
+	}
+	finish_drains(pool);
+	left_out = free_endpoints(pool);
+	if (left_out)
+		pool_log(pool, POOL_LOG_WARN,
+			 "pool_destroy: %u connection(s) still checked out; "
+			 "their descriptors are left open to their holders",
+			 left_out);
+	fork_unregister(pool);
+	reaper_fini(&pool->reaper);
+	pthread_mutex_destroy(&pool->wait_lock);
+	pthread_mutex_destroy(&pool->log_lock);
+	pool_config_free(pool->cfg);
+	free(pool);
+}
+
+POOL_API void pool_set_log(pool_t *pool, pool_log_fn fn, void *ud)
+{
+	if (!pool)
+		return;
+	pthread_mutex_lock(&pool->log_lock);
+	pool->log_fn = fn;
+	pool->log_ud = ud;
+	pthread_mutex_unlock(&pool->log_lock);
+}
+
+void pool_log(struct pool *pool, int level, const char *fmt, ...)
+{
+	char msg[512];
+	pool_log_fn fn;
+	void *ud;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&pool->log_lock);
+	fn = pool->log_fn;
+	ud = pool->log_ud;
+	pthread_mutex_unlock(&pool->log_lock);
+	if (fn)
+		fn(level, msg, ud);
+	else
+		fprintf(stderr, "tcpool: %s\n", msg);
+}

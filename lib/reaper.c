@@ -1,0 +1,190 @@
+/*
+ * The reaper: peer-first closes waiting for the server's EOF, many at once
+ * in one epoll set, each under its own close_timeout_ms deadline. It runs
+ * in the maintenance thread, in pool_maintain(), or in pool_destroy().
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "pool-internal.h"
+
+#define REAPER_BATCH 64
+
+int reaper_init(struct reaper *r)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->run_lock, NULL);
+	r->list = NULL;
+	r->n = 0;
+	r->epfd = epoll_create1(EPOLL_CLOEXEC);
+	r->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->epfd < 0 || r->wakefd < 0 ||
+	    epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wakefd, &ev) < 0) {
+		int err = errno;
+
+		reaper_fini(r);
+		return err == EMFILE || err == ENFILE ? POOL_EMFILE : POOL_ESYS;
+	}
+	return 0;
+}
+
+void reaper_fini(struct reaper *r)
+{
+	if (r->epfd >= 0)
+		close(r->epfd);
+	if (r->wakefd >= 0)
+		close(r->wakefd);
+	r->epfd = r->wakefd = -1;
+	pthread_mutex_destroy(&r->lock);
+	pthread_mutex_destroy(&r->run_lock);
+}
+
+void reaper_wake(struct pool *pool)
+{
+	uint64_t one = 1;
+	ssize_t n = write(pool->reaper.wakefd, &one, sizeof(one));
+
+	(void)n; /* a full counter already means "wake up" */
+}
+
+unsigned reaper_pending(struct pool *pool)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&pool->reaper.lock);
+	n = pool->reaper.n;
+	pthread_mutex_unlock(&pool->reaper.lock);
+	return n;
+}
+
+static void count_drain(struct pool_endpoint *ep, bool ok, int delta)
+{
+	pthread_mutex_lock(&ep->shard->lock);
+	if (delta > 0)
+		ep->stats.draining++;
+	else
+		ep->stats.draining--;
+	if (delta < 0 && ok)
+		ep->stats.peer_first_ok++;
+	else if (delta < 0)
+		ep->stats.peer_first_fallback++;
+	pthread_mutex_unlock(&ep->shard->lock);
+}
+
+void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep)
+{
+	struct reaper *r = &pool->reaper;
+	struct drain *d = calloc(1, sizeof(*d));
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+
+	if (!d) {
+		/* No memory to wait: do not block the caller, fall back. */
+		count_drain(ep, false, 1);
+		count_drain(ep, false, -1);
+		teardown_now(fd, ep->set.fallback);
+		return;
+	}
+	d->fd = fd;
+	d->ep = ep;
+	d->budget = DRAIN_BUDGET;
+	d->fallback = ep->set.fallback;
+	d->deadline_ns = now_ns() + MS_TO_NS(ep->set.close_timeout_ms);
+	ev.data.ptr = d;
+	count_drain(ep, false, 1);
+	pthread_mutex_lock(&r->lock);
+	DL_APPEND(r->list, d);
+	r->n++;
+	epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev);
+	pthread_mutex_unlock(&r->lock);
+	reaper_wake(pool);
+}
+
+/* Close a finished drain: EOF seen (ok) or fallback. No lock held. */
+static void drain_finish(struct drain *d, bool ok)
+{
+	teardown_now(d->fd, ok ? TEARDOWN_CLOSE : d->fallback);
+	count_drain(d->ep, ok, -1);
+	free(d);
+}
+
+/* Unlink d (reaper lock held) and queue it on done with its outcome. */
+static void drain_unlink(struct reaper *r, struct drain *d, struct drain **done,
+			 bool ok)
+{
+	DL_DELETE(r->list, d);
+	r->n--;
+	epoll_ctl(r->epfd, EPOLL_CTL_DEL, d->fd, NULL);
+	d->ok = ok;
+	DL_APPEND(*done, d);
+}
+
+static void handle_events(struct pool *pool, struct epoll_event *evs, int n,
+			  struct drain **done)
+{
+	struct reaper *r = &pool->reaper;
+	uint64_t junk;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		struct drain *d = evs[i].data.ptr;
+		enum drain_status st;
+
+		if (!d) {
+			ssize_t rd = read(r->wakefd, &junk, sizeof(junk));
+
+			(void)rd;
+			continue;
+		}
+		st = drain_step(d->fd, &d->budget);
+		if (st != DRAIN_AGAIN)
+			drain_unlink(r, d, done, st == DRAIN_EOF);
+	}
+}
+
+/* Fallback for drains past their deadline; returns ms to the next one. */
+static int expire_overdue(struct reaper *r, uint64_t now, struct drain **done)
+{
+	struct drain *d, *tmp;
+	uint64_t next = 0;
+
+	DL_FOREACH_SAFE(r->list, d, tmp) {
+		if (d->deadline_ns <= now)
+			drain_unlink(r, d, done, false);
+		else if (!next || d->deadline_ns < next)
+			next = d->deadline_ns;
+	}
+	if (!next)
+		return -1;
+	return (int)((next - now + 999999) / 1000000);
+}
+
+int reaper_run(struct pool *pool, int timeout_ms)
+{
+	struct reaper *r = &pool->reaper;
+	struct epoll_event evs[REAPER_BATCH];
+	struct drain *done = NULL, *d, *tmp;
+	int n, next;
+
+	/* One runner at a time: a second one would race on the same drains. */
+	if (pthread_mutex_trylock(&r->run_lock) != 0)
+		return 1;
+	do {
+		n = epoll_wait(r->epfd, evs, REAPER_BATCH, timeout_ms);
+	} while (n < 0 && errno == EINTR);
+	pthread_mutex_lock(&r->lock);
+	if (n > 0)
+		handle_events(pool, evs, n, &done);
+	next = expire_overdue(r, now_ns(), &done);
+	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_unlock(&r->run_lock);
+	DL_FOREACH_SAFE(done, d, tmp) {
+		DL_DELETE(done, d);
+		drain_finish(d, d->ok);
+	}
+	return next;
+}

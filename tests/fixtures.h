@@ -1,0 +1,50 @@
+/* Shared test fixtures: a private network namespace, descriptor counts,
+ * pools built from key/value pairs, TIME_WAIT counts, line requests. */
+#ifndef TCPOOL_TEST_FIXTURES_H
+#define TCPOOL_TEST_FIXTURES_H
+
+#include <stdbool.h>
+#include <check.h>
+
+#include "tcpool.h"
+#include "lineserver.h"
+
+/* Move the test process into a private network namespace with loopback up
+ * and tcp_tw_reuse = 0, so TIME_WAIT counts are exact and no other program
+ * on the machine adds to them. Only as root; returns true if isolated. */
+bool fixture_private_netns(void);
+bool fixture_isolated(void);
+
+/* Open descriptors of this process. */
+int fd_count(void);
+
+/* A pool from NULL-terminated key/value pairs for [pool]; fails the test
+ * on any error. */
+pool_t *pool_with(const char *key, ...) __attribute__((sentinel));
+pool_config_t *config_with(const char *key, ...) __attribute__((sentinel));
+
+/* A line server with the given close-request behaviour; fails the test
+ * on error. */
+struct lineserver *server_start(enum ls_quit_mode on_quit);
+
+/* TIME_WAIT sockets toward endpoint (client) and from its port (server),
+ * waiting up to 2 s for them to reach the expected figures, since the
+ * last packets of a close cross loopback asynchronously. */
+void tw_expect(const char *endpoint, unsigned client, unsigned server);
+unsigned tw_client(const char *endpoint);
+unsigned tw_server(const char *endpoint);
+
+/* Send line, expect reply; true on success. */
+bool line_roundtrip(int fd, const char *line, const char *reply);
+/* "PING" -> "PONG" on a checked-out connection; fails the test if not. */
+void ping(pool_conn_t *c);
+
+/* Stats of the pool (endpoint NULL) or of one endpoint. */
+pool_stats_t stats_of(pool_t *pool, const char *endpoint);
+
+/* Wait up to ms for the pool to finish its peer-first drains. */
+void wait_drains(pool_t *pool, int ms);
+
+/* Milliseconds on the monotonic clock. */
+long long mono_ms(void);
+#endif

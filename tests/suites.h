@@ -1,0 +1,14 @@
+/* Every test suite, one per module; the runner adds them all. */
+#ifndef TCPOOL_TEST_SUITES_H
+#define TCPOOL_TEST_SUITES_H
+#include <check.h>
+
+Suite *error_suite(void);
+Suite *endpoint_suite(void);
+Suite *config_suite(void);
+Suite *teardown_suite(void);
+Suite *pool_suite(void);
+Suite *twcount_suite(void);
+Suite *lifecycle_suite(void);
+Suite *lineserver_suite(void);
+#endif
