@@ -30,6 +30,18 @@ static void hand_out(struct pool_endpoint *ep, struct pool_conn *c,
 		ep->stats.reuses++;
 }
 
+/* After a hand-out (no lock held): tell the maintenance about what it now
+ * has to watch, only when that is earlier than what it already waits for
+ * (maint_note_due is a compare-and-swap that rarely wakes anyone). */
+static void note_hand_out(struct pool *pool, struct pool_endpoint *ep,
+			  uint64_t now, bool below_min_idle)
+{
+	if (below_min_idle)
+		maint_note_due(pool, now);
+	if (ep->set.leak_warn_ms)
+		maint_note_due(pool, now + MS_TO_NS(ep->set.leak_warn_ms));
+}
+
 /* Pop the most recently used idle connection (shard lock held). It is
  * moved to the in-use count before the lock drops. */
 static struct pool_conn *idle_pop(struct pool_endpoint *ep)
@@ -71,9 +83,13 @@ static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 	}
 	pthread_mutex_lock(&ep->shard->lock);
 	if (c) {
+		bool below = ep->nidle < ep->set.min_idle;
+
+		now = now_ns();
 		ep->stats.connects++;
-		hand_out(ep, c, now_ns(), false);
+		hand_out(ep, c, now, false);
 		pthread_mutex_unlock(&ep->shard->lock);
+		note_hand_out(pool, ep, now, below);
 		*out = c;
 		return 0;
 	}
@@ -139,6 +155,7 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 {
 	uint64_t deadline = 0;
 	struct pool_conn *c;
+	bool below;
 	int rc;
 
 	for (;;) {
@@ -156,7 +173,9 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 				pthread_mutex_lock(&ep->shard->lock);
 			}
 			hand_out(ep, c, now, true);
+			below = ep->nidle < ep->set.min_idle;
 			pthread_mutex_unlock(&ep->shard->lock);
+			note_hand_out(pool, ep, now, below);
 			*out = c;
 			return 0;
 		}
@@ -182,8 +201,11 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 		rc = wait_for_slot(pool, ep, deadline, &c);
 		pthread_mutex_lock(&ep->shard->lock);
 		if (c) {
-			hand_out(ep, c, now_ns(), true);
+			uint64_t now = now_ns();
+
+			hand_out(ep, c, now, true);
 			pthread_mutex_unlock(&ep->shard->lock);
+			note_hand_out(pool, ep, now, false);
 			*out = c;
 			return 0;
 		}

@@ -77,6 +77,9 @@ void slot_release(struct pool *pool, struct pool_endpoint *ep)
 	waiters_wake_ep(pool, ep);
 	pthread_mutex_unlock(&ep->shard->lock);
 	total_release(pool);
+	/* A warm connection went: let the maintenance refill min_idle. */
+	if (ep->set.min_idle)
+		maint_note_due(pool, now_ns());
 }
 
 void conn_drop(struct pool *pool, struct pool_conn *c)

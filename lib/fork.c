@@ -25,7 +25,8 @@ static void lock_pool(struct pool *pool)
 	for (i = 0; i < POOL_NSHARDS; i++)
 		pthread_mutex_lock(&pool->shards[i].lock);
 	pthread_mutex_lock(&pool->wait_lock);
-	pthread_mutex_lock(&pool->reaper.run_lock);
+	/* Not reaper.run_lock: the maintenance thread holds it while it
+	 * sleeps in epoll_wait. The child makes a new reaper anyway. */
 	pthread_mutex_lock(&pool->reaper.lock);
 	pthread_mutex_lock(&pool->log_lock);
 }
@@ -36,7 +37,6 @@ static void unlock_pool(struct pool *pool)
 
 	pthread_mutex_unlock(&pool->log_lock);
 	pthread_mutex_unlock(&pool->reaper.lock);
-	pthread_mutex_unlock(&pool->reaper.run_lock);
 	pthread_mutex_unlock(&pool->wait_lock);
 	for (i = POOL_NSHARDS - 1; i >= 0; i--)
 		pthread_mutex_unlock(&pool->shards[i].lock);
@@ -118,7 +118,10 @@ static void child_reset_reaper(struct pool *pool)
 		close(d->fd);
 		free(d);
 	}
-	reaper_fini(r);
+	close(r->epfd);
+	close(r->wakefd);
+	/* run_lock may be "held" by the parent's maintenance thread, which
+	 * does not exist here: reaper_init makes fresh locks. */
 	reaper_init(r);
 }
 

@@ -121,21 +121,25 @@ static void log_leaks(struct pool *pool, const struct sweep *sw)
 			 sw->leaks[i].warn_ms);
 }
 
+/* Reserve slots for the warm connections ep lacks; they are opened once
+ * the shard lock is dropped. */
 static void sweep_refill(struct pool *pool, struct sweep *sw, struct pool_endpoint *ep)
 {
-	if (ep->nidle + ep->nconnecting >= ep->set.min_idle)
-		return;
-	if (sw->nrefill == sizeof(sw->refill) / sizeof(sw->refill[0])) {
-		due_at(sw, sw->now + SWEEP_AGAIN_NS);
-		return;
+	const size_t cap = sizeof(sw->refill) / sizeof(sw->refill[0]);
+
+	while (ep->nidle + ep->nconnecting < ep->set.min_idle) {
+		if (sw->nrefill == cap) {
+			due_at(sw, sw->now + SWEEP_AGAIN_NS);
+			return;
+		}
+		if (ep->set.max_active && ep->nactive >= ep->set.max_active)
+			return;
+		if (!total_reserve(pool))
+			return;
+		ep->nactive++;
+		ep->nconnecting++;
+		sw->refill[sw->nrefill++] = ep;
 	}
-	if (ep->set.max_active && ep->nactive >= ep->set.max_active)
-		return;
-	if (!total_reserve(pool))
-		return;
-	ep->nactive++;
-	ep->nconnecting++;
-	sw->refill[sw->nrefill++] = ep;
 }
 
 /* Open one warm connection for ep in its reserved slot. */

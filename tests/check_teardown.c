@@ -3,6 +3,7 @@
  * TIME_WAIT sockets on each side are what the policy promises.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include "fixtures.h"
 #include "suites.h"

@@ -20,8 +20,8 @@ int fd_count(void);
 
 /* A pool from NULL-terminated key/value pairs for [pool]; fails the test
  * on any error. */
-pool_t *pool_with(const char *key, ...) __attribute__((sentinel));
-pool_config_t *config_with(const char *key, ...) __attribute__((sentinel));
+pool_t *pool_with(const char *key, ...);
+pool_config_t *config_with(const char *key, ...);
 
 /* A line server with the given close-request behaviour; fails the test
  * on error. */
