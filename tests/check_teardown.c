@@ -19,7 +19,7 @@ static void retire_n(struct lineserver *ls, const char *policy, const char *extr
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("teardown", policy,
 				 "close_request", "\"quit\\n\"",
-				 "close_timeout_ms", "1000",
+				 "close_timeout_ms", "5000",
 				 "max_idle", "0",
 				 extra_key, extra_value, NULL);
 	int i;
@@ -79,7 +79,7 @@ START_TEST(peer_first_counts_successes)
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("teardown", "peer-first",
-				 "close_request", "\"quit\\n\"", NULL);
+				 "close_request", "\"quit\\n\"", "close_timeout_ms", "5000", NULL);
 	pool_conn_t *c;
 
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
@@ -205,7 +205,7 @@ START_TEST(pooled_tw_follows_retirements)
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("teardown", "peer-first",
 				 "close_request", "\"quit\\n\"",
-				 "max_uses", "10", NULL);
+				 "close_timeout_ms", "5000", "max_uses", "10", NULL);
 	int i;
 
 	for (i = 0; i < 100; i++) {
