@@ -1,0 +1,196 @@
+/*
+ * tcpool-bench: shared declarations of the bench program.
+ *
+ * The data flows one way: main.c reads the options and walks the plan;
+ * netns.c gives the network (two namespaces joined by a veth pair, or
+ * loopback); servers.c starts a server on a fresh port and stops it;
+ * scenario.c and overhead.c run the request loops in the client's
+ * namespace and fill rows; report.c prints the rows and plots them.
+ */
+#ifndef TCPOOL_BENCH_H
+#define TCPOOL_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "tcpool.h"
+
+/* ---- time and statistics (stats.c) ---- */
+
+uint64_t bench_now_ns(void);
+uint64_t bench_thread_cpu_ns(void);
+/* Sort a[0..n) in place and return the p-th percentile (nearest rank). */
+uint64_t percentile_ns(uint64_t *a, size_t n, double p);
+/* Median of n doubles (sorts a copy in place). */
+double median_d(double *a, size_t n);
+
+/* Progress on stderr ("tcpool-bench: ..."), printf-style. */
+void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- the network (netns.c) ---- */
+
+enum side { SIDE_SERVER, SIDE_CLIENT };
+
+struct netenv {
+	bool isolated;          /* two namespaces joined by a veth pair */
+	char ns[2][32];         /* namespace names, by enum side */
+	int nsfd[2];            /* open /run/netns/NAME, -1 when not isolated */
+	char server_addr[16];   /* where servers listen */
+};
+
+/* Remove namespaces left by earlier runs that died (name prefix, pid
+ * no longer alive). */
+void netenv_clean_stale(void);
+/* Build the network: namespaces when isolated is asked for, loopback
+ * otherwise. Returns 0 or -1 (message printed). */
+int netenv_setup(struct netenv *e, bool isolated);
+/* Delete what netenv_setup made. Safe to call twice. */
+void netenv_teardown(struct netenv *e);
+/* Run fn(arg) on a thread inside side's namespace (the caller's own
+ * namespace when not isolated); returns fn's result. */
+intptr_t netenv_run(const struct netenv *e, enum side side,
+                    intptr_t (*fn)(void *), void *arg);
+/* Write value to /proc/sys/PATH in side's namespace. 0 or -1. */
+int netenv_sysctl(const struct netenv *e, enum side side,
+                  const char *path, const char *value);
+/* Read /proc/sys/PATH of side's namespace into buf. 0 or -1. */
+int netenv_sysctl_get(const struct netenv *e, enum side side,
+                      const char *path, char *buf, size_t len);
+
+/* ---- child processes (spawn.c) ---- */
+
+/* Start argv (no shell) with stdin from /dev/null, stdout and stderr to
+ * out_path (inherited when NULL), an empty signal mask and SIGPIPE at its
+ * default. 0, or -1 (message printed). */
+int spawn_child(pid_t *pid, char *const argv[], const char *out_path);
+/* Run argv and wait for it; output to /dev/null when quiet. Returns the
+ * exit status, or -1. */
+int run_cmd(char *const argv[], bool quiet);
+
+/* ---- protocols (proto.c) ---- */
+
+enum server_kind { SRV_BUILTIN, SRV_MEMCACHED, SRV_REDIS, SRV_NGINX, SRV_COUNT };
+
+struct proto {
+	const char *request;       /* one request */
+	const char *close_request; /* config value: quoted, with escapes */
+	/* Length of the first complete reply in buf[0..len), 0 if not yet. */
+	size_t (*reply_len)(const char *buf, size_t len);
+};
+
+const struct proto *proto_for(enum server_kind kind);
+/* Send the request and read one whole reply within timeout_ms.
+ * 0, or -1 with errno (ETIMEDOUT, ECONNRESET, EPROTO for a reply that
+ * does not parse, EPIPE for an early EOF). */
+int proto_roundtrip(int fd, const struct proto *p, int timeout_ms);
+
+/* ---- servers (servers.c) ---- */
+
+struct server {
+	enum server_kind kind;
+	pid_t pid;               /* external server, 0 otherwise */
+	struct lineserver *ls;   /* built-in server, NULL otherwise */
+	char dir[64];            /* temp dir of an external server */
+	uint16_t port;
+	char endpoint[48];       /* "ADDR:PORT" as the client dials it */
+};
+
+const char *server_name(enum server_kind kind);
+/* The program an external server needs, NULL for the built-in one. */
+const char *server_program(enum server_kind kind);
+/* True when the server can run here (its program is installed). */
+bool server_available(enum server_kind kind);
+/* Start kind on a port never used before in this run, wait until it
+ * accepts. 0 or -1 (message printed). */
+int server_start(struct server *s, enum server_kind kind,
+                 const struct netenv *e);
+/* Stop it (SIGTERM, wait, SIGKILL after 5 s), remove its temp dir. */
+void server_stop(struct server *s);
+/* Kill every external server still running (signal path). */
+void servers_kill_all(void);
+
+/* ---- results (one CSV row each) ---- */
+
+struct row {
+	char scenario[32];
+	char server[16];
+	char policy[16];       /* "close", "abort", "peer-first", "-" */
+	int pooled;
+	int threads;
+	uint64_t requests;
+	double seconds;
+	double req_per_s;
+	double p50_us, p99_us, put_p99_us;
+	uint64_t connects, connect_errors, retired;
+	long client_tw, server_tw;  /* -1: not counted */
+	double ns_per_op;           /* overhead rows, else 0 */
+	double ratio;               /* overhead rows: vs the floor, else 0 */
+	bool failed;                /* an unexpected error happened */
+	char note[96];
+};
+
+/* ---- scenarios (scenario.c) ---- */
+
+enum policy { POL_CLOSE, POL_ABORT, POL_PEER_FIRST, POL_COUNT };
+const char *policy_name(enum policy p);
+
+struct scenario {
+	const char *name;
+	enum server_kind kind;
+	enum policy policy;
+	bool pooled;
+	int threads;
+	uint64_t requests;
+	bool exhaust;           /* connect errors are expected, not failures */
+	unsigned max_uses;      /* pooled: retire after this many uses */
+};
+
+/* Run sc against a fresh server, count TIME_WAIT after; fills *row.
+ * Returns 0, or -1 when the scenario could not run at all. */
+int scenario_run(const struct scenario *sc, const struct netenv *e,
+                 struct row *row);
+/* Run a request loop through a pool: cfg is applied to a new pool,
+ * requests are split over threads. Used by overhead.c too. */
+struct loop_result {
+	uint64_t ok, errors, connect_errors, connects, retired;
+	uint64_t fallbacks;
+	double seconds;
+	double p50_us, p99_us, put_p99_us;
+	int first_error;        /* first pool_get or I/O error, 0 if none */
+};
+int pool_loop(pool_config_t *cfg, const char *endpoint,
+              const struct proto *p, int threads, uint64_t requests,
+              bool pooled, struct loop_result *out);
+/* Apply key=value to cfg's [pool] section; prints the error. 0 or -1. */
+int cfg_set(pool_config_t *cfg, const char *key, const char *value);
+
+/* ---- overhead (overhead.c) ---- */
+
+struct overhead_opts {
+	int reps;             /* repetitions; medians are reported */
+	uint64_t pair_ops;    /* get+put pairs per thread per rep */
+	uint64_t tput_reqs;   /* requests per throughput rep (raw, pool) */
+	uint64_t cpr_reqs;    /* requests per connect-per-request rep */
+};
+
+/* Append the overhead and throughput rows to rows (capacity cap);
+ * returns how many were added, or -1. */
+int overhead_run(const struct overhead_opts *o, const struct netenv *e,
+                 struct row *rows, int cap);
+
+/* Raw socket / pool / connect-per-request throughput rows, run in the
+ * caller's (client) namespace against endpoint; count added, or -1. */
+int throughput_run(const struct overhead_opts *o, const char *endpoint,
+                   struct row *rows, int cap);
+
+/* ---- report (report.c) ---- */
+
+void report_table(const struct row *rows, int n, const struct netenv *e);
+int report_csv(const char *path, const struct row *rows, int n,
+               const struct netenv *e);
+/* Render with gnuplot; 1 when gnuplot is absent (skipped), 0, -1. */
+int report_plot(const char *path, const struct row *rows, int n);
+
+#endif /* TCPOOL_BENCH_H */
