@@ -81,14 +81,14 @@ static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 		if (!c)
 			close(fd);
 	}
-	pthread_mutex_lock(&ep->shard->lock);
+	plock_lock(&ep->shard->lock);
 	if (c) {
 		bool below = ep->nidle < ep->set.min_idle;
 
 		now = now_ns();
 		ep->stats.connects++;
 		hand_out(ep, c, now, false);
-		pthread_mutex_unlock(&ep->shard->lock);
+		plock_unlock(&ep->shard->lock);
 		note_hand_out(pool, ep, now, below);
 		*out = c;
 		return 0;
@@ -97,7 +97,7 @@ static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 	ep->nin_use--;
 	ep->nactive--;
 	waiters_wake_ep(pool, ep);
-	pthread_mutex_unlock(&ep->shard->lock);
+	plock_unlock(&ep->shard->lock);
 	total_release(pool);
 	return fd < 0 ? fd : POOL_ENOMEM;
 }
@@ -107,10 +107,10 @@ static void drop_stale(struct pool *pool, struct pool_conn *c)
 {
 	struct pool_endpoint *ep = c->ep;
 
-	pthread_mutex_lock(&ep->shard->lock);
+	plock_lock(&ep->shard->lock);
 	ep->nin_use--;
 	ep->stats.stale_dropped++;
-	pthread_mutex_unlock(&ep->shard->lock);
+	plock_unlock(&ep->shard->lock);
 	/* Peer closed (CLOSE_WAIT) or reset: a plain close leaves no
 	 * TIME_WAIT. Unexpected bytes waiting: close() sends an RST, which
 	 * is what such a connection deserves. */
@@ -127,7 +127,7 @@ static bool evict_idle_elsewhere(struct pool *pool, struct pool_endpoint *self)
 	int i;
 
 	for (i = 0; i < POOL_NSHARDS && !victim; i++) {
-		pthread_mutex_lock(&pool->shards[i].lock);
+		plock_lock(&pool->shards[i].lock);
 		HASH_ITER(hh, pool->shards[i].table, ep, tmp) {
 			if (ep == self || !ep->idle)
 				continue;
@@ -136,7 +136,7 @@ static bool evict_idle_elsewhere(struct pool *pool, struct pool_endpoint *self)
 			ep->nidle--;
 			break;
 		}
-		pthread_mutex_unlock(&pool->shards[i].lock);
+		plock_unlock(&pool->shards[i].lock);
 	}
 	if (victim)
 		conn_retire(pool, victim, false);
@@ -161,35 +161,35 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 	for (;;) {
 		c = idle_pop(ep);
 		if (c) {
-			uint64_t now = now_ns();
+			uint64_t now = now_coarse_ns();
 
 			if (needs_validation(c, now)) {
-				pthread_mutex_unlock(&ep->shard->lock);
+				plock_unlock(&ep->shard->lock);
 				if (!socket_is_alive(c->fd)) {
 					drop_stale(pool, c);
-					pthread_mutex_lock(&ep->shard->lock);
+					plock_lock(&ep->shard->lock);
 					continue;
 				}
-				pthread_mutex_lock(&ep->shard->lock);
+				plock_lock(&ep->shard->lock);
 			}
 			hand_out(ep, c, now, true);
 			below = ep->nidle < ep->set.min_idle;
-			pthread_mutex_unlock(&ep->shard->lock);
+			plock_unlock(&ep->shard->lock);
 			note_hand_out(pool, ep, now, below);
 			*out = c;
 			return 0;
 		}
 		if (slot_reserve(pool, ep)) {
-			pthread_mutex_unlock(&ep->shard->lock);
+			plock_unlock(&ep->shard->lock);
 			return connect_new(pool, ep, out);
 		}
 		if (total_is_full(pool)) {
-			pthread_mutex_unlock(&ep->shard->lock);
+			plock_unlock(&ep->shard->lock);
 			if (evict_idle_elsewhere(pool, ep)) {
-				pthread_mutex_lock(&ep->shard->lock);
+				plock_lock(&ep->shard->lock);
 				continue;
 			}
-			pthread_mutex_lock(&ep->shard->lock);
+			plock_lock(&ep->shard->lock);
 			/* Something may have come back while unlocked. */
 			if (ep->idle)
 				continue;
@@ -199,19 +199,19 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 			ep->stats.waits++;
 		}
 		rc = wait_for_slot(pool, ep, deadline, &c);
-		pthread_mutex_lock(&ep->shard->lock);
+		plock_lock(&ep->shard->lock);
 		if (c) {
 			uint64_t now = now_ns();
 
 			hand_out(ep, c, now, true);
-			pthread_mutex_unlock(&ep->shard->lock);
+			plock_unlock(&ep->shard->lock);
 			note_hand_out(pool, ep, now, false);
 			*out = c;
 			return 0;
 		}
 		if (rc) {
 			ep->stats.wait_timeouts++;
-			pthread_mutex_unlock(&ep->shard->lock);
+			plock_unlock(&ep->shard->lock);
 			return rc;
 		}
 	}
@@ -291,27 +291,27 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 	if (fork_put_inherited(pool, conn))
 		return;
 	ep = conn->ep;
-	now = now_ns();
-	pthread_mutex_lock(&ep->shard->lock);
+	now = now_coarse_ns();
+	plock_lock(&ep->shard->lock);
 	DL_DELETE(ep->busy, conn);
 	if (mode == POOL_REUSE && !conn_expired(conn, now)) {
 		/* A waiter gets it directly: it stays in use, by someone else. */
 		if (waiters_handoff(pool, conn)) {
 			conn->magic = CONN_MAGIC_IDLE;
-			pthread_mutex_unlock(&ep->shard->lock);
+			plock_unlock(&ep->shard->lock);
 			return;
 		}
 		if (keep_idle(pool, conn, now)) {
 			uint64_t due = idle_due(conn);
 
 			ep->nin_use--;
-			pthread_mutex_unlock(&ep->shard->lock);
+			plock_unlock(&ep->shard->lock);
 			maint_note_due(pool, due);
 			return;
 		}
 	}
 	ep->nin_use--;
-	pthread_mutex_unlock(&ep->shard->lock);
+	plock_unlock(&ep->shard->lock);
 	conn_retire(pool, conn, mode == POOL_BROKEN);
 }
 

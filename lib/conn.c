@@ -71,11 +71,11 @@ void total_release(struct pool *pool)
 
 void slot_release(struct pool *pool, struct pool_endpoint *ep)
 {
-	pthread_mutex_lock(&ep->shard->lock);
+	plock_lock(&ep->shard->lock);
 	ep->nactive--;
 	ep->stats.closed++;
 	waiters_wake_ep(pool, ep);
-	pthread_mutex_unlock(&ep->shard->lock);
+	plock_unlock(&ep->shard->lock);
 	total_release(pool);
 	/* A warm connection went: let the maintenance refill min_idle. */
 	if (ep->set.min_idle)
@@ -93,24 +93,24 @@ void conn_drop(struct pool *pool, struct pool_conn *c)
 
 static void count_retired(struct pool_endpoint *ep, enum pool_teardown policy)
 {
-	pthread_mutex_lock(&ep->shard->lock);
+	plock_lock(&ep->shard->lock);
 	if (policy == TEARDOWN_CLOSE)
 		ep->stats.retired_close++;
 	else if (policy == TEARDOWN_ABORT)
 		ep->stats.retired_abort++;
 	else
 		ep->stats.retired_peer_first++;
-	pthread_mutex_unlock(&ep->shard->lock);
+	plock_unlock(&ep->shard->lock);
 }
 
 static void count_peer_first(struct pool_endpoint *ep, bool ok)
 {
-	pthread_mutex_lock(&ep->shard->lock);
+	plock_lock(&ep->shard->lock);
 	if (ok)
 		ep->stats.peer_first_ok++;
 	else
 		ep->stats.peer_first_fallback++;
-	pthread_mutex_unlock(&ep->shard->lock);
+	plock_unlock(&ep->shard->lock);
 }
 
 /* Peer-first: the request goes out now, from the caller, so the server

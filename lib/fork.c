@@ -23,7 +23,7 @@ static void lock_pool(struct pool *pool)
 	int i;
 
 	for (i = 0; i < POOL_NSHARDS; i++)
-		pthread_mutex_lock(&pool->shards[i].lock);
+		plock_lock(&pool->shards[i].lock);
 	pthread_mutex_lock(&pool->wait_lock);
 	/* Not reaper.run_lock: the maintenance thread holds it while it
 	 * sleeps in epoll_wait. The child makes a new reaper anyway. */
@@ -39,7 +39,7 @@ static void unlock_pool(struct pool *pool)
 	pthread_mutex_unlock(&pool->reaper.lock);
 	pthread_mutex_unlock(&pool->wait_lock);
 	for (i = POOL_NSHARDS - 1; i >= 0; i--)
-		pthread_mutex_unlock(&pool->shards[i].lock);
+		plock_unlock(&pool->shards[i].lock);
 }
 
 static void atfork_prepare(void)
@@ -131,10 +131,10 @@ static void child_reset(struct pool *pool)
 	int i;
 
 	for (i = 0; i < POOL_NSHARDS; i++) {
-		pthread_mutex_lock(&pool->shards[i].lock);
+		plock_lock(&pool->shards[i].lock);
 		HASH_ITER(hh, pool->shards[i].table, ep, tmp)
 			child_reset_endpoint(ep);
-		pthread_mutex_unlock(&pool->shards[i].lock);
+		plock_unlock(&pool->shards[i].lock);
 	}
 	atomic_store(&pool->total, 0);
 	child_reset_reaper(pool);
@@ -164,9 +164,9 @@ bool fork_put_inherited(struct pool *pool, struct pool_conn *c)
 	fork_check(pool);
 	if (c->fork_gen == pool->fork_gen)
 		return false;
-	pthread_mutex_lock(&ep->shard->lock);
+	plock_lock(&ep->shard->lock);
 	DL_DELETE(ep->busy, c);
-	pthread_mutex_unlock(&ep->shard->lock);
+	plock_unlock(&ep->shard->lock);
 	close(c->fd); /* our copy only: the parent's socket lives on */
 	conn_free(c);
 	return true;

@@ -151,7 +151,7 @@ static void refill_one(struct pool *pool, struct pool_endpoint *ep, struct sweep
 
 	if (fd >= 0 && !c)
 		close(fd);
-	pthread_mutex_lock(&ep->shard->lock);
+	plock_lock(&ep->shard->lock);
 	ep->nconnecting--;
 	if (c) {
 		ep->stats.connects++;
@@ -159,13 +159,13 @@ static void refill_one(struct pool *pool, struct pool_endpoint *ep, struct sweep
 		DL_APPEND(ep->idle, c); /* warm, but least recently used */
 		ep->nidle++;
 		waiters_wake_ep(pool, ep);
-		pthread_mutex_unlock(&ep->shard->lock);
+		plock_unlock(&ep->shard->lock);
 		due_at(sw, idle_deadline(c));
 		return;
 	}
 	ep->stats.connect_failures++;
 	ep->nactive--;
-	pthread_mutex_unlock(&ep->shard->lock);
+	plock_unlock(&ep->shard->lock);
 	total_release(pool);
 	due_at(sw, now + REFILL_RETRY_NS);
 }
@@ -180,14 +180,14 @@ uint64_t maint_sweep(struct pool *pool, uint64_t now)
 	for (i = 0; i < POOL_NSHARDS; i++) {
 		struct shard *sh = &pool->shards[i];
 
-		pthread_mutex_lock(&sh->lock);
+		plock_lock(&sh->lock);
 		HASH_ITER(hh, sh->table, ep, tmp) {
 			sweep_idle(&sw, ep);
 			sweep_leaks(&sw, ep);
 			if (ep->set.min_idle && !atomic_load(&pool->shutting_down))
 				sweep_refill(pool, &sw, ep);
 		}
-		pthread_mutex_unlock(&sh->lock);
+		plock_unlock(&sh->lock);
 	}
 	DL_FOREACH_SAFE(sw.retire, c, ctmp) {
 		DL_DELETE(sw.retire, c);

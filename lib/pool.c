@@ -56,7 +56,7 @@ static int endpoint_insert(struct pool *pool, struct shard *sh, const char *key,
 	if (!ep)
 		return POOL_ENOMEM;
 	ep->shard = sh;
-	pthread_mutex_lock(&sh->lock);
+	plock_lock(&sh->lock);
 	HASH_FIND_BYHASHVALUE(hh, sh->table, key, len, hashv, found);
 	if (found) {
 		endpoint_free(ep);
@@ -65,7 +65,7 @@ static int endpoint_insert(struct pool *pool, struct shard *sh, const char *key,
 	}
 	HASH_ADD_KEYPTR_BYHASHVALUE(hh, sh->table, ep->key, len, hashv, ep);
 	if (hash_oom) {
-		pthread_mutex_unlock(&sh->lock);
+		plock_unlock(&sh->lock);
 		endpoint_free(ep);
 		return POOL_ENOMEM;
 	}
@@ -84,13 +84,13 @@ int pool_endpoint_lock(struct pool *pool, const char *key,
 
 	HASH_VALUE(key, len, hashv);
 	sh = shard_for(pool, hashv);
-	pthread_mutex_lock(&sh->lock);
+	plock_lock(&sh->lock);
 	HASH_FIND_BYHASHVALUE(hh, sh->table, key, len, hashv, ep);
 	if (ep) {
 		*ep_out = ep;
 		return 0;
 	}
-	pthread_mutex_unlock(&sh->lock);
+	plock_unlock(&sh->lock);
 	/* First use: parse and resolve settings outside the lock. A bad
 	 * string never enters the table, so junk cannot grow it. */
 	if (endpoint_parse(key, false, &addr, NULL, 0))
@@ -103,7 +103,7 @@ static int shards_init(struct pool *pool)
 	int i;
 
 	for (i = 0; i < POOL_NSHARDS; i++)
-		pthread_mutex_init(&pool->shards[i].lock, NULL);
+		plock_init(&pool->shards[i].lock);
 	pthread_mutex_init(&pool->wait_lock, NULL);
 	pthread_mutex_init(&pool->log_lock, NULL);
 	return reaper_init(&pool->reaper);
@@ -181,7 +181,7 @@ static struct pool_conn *collect_idle(struct pool *pool)
 	for (i = 0; i < POOL_NSHARDS; i++) {
 		struct shard *sh = &pool->shards[i];
 
-		pthread_mutex_lock(&sh->lock);
+		plock_lock(&sh->lock);
 		HASH_ITER(hh, sh->table, ep, etmp) {
 			DL_FOREACH_SAFE(ep->idle, c, tmp) {
 				DL_DELETE(ep->idle, c);
@@ -189,7 +189,7 @@ static struct pool_conn *collect_idle(struct pool *pool)
 				DL_APPEND(all, c);
 			}
 		}
-		pthread_mutex_unlock(&sh->lock);
+		plock_unlock(&sh->lock);
 	}
 	return all;
 }
@@ -216,7 +216,6 @@ static unsigned free_endpoints(struct pool *pool)
 			HASH_DELETE(hh, sh->table, ep);
 			endpoint_free(ep);
 		}
-		pthread_mutex_destroy(&sh->lock);
 	}
 	return left_out;
 }

@@ -64,7 +64,7 @@ unsigned reaper_pending(struct pool *pool)
 
 static void count_drain(struct pool_endpoint *ep, bool ok, int delta)
 {
-	pthread_mutex_lock(&ep->shard->lock);
+	plock_lock(&ep->shard->lock);
 	if (delta > 0)
 		ep->stats.draining++;
 	else
@@ -73,7 +73,7 @@ static void count_drain(struct pool_endpoint *ep, bool ok, int delta)
 		ep->stats.peer_first_ok++;
 	else if (delta < 0)
 		ep->stats.peer_first_fallback++;
-	pthread_mutex_unlock(&ep->shard->lock);
+	plock_unlock(&ep->shard->lock);
 }
 
 void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep)

@@ -38,12 +38,12 @@ static void totals(struct pool *pool, pool_stats_t *out)
 
 	memset(out, 0, sizeof(*out));
 	for (i = 0; i < POOL_NSHARDS; i++) {
-		pthread_mutex_lock(&pool->shards[i].lock);
+		plock_lock(&pool->shards[i].lock);
 		HASH_ITER(hh, pool->shards[i].table, ep, tmp) {
 			snapshot(ep, &st);
 			add(out, &st);
 		}
-		pthread_mutex_unlock(&pool->shards[i].lock);
+		plock_unlock(&pool->shards[i].lock);
 	}
 	out->misuse = atomic_load(&pool->misuse);
 }
@@ -64,11 +64,11 @@ POOL_API int pool_stats(pool_t *pool, const char *endpoint, pool_stats_t *out)
 	len = strlen(endpoint);
 	HASH_VALUE(endpoint, len, hashv);
 	sh = shard_for(pool, hashv);
-	pthread_mutex_lock(&sh->lock);
+	plock_lock(&sh->lock);
 	HASH_FIND_BYHASHVALUE(hh, sh->table, endpoint, len, hashv, ep);
 	if (ep)
 		snapshot(ep, out);
-	pthread_mutex_unlock(&sh->lock);
+	plock_unlock(&sh->lock);
 	return ep ? 0 : POOL_EINVAL;
 }
 
@@ -84,16 +84,16 @@ POOL_API int pool_stats_foreach(pool_t *pool,
 	if (!pool || !fn)
 		return POOL_EINVAL;
 	for (i = 0; i < POOL_NSHARDS; i++) {
-		pthread_mutex_lock(&pool->shards[i].lock);
+		plock_lock(&pool->shards[i].lock);
 		HASH_ITER(hh, pool->shards[i].table, ep, tmp) {
 			snapshot(ep, &st);
 			/* Endpoints are never freed before the pool, so the
 			 * key stays valid with the lock dropped for fn. */
-			pthread_mutex_unlock(&pool->shards[i].lock);
+			plock_unlock(&pool->shards[i].lock);
 			fn(ep->key, &st, ud);
-			pthread_mutex_lock(&pool->shards[i].lock);
+			plock_lock(&pool->shards[i].lock);
 		}
-		pthread_mutex_unlock(&pool->shards[i].lock);
+		plock_unlock(&pool->shards[i].lock);
 	}
 	return 0;
 }

@@ -92,7 +92,7 @@ int wait_for_slot(struct pool *pool, struct pool_endpoint *ep,
 	pthread_mutex_lock(&pool->wait_lock);
 	DL_APPEND(pool->waiters, &w);
 	atomic_fetch_add(&pool->nwaiters, 1);
-	pthread_mutex_unlock(&ep->shard->lock);
+	plock_unlock(&ep->shard->lock);
 	/* A max_total slot may have come free before we were visible. */
 	if (pool->cfg->max_total &&
 	    atomic_load(&pool->total) < pool->cfg->max_total) {
