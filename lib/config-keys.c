@@ -1,0 +1,527 @@
+/*
+ * The configuration keys: one table drives value parsing (files and
+ * pool_config_set alike), the built-in defaults, section overlays and the
+ * dump, so that a key cannot be known to one of them and not the others.
+ *
+ * Adding a key: a field in struct pool_settings (or struct pool_config
+ * for a pool-wide key), an id in config-keys.h, an entry below, and a
+ * paragraph in tcpool.conf(5).
+ */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "config-keys.h"
+
+/* set_mask is 64 bits wide. */
+_Static_assert(CONFIG_NKEYS <= 64, "too many keys for set_mask");
+
+/* A key's name is its field's name, so the two cannot drift apart. */
+#define UINT_KEY(id, f, lo, hi, d) [id] = { \
+	.name = #f, .type = CT_UINT, .offset = offsetof(struct pool_settings, f), \
+	.min = (lo), .max = (hi), .def = (d) }
+
+#define ENUM_KEY(id, f, t, d) [id] = { \
+	.name = #f, .type = (t), .offset = offsetof(struct pool_settings, f), \
+	.def = (d) }
+
+/* The built-in defaults; tcpool.conf(5) says why each. Keys that came
+ * after the contract's first table (lifetime_jitter_pct, min_idle,
+ * leak_warn_ms) default to off, as SPEC.md requires. */
+const struct config_key config_keys[CONFIG_NKEYS] = {
+	ENUM_KEY(KEY_TEARDOWN, teardown, CT_TEARDOWN, TEARDOWN_CLOSE),
+	[KEY_CLOSE_REQUEST] = {
+		.name = "close_request", .type = CT_BYTES,
+		.offset = offsetof(struct pool_settings, close_request),
+		.len_offset = offsetof(struct pool_settings, close_request_len),
+	},
+	/* 0 would make every peer-first close fall back at once. */
+	UINT_KEY(KEY_CLOSE_TIMEOUT_MS, close_timeout_ms, 1, UINT32_MAX, 200),
+	ENUM_KEY(KEY_FALLBACK, fallback, CT_FALLBACK, TEARDOWN_ABORT),
+	UINT_KEY(KEY_MAX_IDLE, max_idle, 0, UINT32_MAX, 8),
+	UINT_KEY(KEY_MAX_ACTIVE, max_active, 0, UINT32_MAX, 0),
+	[KEY_MAX_TOTAL] = {
+		.name = "max_total", .type = CT_UINT, .pool_only = true,
+		.offset = offsetof(struct pool_config, max_total),
+		.min = 0, .max = UINT32_MAX, .def = 0,
+	},
+	UINT_KEY(KEY_IDLE_TIMEOUT_MS, idle_timeout_ms, 0, UINT32_MAX, 60000),
+	UINT_KEY(KEY_MAX_LIFETIME_MS, max_lifetime_ms, 0, UINT32_MAX, 0),
+	UINT_KEY(KEY_LIFETIME_JITTER_PCT, lifetime_jitter_pct, 0, 50, 0),
+	UINT_KEY(KEY_MAX_USES, max_uses, 0, UINT32_MAX, 0),
+	/* 0 would fail every connect before it starts. */
+	UINT_KEY(KEY_CONNECT_TIMEOUT_MS, connect_timeout_ms, 1, UINT32_MAX, 2000),
+	UINT_KEY(KEY_ACQUIRE_TIMEOUT_MS, acquire_timeout_ms, 0, UINT32_MAX, 1000),
+	UINT_KEY(KEY_VALIDATE_IDLE_MS, validate_idle_ms, 0, UINT32_MAX, 0),
+	UINT_KEY(KEY_MIN_IDLE, min_idle, 0, UINT32_MAX, 0),
+	UINT_KEY(KEY_LEAK_WARN_MS, leak_warn_ms, 0, UINT32_MAX, 0),
+	[KEY_MAINTENANCE] = {
+		.name = "maintenance", .type = CT_MAINT, .pool_only = true,
+		.offset = offsetof(struct pool_config, maintenance),
+		.def = MAINT_THREAD,
+	},
+};
+
+struct choice {
+	const char *name;
+	unsigned value;
+};
+
+static const struct choice teardowns[] = {
+	{ "close", TEARDOWN_CLOSE },
+	{ "abort", TEARDOWN_ABORT },
+	{ "peer-first", TEARDOWN_PEER_FIRST },
+	{ NULL, 0 }
+};
+
+/* A fallback must not wait on the peer again: only the immediate ones. */
+static const struct choice fallbacks[] = {
+	{ "abort", TEARDOWN_ABORT },
+	{ "close", TEARDOWN_CLOSE },
+	{ NULL, 0 }
+};
+
+static const struct choice maint_modes[] = {
+	{ "thread", MAINT_THREAD },
+	{ "manual", MAINT_MANUAL },
+	{ NULL, 0 }
+};
+
+static const struct choice *choices_of(enum config_type t)
+{
+	switch (t) {
+	case CT_TEARDOWN:
+		return teardowns;
+	case CT_FALLBACK:
+		return fallbacks;
+	case CT_MAINT:
+		return maint_modes;
+	case CT_UINT:
+	case CT_BYTES:
+		break;
+	}
+	return NULL;
+}
+
+int config_key_index(const char *name)
+{
+	int i;
+
+	for (i = 0; i < CONFIG_NKEYS; i++)
+		if (strcmp(config_keys[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/* ---- typed access through the table's offsets ---- */
+
+static void *field(const void *base, size_t off)
+{
+	return (char *)base + off;
+}
+
+/* Numbers and enums, as an unsigned value. */
+static uint32_t value_get(const struct config_key *k, const void *base)
+{
+	void *p = field(base, k->offset);
+
+	switch (k->type) {
+	case CT_UINT:
+		return *(uint32_t *)p;
+	case CT_TEARDOWN:
+	case CT_FALLBACK:
+		return (uint32_t)*(enum pool_teardown *)p;
+	case CT_MAINT:
+		return (uint32_t)*(enum pool_maint_mode *)p;
+	case CT_BYTES:
+		break;
+	}
+	return 0;
+}
+
+static void value_put(const struct config_key *k, void *base, uint32_t v)
+{
+	void *p = field(base, k->offset);
+
+	switch (k->type) {
+	case CT_UINT:
+		*(uint32_t *)p = v;
+		break;
+	case CT_TEARDOWN:
+	case CT_FALLBACK:
+		*(enum pool_teardown *)p = (enum pool_teardown)v;
+		break;
+	case CT_MAINT:
+		*(enum pool_maint_mode *)p = (enum pool_maint_mode)v;
+		break;
+	case CT_BYTES:
+		break;
+	}
+}
+
+static char **bytes_ptr(const struct config_key *k, const void *base)
+{
+	return field(base, k->offset);
+}
+
+static size_t *bytes_len(const struct config_key *k, const void *base)
+{
+	return field(base, k->len_offset);
+}
+
+/* Where key k of [pool] lives: pool-wide keys in the config itself. */
+static void *pool_base(const struct config_key *k, const struct pool_config *cfg)
+{
+	return k->pool_only ? (void *)cfg : (void *)&cfg->defaults;
+}
+
+void config_set_defaults(struct pool_config *cfg)
+{
+	const struct config_key *k;
+
+	for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++) {
+		if (k->type == CT_BYTES) {
+			*bytes_ptr(k, pool_base(k, cfg)) = NULL;
+			*bytes_len(k, pool_base(k, cfg)) = 0;
+		} else {
+			value_put(k, pool_base(k, cfg), k->def);
+		}
+	}
+}
+
+void config_overlay(struct pool_settings *out, const struct pool_settings *base,
+                    const struct pool_section *sec)
+{
+	const struct config_key *k;
+
+	*out = *base;
+	if (!sec)
+		return;
+	for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++) {
+		if (k->pool_only || !(sec->set_mask & (UINT64_C(1) << (k - config_keys))))
+			continue;
+		if (k->type == CT_BYTES) {
+			*bytes_ptr(k, out) = *bytes_ptr(k, &sec->set);
+			*bytes_len(k, out) = *bytes_len(k, &sec->set);
+		} else {
+			value_put(k, out, value_get(k, &sec->set));
+		}
+	}
+}
+
+/* ---- escaping, for messages and the dump ---- */
+
+/* One byte in the close_request escape syntax; returns its length. */
+static size_t escape_one(unsigned char c, char out[5])
+{
+	static const char plain[] = "\\\"\r\n\t";
+	static const char named[] = "\\\"rnt";
+	const char *hit = c ? strchr(plain, c) : NULL;
+
+	if (hit || c == '\0') {
+		out[0] = '\\';
+		out[1] = hit ? named[hit - plain] : '0';
+		return 2;
+	}
+	if (c < 0x20 || c >= 0x7f) {
+		snprintf(out, 5, "\\x%02x", c);
+		return 4;
+	}
+	out[0] = (char)c;
+	return 1;
+}
+
+size_t config_escape(char *out, size_t outlen, const char *s, size_t len)
+{
+	size_t i, o = 0;
+	char one[5];
+
+	if (outlen == 0)
+		return 0;
+	for (i = 0; i < len; i++) {
+		size_t n = escape_one((unsigned char)s[i], one);
+
+		if (o + n >= outlen)
+			break;
+		memcpy(out + o, one, n);
+		o += n;
+	}
+	out[o] = '\0';
+	return i;
+}
+
+#define QUOTE_SHOWN 64
+
+void config_quote(char *out, size_t outlen, const char *s)
+{
+	char body[QUOTE_SHOWN * 4 + 1];
+	size_t n = strlen(s);
+	size_t shown = n > QUOTE_SHOWN ? QUOTE_SHOWN : n;
+	size_t used = config_escape(body, sizeof(body), s, shown);
+
+	snprintf(out, outlen, "\"%s\"%s", body, used < n ? "..." : "");
+}
+
+/* ---- parsing values ---- */
+
+/* Plain decimal: no sign, no spaces, no base prefix, no trailing junk. */
+static int parse_uint(const struct config_key *k, const char *s, uint32_t *out,
+                      char *why, size_t whylen)
+{
+	uint64_t v = 0;
+	char shown[QUOTE_SHOWN * 4 + 8];
+	size_t i;
+
+	for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+		v = v * 10 + (uint64_t)(s[i] - '0');
+		if (v > UINT32_MAX)
+			v = (uint64_t)UINT32_MAX + 1; /* stays too big, never wraps */
+	}
+	config_quote(shown, sizeof(shown), s);
+	if (i == 0 || s[i] != '\0') {
+		snprintf(why, whylen, "not a number: %s", shown);
+		return POOL_ECONFIG;
+	}
+	if (v >= k->min && v <= k->max) {
+		*out = (uint32_t)v;
+		return 0;
+	}
+	if (k->min == 0 && k->max == UINT32_MAX)
+		snprintf(why, whylen, "out of range: %s", shown);
+	else
+		snprintf(why, whylen, "out of range: %s (%u..%u)", shown,
+		         k->min, k->max);
+	return POOL_ECONFIG;
+}
+
+/* "close, abort or peer-first" */
+static void list_choices(char *out, size_t outlen, const struct choice *c)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (; c->name && o < outlen; c++) {
+		const char *sep = o == 0 ? "" : c[1].name ? ", " : " or ";
+		int n = snprintf(out + o, outlen - o, "%s%s", sep, c->name);
+
+		if (n < 0)
+			break;
+		o += (size_t)n;
+	}
+}
+
+static int parse_choice(const struct config_key *k, const char *s, uint32_t *out,
+                        char *why, size_t whylen)
+{
+	const struct choice *c;
+	char shown[QUOTE_SHOWN * 4 + 8], list[128];
+
+	for (c = choices_of(k->type); c && c->name; c++) {
+		if (strcmp(c->name, s) == 0) {
+			*out = c->value;
+			return 0;
+		}
+	}
+	config_quote(shown, sizeof(shown), s);
+	list_choices(list, sizeof(list), choices_of(k->type));
+	snprintf(why, whylen, "bad value: %s (expected %s)", shown, list);
+	return POOL_ECONFIG;
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Decode the escape at p (a backslash) into *c. Returns the last byte of
+ * the escape, or NULL with why filled. */
+static const char *unescape(const char *p, char *c, char *why, size_t whylen)
+{
+	static const char named[] = "rnt\\\"0";
+	static const char bytes[] = "\r\n\t\\\"";
+	const char *hit = p[1] ? strchr(named, p[1]) : NULL;
+
+	if (hit) {
+		*c = bytes[hit - named]; /* "0" maps to the terminating NUL */
+		return p + 1;
+	}
+	if (p[1] == 'x') {
+		int hi = hex_digit(p[2]);
+		int lo = hi < 0 ? -1 : hex_digit(p[3]);
+
+		if (lo >= 0) {
+			*c = (char)(hi << 4 | lo);
+			return p + 3;
+		}
+		snprintf(why, whylen, "bad escape: \\x needs two hex digits");
+	} else if (p[1] == '\0') {
+		snprintf(why, whylen, "unterminated string");
+	} else if ((unsigned char)p[1] >= 0x20 && (unsigned char)p[1] < 0x7f) {
+		snprintf(why, whylen, "bad escape \"\\%c\"", p[1]);
+	} else {
+		snprintf(why, whylen, "bad escape: backslash before byte 0x%02x",
+		         (unsigned char)p[1]);
+	}
+	return NULL;
+}
+
+/* A quoted string with C escapes. The result may hold NUL bytes; "" gives
+ * NULL (no close request), so a section can clear one it inherits. */
+static int parse_bytes(const char *s, char **out, size_t *outlen,
+                       char *why, size_t whylen)
+{
+	size_t o = 0;
+	const char *p;
+	char *buf = NULL;
+	int rc = POOL_ECONFIG;
+
+	if (s[0] != '"') {
+		snprintf(why, whylen, "expected a quoted string");
+		return POOL_ECONFIG;
+	}
+	buf = malloc(strlen(s)); /* decoding never lengthens */
+	if (!buf) {
+		snprintf(why, whylen, "out of memory");
+		return POOL_ENOMEM;
+	}
+	for (p = s + 1; *p && *p != '"'; p++) {
+		char c = *p;
+
+		if (c == '\\') {
+			p = unescape(p, &c, why, whylen);
+			if (!p)
+				goto out;
+		}
+		buf[o++] = c;
+	}
+	if (*p != '"') {
+		snprintf(why, whylen, "unterminated string");
+	} else if (p[1] != '\0') {
+		snprintf(why, whylen, "junk after the closing quote");
+	} else if (o > CONFIG_MAX_REQUEST) {
+		snprintf(why, whylen, "too long (%zu bytes, max %u)", o,
+		         CONFIG_MAX_REQUEST);
+	} else {
+		rc = 0;
+	}
+out:
+	if (rc || o == 0) {
+		free(buf);
+		buf = NULL;
+	}
+	*out = buf;
+	*outlen = rc ? 0 : o;
+	return rc;
+}
+
+static int store_value(const struct config_key *k, void *base, const char *value,
+                       char *why, size_t whylen)
+{
+	char *bytes;
+	size_t len;
+	uint32_t v;
+	int rc;
+
+	if (k->type == CT_BYTES) {
+		rc = parse_bytes(value, &bytes, &len, why, whylen);
+		if (rc)
+			return rc;
+		free(*bytes_ptr(k, base));
+		*bytes_ptr(k, base) = bytes;
+		*bytes_len(k, base) = len;
+		return 0;
+	}
+	if (k->type == CT_UINT)
+		rc = parse_uint(k, value, &v, why, whylen);
+	else
+		rc = parse_choice(k, value, &v, why, whylen);
+	if (rc == 0)
+		value_put(k, base, v);
+	return rc;
+}
+
+int config_key_set(struct pool_config *cfg, struct pool_section *sec, int idx,
+                   const char *value, char *why, size_t whylen)
+{
+	const struct config_key *k;
+	void *base;
+	int rc;
+
+	if (idx < 0 || idx >= CONFIG_NKEYS) {
+		snprintf(why, whylen, "unknown key");
+		return POOL_ECONFIG;
+	}
+	k = &config_keys[idx];
+	if (k->pool_only && sec) {
+		snprintf(why, whylen, "only allowed in [pool]");
+		return POOL_ECONFIG;
+	}
+	base = sec ? (void *)&sec->set : pool_base(k, cfg);
+	rc = store_value(k, base, value, why, whylen);
+	if (rc == 0 && sec)
+		sec->set_mask |= UINT64_C(1) << idx;
+	return rc;
+}
+
+/* ---- the dump ---- */
+
+static const char *choice_name(const struct choice *c, uint32_t v)
+{
+	for (; c && c->name; c++)
+		if (c->value == v)
+			return c->name;
+	return "?";
+}
+
+static void dump_bytes(FILE *out, const char *s, size_t len)
+{
+	char chunk[256];
+	size_t done = 0;
+
+	fputc('"', out);
+	while (done < len) {
+		done += config_escape(chunk, sizeof(chunk), s + done, len - done);
+		fputs(chunk, out);
+	}
+	fputc('"', out);
+}
+
+static void dump_key(FILE *out, const struct config_key *k, const void *base)
+{
+	fprintf(out, "%s = ", k->name);
+	if (k->type == CT_BYTES)
+		dump_bytes(out, *bytes_ptr(k, base), *bytes_len(k, base));
+	else if (k->type == CT_UINT)
+		fprintf(out, "%u", value_get(k, base));
+	else
+		fputs(choice_name(choices_of(k->type), value_get(k, base)), out);
+	fputc('\n', out);
+}
+
+int config_dump(const struct pool_config *cfg, FILE *out)
+{
+	const struct config_key *k;
+	struct pool_settings eff;
+	size_t i;
+
+	fputs("[pool]\n", out);
+	for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++)
+		dump_key(out, k, pool_base(k, cfg));
+	for (i = 0; i < cfg->nsections; i++) {
+		config_overlay(&eff, &cfg->defaults, &cfg->sections[i]);
+		fprintf(out, "\n[endpoint %s]\n", cfg->sections[i].pattern);
+		for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++)
+			if (!k->pool_only)
+				dump_key(out, k, &eff);
+	}
+	return fflush(out) == 0 && !ferror(out) ? 0 : POOL_ESYS;
+}

@@ -1,0 +1,104 @@
+/*
+ * The configuration key table: one entry per key drives parsing (files and
+ * pool_config_set), the built-in defaults, section overlays and the dump.
+ */
+#ifndef TCPOOL_CONFIG_KEYS_H
+#define TCPOOL_CONFIG_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "pool-internal.h"
+
+enum config_type {
+	CT_UINT,     /* uint32_t, decimal, within min..max */
+	CT_TEARDOWN, /* enum pool_teardown: close, abort, peer-first */
+	CT_FALLBACK, /* enum pool_teardown: abort, close */
+	CT_MAINT,    /* enum pool_maint_mode: thread, manual */
+	CT_BYTES     /* quoted string with C escapes: char * plus size_t */
+};
+
+/* Index of each key in config_keys[], which is also its set_mask bit. */
+enum config_key_id {
+	KEY_TEARDOWN,
+	KEY_CLOSE_REQUEST,
+	KEY_CLOSE_TIMEOUT_MS,
+	KEY_FALLBACK,
+	KEY_MAX_IDLE,
+	KEY_MAX_ACTIVE,
+	KEY_MAX_TOTAL,
+	KEY_IDLE_TIMEOUT_MS,
+	KEY_MAX_LIFETIME_MS,
+	KEY_LIFETIME_JITTER_PCT,
+	KEY_MAX_USES,
+	KEY_CONNECT_TIMEOUT_MS,
+	KEY_ACQUIRE_TIMEOUT_MS,
+	KEY_VALIDATE_IDLE_MS,
+	KEY_MIN_IDLE,
+	KEY_LEAK_WARN_MS,
+	KEY_MAINTENANCE,
+	CONFIG_NKEYS
+};
+
+struct config_key {
+	const char *name;
+	enum config_type type;
+	bool pool_only;    /* lives in struct pool_config: [pool] only */
+	size_t offset;     /* into struct pool_settings, or struct pool_config
+	                    * when pool_only */
+	size_t len_offset; /* CT_BYTES: where the length goes */
+	uint32_t min, max; /* CT_UINT bounds */
+	uint32_t def;      /* built-in default (enums by value); CT_BYTES: unset */
+};
+
+extern const struct config_key config_keys[CONFIG_NKEYS];
+
+/* Bytes a close request may hold: it is sent with one non-blocking write. */
+#define CONFIG_MAX_REQUEST 4096u
+
+/* Endpoint sections a configuration may hold: a guard against runaway
+ * input, far above any real use. */
+#define CONFIG_MAX_SECTIONS 1024u
+
+/* The index of the key called name, or -1. */
+int config_key_index(const char *name);
+
+/* Fill a zeroed configuration with the built-in defaults. Cannot fail. */
+void config_set_defaults(struct pool_config *cfg);
+
+/* Parse value (the text after '=') for key idx and store it in [pool]
+ * (sec NULL) or in sec, marking it in sec->set_mask. On failure nothing
+ * changes and why holds the reason; returns 0, POOL_ECONFIG or
+ * POOL_ENOMEM. */
+int config_key_set(struct pool_config *cfg, struct pool_section *sec, int idx,
+                   const char *value, char *why, size_t whylen);
+
+/* out = base with every key sec sets replaced (sec may be NULL). Shallow:
+ * out->close_request points into base or sec. Cannot fail. */
+void config_overlay(struct pool_settings *out, const struct pool_settings *base,
+                    const struct pool_section *sec);
+
+/* Write len bytes of s into out, C-escaped as a close_request is written
+ * (\" \\ \r \n \t \0 \xHH), without quotes; truncated to fit outlen (a
+ * partial escape is never written). Returns the bytes of s consumed. */
+size_t config_escape(char *out, size_t outlen, const char *s, size_t len);
+
+/* A quoted, escaped and, past 64 bytes, shortened copy of s for messages. */
+void config_quote(char *out, size_t outlen, const char *s);
+
+/* Check the rules that span keys, on [pool] and on every section's
+ * effective settings: peer-first needs a close_request, min_idle fits
+ * under max_idle and max_active. pool_config_load() applies them to each
+ * file; pool_config_set() cannot (keys come one call at a time), so
+ * pool_create() checks the finished configuration with this. Returns 0
+ * or POOL_ECONFIG with err = "KEY: reason" or
+ * "[endpoint PATTERN] KEY: reason". */
+int config_validate(const struct pool_config *cfg, char *err, size_t errlen);
+
+/* Print the effective settings of [pool], then of each endpoint section,
+ * in the file format. Returns 0, or POOL_ESYS when writing failed. */
+int config_dump(const struct pool_config *cfg, FILE *out);
+
+#endif /* TCPOOL_CONFIG_KEYS_H */
