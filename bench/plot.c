@@ -66,25 +66,41 @@ static int write_data(FILE *f, const struct row *rows, int n)
 	return count;
 }
 
-static void write_script(FILE *f, const char *data, const char *png)
+/* "1 thread; 2000 requests without the pool, 20000 with it" */
+static void describe(const struct row *rows, int n, char *buf, size_t len)
+{
+	int threads = plot_threads(rows, n);
+	uint64_t req[2] = { 0, 0 };
+
+	for (int i = 0; i < n; i++)
+		if (plotted(&rows[i], threads))
+			req[rows[i].pooled ? 1 : 0] = rows[i].requests;
+	snprintf(buf, len, "%d thread%s; %llu requests without the pool, "
+	         "%llu with it", threads, threads == 1 ? "" : "s",
+	         (unsigned long long)req[0], (unsigned long long)req[1]);
+}
+
+static void write_script(FILE *f, const char *data, const char *png,
+                         const char *what)
 {
 	fprintf(f,
 	        "set terminal pngcairo size 1400,1000 font ',9'\n"
 	        "set termoption noenhanced\n"
 	        "set output '%s'\n"
-	        "set multiplot layout 2,1 title 'tcpool-bench'\n"
+	        "set multiplot layout 2,1\n"
 	        "set style data histograms\n"
 	        "set style histogram clustered gap 1\n"
 	        "set style fill solid 0.8 border -1\n"
 	        "set xtics rotate by -35 scale 0\n"
-	        "set key top right\nset grid ytics\nset yrange [0:*]\n"
-	        "set title 'TIME_WAIT sockets left by each scenario, client vs server side'\n"
+	        "set key outside top center horizontal\nset grid ytics\n"
+	        "set yrange [0:*]\nset rmargin 10\n"
+	        "set title 'TIME_WAIT sockets left by each scenario (%s)'\n"
 	        "set ylabel 'TIME_WAIT sockets'\n"
 	        "plot '%s' using 2:xtic(1) title 'client side', "
 	        "'' using 3 title 'server side'\n"
 	        "set title 'Throughput'\nset ylabel 'requests/s'\n"
 	        "plot '%s' using 4:xtic(1) title 'requests/s' lc rgb '#4477aa'\n"
-	        "unset multiplot\n", png, data, data);
+	        "unset multiplot\n", png, what, data, data);
 }
 
 static int make_temp(char *path, FILE **f)
@@ -107,6 +123,7 @@ int report_plot(const char *png, const struct row *rows, int n)
 	char script[] = "/tmp/tcpool-bench-plot.XXXXXX";
 	char *argv[] = { "gnuplot", script, NULL };
 	FILE *fd = NULL, *fs = NULL;
+	char what[128];
 	int rc = -1;
 
 	if (!in_path("gnuplot")) {
@@ -119,7 +136,8 @@ int report_plot(const char *png, const struct row *rows, int n)
 		goto out;
 	if (write_data(fd, rows, n) == 0)
 		progress("nothing to plot");
-	write_script(fs, data, png);
+	describe(rows, n, what, sizeof(what));
+	write_script(fs, data, png, what);
 	rc = fclose(fd) == 0 ? 0 : -1;
 	if (fclose(fs) != 0)
 		rc = -1;

@@ -43,8 +43,12 @@ static uint16_t used_ports[MAX_PORTS];
 static int nused;
 
 /* external servers running now, for the signal path */
+struct running {
+	pid_t pid;
+	char dir[64];
+};
 static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
-static pid_t running[MAX_RUNNING];
+static struct running running[MAX_RUNNING];
 
 const char *server_name(enum server_kind kind)
 {
@@ -129,26 +133,45 @@ static intptr_t builtin_start(void *arg)
 	return 0;
 }
 
-static void running_set(pid_t old, pid_t pid)
+/* Track (dir set) or forget (dir NULL) the server with this pid. */
+static void running_set(pid_t pid, const char *dir)
 {
+	pid_t want = dir ? 0 : pid;
+
 	pthread_mutex_lock(&running_lock);
 	for (int i = 0; i < MAX_RUNNING; i++) {
-		if (running[i] == old) {
-			running[i] = pid;
+		if (running[i].pid == want) {
+			running[i].pid = dir ? pid : 0;
+			snprintf(running[i].dir, sizeof(running[i].dir), "%s",
+			         dir ? dir : "");
 			break;
 		}
 	}
 	pthread_mutex_unlock(&running_lock);
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag,
+                    struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	remove(path);
+	return 0;
+}
+
+static void remove_dir(const char *dir)
+{
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 void servers_kill_all(void)
 {
 	pthread_mutex_lock(&running_lock);
 	for (int i = 0; i < MAX_RUNNING; i++) {
-		if (running[i] > 0) {
-			kill(running[i], SIGKILL);
-			waitpid(running[i], NULL, 0);
-			running[i] = 0;
+		if (running[i].pid > 0) {
+			kill(running[i].pid, SIGKILL);
+			waitpid(running[i].pid, NULL, 0);
+			remove_dir(running[i].dir);
+			running[i].pid = 0;
 		}
 	}
 	pthread_mutex_unlock(&running_lock);
@@ -247,7 +270,7 @@ static int spawn_server(struct server *s, const struct netenv *e)
 		s->pid = 0;
 		return -1;
 	}
-	running_set(0, s->pid);
+	running_set(s->pid, s->dir);
 	return 0;
 }
 
@@ -295,7 +318,7 @@ static int wait_ready(struct server *s, const struct netenv *e)
 
 	for (int i = 0; i < 500; i++) {
 		if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
-			running_set(s->pid, 0);
+			running_set(s->pid, NULL);
 			s->pid = 0;
 			break;
 		}
@@ -344,14 +367,6 @@ int server_start(struct server *s, enum server_kind kind,
 	return rc;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
-{
-	(void)st; (void)flag; (void)ftw;
-	remove(path);
-	return 0;
-}
-
 /* SIGTERM, then SIGKILL if it is still there after 5 s. */
 static void reap(pid_t pid)
 {
@@ -377,11 +392,11 @@ void server_stop(struct server *s)
 	}
 	if (s->pid > 0) {
 		reap(s->pid);
-		running_set(s->pid, 0);
+		running_set(s->pid, NULL);
 		s->pid = 0;
 	}
 	if (s->dir[0]) {
-		nftw(s->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+		remove_dir(s->dir);
 		s->dir[0] = '\0';
 	}
 }
