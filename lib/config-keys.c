@@ -29,8 +29,10 @@ _Static_assert(CONFIG_NKEYS <= 64, "too many keys for set_mask");
 	.def = (d) }
 
 /* The built-in defaults; tcpool.conf(5) says why each. Keys that came
- * after the contract's first table (lifetime_jitter_pct, min_idle,
- * leak_warn_ms) default to off, as SPEC.md requires. */
+ * after the contract's first table (min_idle, leak_warn_ms) default to
+ * off, as SPEC.md requires. lifetime_jitter_pct is 5: it only ever
+ * shortens a lifetime, so max_lifetime_ms still bounds a connection's
+ * age as the table says, and it has no effect while max_lifetime_ms is 0. */
 const struct config_key config_keys[CONFIG_NKEYS] = {
 	ENUM_KEY(KEY_TEARDOWN, teardown, CT_TEARDOWN, TEARDOWN_CLOSE),
 	[KEY_CLOSE_REQUEST] = {
@@ -50,7 +52,7 @@ const struct config_key config_keys[CONFIG_NKEYS] = {
 	},
 	UINT_KEY(KEY_IDLE_TIMEOUT_MS, idle_timeout_ms, 0, UINT32_MAX, 60000),
 	UINT_KEY(KEY_MAX_LIFETIME_MS, max_lifetime_ms, 0, UINT32_MAX, 0),
-	UINT_KEY(KEY_LIFETIME_JITTER_PCT, lifetime_jitter_pct, 0, 50, 0),
+	UINT_KEY(KEY_LIFETIME_JITTER_PCT, lifetime_jitter_pct, 0, 50, 5),
 	UINT_KEY(KEY_MAX_USES, max_uses, 0, UINT32_MAX, 0),
 	/* 0 would fail every connect before it starts. */
 	UINT_KEY(KEY_CONNECT_TIMEOUT_MS, connect_timeout_ms, 1, UINT32_MAX, 2000),

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config-keys.h"
 #include "pool-internal.h"
 
 #undef uthash_nonfatal_oom
@@ -150,6 +151,12 @@ POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
 	}
 	if (rc)
 		goto fail_cfg;
+	/* Rules that span keys (peer-first needs a close_request, ...) are
+	 * checked here, since pool_config_set takes keys in any order. */
+	if (config_validate(pool->cfg, NULL, 0)) {
+		rc = POOL_ECONFIG;
+		goto fail_cfg;
+	}
 	rc = shards_init(pool);
 	if (rc)
 		goto fail_cfg;

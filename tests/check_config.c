@@ -133,7 +133,7 @@ START_TEST(defaults)
 	ck_assert_uint_eq(s.max_active, 0);
 	ck_assert_uint_eq(s.idle_timeout_ms, 60000);
 	ck_assert_uint_eq(s.max_lifetime_ms, 0);
-	ck_assert_uint_eq(s.lifetime_jitter_pct, 0);
+	ck_assert_uint_eq(s.lifetime_jitter_pct, 5);
 	ck_assert_uint_eq(s.max_uses, 0);
 	ck_assert_uint_eq(s.connect_timeout_ms, 2000);
 	ck_assert_uint_eq(s.acquire_timeout_ms, 1000);

@@ -369,6 +369,56 @@ START_TEST(misuse_is_detected)
 }
 END_TEST
 
+/* Rules across keys are checked when the pool is made. */
+START_TEST(create_rejects_incomplete_config)
+{
+	pool_config_t *cfg = config_with("teardown", "peer-first", NULL);
+	pool_t *pool = (pool_t *)0x1;
+
+	ck_assert_int_eq(pool_create(&pool, cfg), POOL_ECONFIG);
+	ck_assert_ptr_null(pool);
+	pool_config_free(cfg);
+}
+END_TEST
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* pool_create(NULL): defaults, then the file named by $TCPOOL_CONFIG. */
+START_TEST(create_reads_env_config)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	char dir[] = "/tmp/tcpool-env-XXXXXX", path[128];
+	pool_t *pool = NULL;
+	pool_conn_t *c;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/tcpool.conf", dir);
+	write_text(path, "[pool]\nmax_idle = 0\nteardown = abort\n");
+	setenv("TCPOOL_CONFIG", path, 1);
+	ck_assert_int_eq(pool_create(&pool, NULL), 0);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	pool_put(pool, c, POOL_REUSE); /* max_idle 0: retired, by abort */
+	ck_assert_uint_eq(stats_of(pool, ep).retired_abort, 1);
+	pool_destroy(pool);
+	write_text(path, "[pool]\nmax_idle = ten\n");
+	ck_assert_int_eq(pool_create(&pool, NULL), POOL_ECONFIG);
+	unlink(path);
+	ck_assert_int_eq(pool_create(&pool, NULL), POOL_ESYS);
+	ck_assert_ptr_null(pool);
+	unsetenv("TCPOOL_CONFIG");
+	rmdir(dir);
+	lineserver_stop(ls);
+}
+END_TEST
+
 struct hammer {
 	pool_t *pool;
 	const char *ep;
@@ -461,6 +511,8 @@ Suite *pool_suite(void)
 	tcase_add_test(tc, unix_socket_endpoint);
 	tcase_add_test(tc, ipv6_endpoint);
 	tcase_add_test(tc, misuse_is_detected);
+	tcase_add_test(tc, create_rejects_incomplete_config);
+	tcase_add_test(tc, create_reads_env_config);
 	tcase_add_test(tc, threads_hammer);
 	suite_add_tcase(s, tc);
 	return s;
