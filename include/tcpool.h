@@ -121,9 +121,10 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode);
  * O_NONBLOCK flag, but must not close it. -1 for NULL. */
 POOL_API int pool_conn_fd(const pool_conn_t *conn);
 
-/* 1 if conn was used before (handed out earlier by pool_get), 0 if it
- * was connected for this pool_get. A failure on a reused connection may
- * be a stale connection: retrying an idempotent request is safe. */
+/* 1 if conn was connected before this pool_get (an idle connection, one
+ * handed out before or a warm min_idle one), 0 if it was connected for
+ * this pool_get. A failure on a reused connection may be a stale
+ * connection: retrying an idempotent request is safe. */
 POOL_API int pool_conn_reused(const pool_conn_t *conn);
 
 /* 1 if conn will be retired at its next pool_put whatever the mode

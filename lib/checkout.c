@@ -56,15 +56,18 @@ static struct pool_conn *idle_pop(struct pool_endpoint *ep)
 	return c;
 }
 
-static bool slot_reserve(struct pool *pool, struct pool_endpoint *ep)
+enum slot { SLOT_OK, SLOT_ENDPOINT_FULL, SLOT_TOTAL_FULL };
+
+/* Reserve a slot for a new connection (shard lock held). */
+static enum slot slot_reserve(struct pool *pool, struct pool_endpoint *ep)
 {
 	if (ep->set.max_active && ep->nactive >= ep->set.max_active)
-		return false;
+		return SLOT_ENDPOINT_FULL;
 	if (!total_reserve(pool))
-		return false;
+		return SLOT_TOTAL_FULL;
 	ep->nactive++;
 	ep->nin_use++;
-	return true;
+	return SLOT_OK;
 }
 
 /* Connect a new connection in a reserved slot; shard lock NOT held. */
@@ -143,18 +146,12 @@ static bool evict_idle_elsewhere(struct pool *pool, struct pool_endpoint *self)
 	return victim != NULL;
 }
 
-static bool total_is_full(struct pool *pool)
-{
-	unsigned cap = pool->cfg->max_total;
-
-	return cap && atomic_load(&pool->total) >= cap;
-}
-
 static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 		      pool_conn_t **out)
 {
 	uint64_t deadline = 0;
 	struct pool_conn *c;
+	enum slot slot;
 	bool below;
 	int rc;
 
@@ -179,11 +176,12 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 			*out = c;
 			return 0;
 		}
-		if (slot_reserve(pool, ep)) {
+		slot = slot_reserve(pool, ep);
+		if (slot == SLOT_OK) {
 			plock_unlock(&ep->shard->lock);
 			return connect_new(pool, ep, out);
 		}
-		if (total_is_full(pool)) {
+		if (slot == SLOT_TOTAL_FULL) {
 			plock_unlock(&ep->shard->lock);
 			if (evict_idle_elsewhere(pool, ep)) {
 				plock_lock(&ep->shard->lock);
@@ -198,7 +196,7 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 			deadline = now_ns() + MS_TO_NS(ep->set.acquire_timeout_ms);
 			ep->stats.waits++;
 		}
-		rc = wait_for_slot(pool, ep, deadline, &c);
+		rc = wait_for_slot(pool, ep, slot == SLOT_TOTAL_FULL, deadline, &c);
 		plock_lock(&ep->shard->lock);
 		if (c) {
 			uint64_t now = now_ns();

@@ -67,6 +67,28 @@ static int connect_wait(int fd, uint64_t deadline_ns)
 	return soerr;
 }
 
+/* A unix socket whose listen backlog is full answers EAGAIN at once
+ * rather than "in progress": there is nothing to poll for, so try again
+ * every few milliseconds until the deadline. */
+static int connect_unix_retry(int fd, const struct sockaddr *sa, socklen_t salen,
+			      uint64_t deadline_ns)
+{
+	int r;
+
+	for (;;) {
+		if (ms_left(deadline_ns) == 0)
+			return ETIMEDOUT;
+		poll(NULL, 0, 2);
+		do {
+			r = connect(fd, sa, salen);
+		} while (r == -1 && errno == EINTR);
+		if (r == 0)
+			return 0;
+		if (errno != EAGAIN)
+			return errno;
+	}
+}
+
 /* One attempt on one address. Returns the fd or -errno. */
 static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 		       uint64_t deadline_ns)
@@ -82,7 +104,9 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 		r = connect(fd, sa, salen);
 	} while (r == -1 && errno == EINTR);
 	err = r == 0 ? 0 : errno;
-	if (err == EINPROGRESS || err == EAGAIN)
+	if (err == EAGAIN && family == AF_UNIX)
+		err = connect_unix_retry(fd, sa, salen, deadline_ns);
+	else if (err == EINPROGRESS)
 		err = connect_wait(fd, deadline_ns);
 	if (err) {
 		/* A failed connect leaves no TIME_WAIT; a plain close is right. */

@@ -190,6 +190,7 @@ struct pool_conn {
 struct waiter {
 	pthread_cond_t cond;
 	struct pool_endpoint *ep;  /* what it waits for */
+	bool need_total;           /* blocked by max_total, not max_active */
 	struct pool_conn *handed;  /* a connection handed over directly */
 	bool woken;                /* a slot freed: retry from the top */
 	struct waiter *prev, *next;
@@ -205,8 +206,9 @@ struct pool_endpoint {
 	struct pool_conn *busy;    /* checked out (leak warnings, destroy) */
 	uint32_t nidle;
 	uint32_t nactive;          /* in use + idle + connecting */
-	uint32_t nin_use;          /* checked out + connecting */
-	uint32_t nconnecting;      /* min_idle refills under way */
+	uint32_t nin_use;          /* checked out + pool_get connects */
+	uint32_t nconnecting;      /* min_idle refills under way (in
+	                            * nactive, not in nin_use) */
 	pool_stats_t stats;
 	UT_hash_handle hh;
 };

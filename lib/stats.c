@@ -6,7 +6,7 @@
 static void snapshot(const struct pool_endpoint *ep, pool_stats_t *out)
 {
 	*out = ep->stats;
-	out->in_use = ep->nin_use - ep->nconnecting;
+	out->in_use = ep->nin_use;
 	out->idle = ep->nidle;
 }
 

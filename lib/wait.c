@@ -58,6 +58,8 @@ void waiters_wake_ep(struct pool *pool, struct pool_endpoint *ep)
 	pthread_mutex_unlock(&pool->wait_lock);
 }
 
+/* Only a waiter blocked by max_total can use a freed pool-wide slot; one
+ * blocked by its endpoint's max_active would just wait again. */
 void waiters_wake_total(struct pool *pool)
 {
 	struct waiter *w;
@@ -65,21 +67,24 @@ void waiters_wake_total(struct pool *pool)
 	if (atomic_load(&pool->nwaiters) == 0)
 		return;
 	pthread_mutex_lock(&pool->wait_lock);
-	w = pool->waiters;
-	if (w) {
-		w->woken = true;
-		wake(pool, w);
+	DL_FOREACH(pool->waiters, w) {
+		if (w->need_total) {
+			w->woken = true;
+			wake(pool, w);
+			break;
+		}
 	}
 	pthread_mutex_unlock(&pool->wait_lock);
 }
 
-/* Called with ep's shard lock held; returns with it released. Returns 0
- * when *handed got a connection or when a slot came free (retry), or
- * POOL_EBUSY when the deadline passed. */
-int wait_for_slot(struct pool *pool, struct pool_endpoint *ep,
+/* Called with ep's shard lock held; returns with it released. need_total:
+ * the caller is blocked by max_total rather than by ep's max_active.
+ * Returns 0 when *handed got a connection or when a slot came free
+ * (retry), or POOL_EBUSY when the deadline passed. */
+int wait_for_slot(struct pool *pool, struct pool_endpoint *ep, bool need_total,
 		  uint64_t deadline_ns, struct pool_conn **handed)
 {
-	struct waiter w = { .ep = ep };
+	struct waiter w = { .ep = ep, .need_total = need_total };
 	struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000u),
 			       .tv_nsec = (long)(deadline_ns % 1000000000u) };
 	pthread_condattr_t ca;
@@ -93,8 +98,10 @@ int wait_for_slot(struct pool *pool, struct pool_endpoint *ep,
 	DL_APPEND(pool->waiters, &w);
 	atomic_fetch_add(&pool->nwaiters, 1);
 	plock_unlock(&ep->shard->lock);
-	/* A max_total slot may have come free before we were visible. */
-	if (pool->cfg->max_total &&
+	/* A max_total slot may have come free before we were visible. Only
+	 * for a waiter blocked by max_total, and never past the deadline, or
+	 * a caller blocked by max_active would spin here. */
+	if (need_total && now_ns() < deadline_ns &&
 	    atomic_load(&pool->total) < pool->cfg->max_total) {
 		wake(pool, &w);
 		w.woken = true;

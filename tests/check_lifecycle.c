@@ -165,6 +165,8 @@ START_TEST(min_idle_refills)
 		lineserver_get_stats(ls, &ss);
 	} while (ss.accepted < stats_of(pool, ep).connects && mono_ms() < end + 2000);
 	ck_assert_uint_eq(ss.accepted, stats_of(pool, ep).connects);
+	/* Warm connections are idle, not in use. */
+	ck_assert_uint_eq(stats_of(pool, ep).in_use, 0);
 	/* The warm connections work. */
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
 	ping(c);

@@ -141,6 +141,28 @@ START_TEST(max_active_times_out)
 }
 END_TEST
 
+/* Blocked by max_active while max_total has room: still a bounded wait
+ * (this used to spin on the max_total re-check). */
+START_TEST(max_active_under_max_total_times_out)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("max_active", "1", "max_total", "10",
+				 "acquire_timeout_ms", "200", NULL);
+	pool_conn_t *a, *b = NULL;
+	long long t0, took;
+
+	ck_assert_int_eq(pool_get(pool, ep, &a), 0);
+	t0 = mono_ms();
+	ck_assert_int_eq(pool_get(pool, ep, &b), POOL_EBUSY);
+	took = mono_ms() - t0;
+	ck_assert_msg(took >= 190 && took < 3000, "waited %lld ms", took);
+	pool_put(pool, a, POOL_REUSE);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 struct holder {
 	pool_t *pool;
 	pool_conn_t *conn;
@@ -316,6 +338,40 @@ START_TEST(unix_socket_endpoint)
 	ck_assert_int_eq(pool_get(pool, lineserver_endpoint(ls), &c), 0);
 	ck_assert_int_eq(pool_conn_reused(c), 1);
 	pool_put(pool, c, POOL_RETIRE);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+	rmdir(dir);
+}
+END_TEST
+
+/* A unix server with a full backlog: connect() says EAGAIN, not "in
+ * progress"; the pool retries until connect_timeout_ms, and never hands
+ * out an unconnected socket. */
+START_TEST(unix_full_backlog_times_out)
+{
+	char dir[] = "/tmp/tcpool-test-XXXXXX", path[128];
+	struct lineserver_opts o = { .family = AF_UNIX, .backlog = 1 };
+	pool_t *pool = pool_with("connect_timeout_ms", "200", NULL);
+	struct lineserver *ls;
+	pool_conn_t *held[8];
+	int i, n = 0, rc = 0;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s", dir);
+	o.unix_path = path;
+	ls = lineserver_start(&o);
+	ck_assert_ptr_nonnull(ls);
+	lineserver_pause_accept(ls, true);
+	while (n < 8) {
+		rc = pool_get(pool, lineserver_endpoint(ls), &held[n]);
+		if (rc)
+			break;
+		n++;
+	}
+	ck_assert_int_eq(rc, POOL_ETIMEDOUT);
+	ck_assert_int_lt(n, 8);
+	for (i = 0; i < n; i++)
+		pool_put(pool, held[i], POOL_BROKEN);
 	pool_destroy(pool);
 	lineserver_stop(ls);
 	rmdir(dir);
@@ -503,12 +559,14 @@ Suite *pool_suite(void)
 	tcase_add_test(tc, unexpected_bytes_mean_dead);
 	tcase_add_test(tc, max_idle_caps_kept_connections);
 	tcase_add_test(tc, max_active_times_out);
+	tcase_add_test(tc, max_active_under_max_total_times_out);
 	tcase_add_test(tc, waiter_gets_returned_connection);
 	tcase_add_test(tc, waiter_gets_freed_slot);
 	tcase_add_test(tc, max_total_evicts_idle_elsewhere);
 	tcase_add_test(tc, refused_connection);
 	tcase_add_test(tc, connect_timeout);
 	tcase_add_test(tc, unix_socket_endpoint);
+	tcase_add_test(tc, unix_full_backlog_times_out);
 	tcase_add_test(tc, ipv6_endpoint);
 	tcase_add_test(tc, misuse_is_detected);
 	tcase_add_test(tc, create_rejects_incomplete_config);
