@@ -65,6 +65,9 @@ int netenv_sysctl_get(const struct netenv *e, enum side side,
  * out_path (inherited when NULL), an empty signal mask and SIGPIPE at its
  * default. 0, or -1 (message printed). */
 int spawn_child(pid_t *pid, char *const argv[], const char *out_path);
+/* Find prog in $PATH, then in the usual bin and sbin directories; its
+ * path goes to out (when not NULL). */
+bool find_program(const char *prog, char *out, size_t len);
 /* Run argv and wait for it; output to /dev/null when quiet. Returns the
  * exit status, or -1. */
 int run_cmd(char *const argv[], bool quiet);
@@ -100,7 +103,8 @@ struct server {
 const char *server_name(enum server_kind kind);
 /* The program an external server needs, NULL for the built-in one. */
 const char *server_program(enum server_kind kind);
-/* True when the server can run here (its program is installed). */
+/* True when the server can run here (its program is installed); looks
+ * the program up once. */
 bool server_available(enum server_kind kind);
 /* Start kind on a port never used before in this run, wait until it
  * accepts. 0 or -1 (message printed). */

@@ -13,24 +13,6 @@
 
 #include "bench.h"
 
-static bool in_path(const char *prog)
-{
-	const char *path = getenv("PATH");
-	char buf[512];
-
-	if (!path)
-		path = "/usr/bin:/bin";
-	while (*path) {
-		size_t len = strcspn(path, ":");
-
-		snprintf(buf, sizeof(buf), "%.*s/%s", (int)len, path, prog);
-		if (access(buf, X_OK) == 0)
-			return true;
-		path += len + (path[len] == ':');
-	}
-	return false;
-}
-
 static bool plotted(const struct row *r, int threads)
 {
 	return strncmp(r->scenario, "req-", 4) == 0 && r->threads == threads;
@@ -126,7 +108,7 @@ int report_plot(const char *png, const struct row *rows, int n)
 	char what[128];
 	int rc = -1;
 
-	if (!in_path("gnuplot")) {
+	if (!find_program("gnuplot", NULL, 0)) {
 		progress("gnuplot not found: no plot (install gnuplot-nox)");
 		return 1;
 	}

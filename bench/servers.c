@@ -35,8 +35,9 @@ static const char *const names[SRV_COUNT] = {
 	"builtin", "memcached", "redis", "nginx"
 };
 static const char *const programs[SRV_COUNT] = {
-	NULL, "/usr/bin/memcached", "/usr/bin/redis-server", "/usr/sbin/nginx"
+	NULL, "memcached", "redis-server", "nginx"
 };
+static char paths[SRV_COUNT][256]; /* found by server_available() */
 
 /* ports handed out so far; only the orchestrating thread picks ports */
 static uint16_t used_ports[MAX_PORTS];
@@ -62,7 +63,9 @@ const char *server_program(enum server_kind kind)
 
 bool server_available(enum server_kind kind)
 {
-	return !programs[kind] || access(programs[kind], X_OK) == 0;
+	if (!programs[kind] || paths[kind][0])
+		return true;
+	return find_program(programs[kind], paths[kind], sizeof(paths[kind]));
 }
 
 static bool port_used(uint16_t port)
@@ -218,7 +221,7 @@ static int nginx_conf(const struct server *s, const char *addr, char *path,
 static int server_argv(struct server *s, const char *addr, const char **argv,
                        int i, char *port, char *conf, size_t conflen)
 {
-	argv[i++] = programs[s->kind];
+	argv[i++] = paths[s->kind];
 	switch (s->kind) {
 	case SRV_MEMCACHED:
 		argv[i++] = "-p"; argv[i++] = port;

@@ -12,8 +12,10 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -64,4 +66,33 @@ int run_cmd(char *const argv[], bool quiet)
 	if (rc == -1 || !WIFEXITED(status))
 		return -1;
 	return WEXITSTATUS(status);
+}
+
+/* Look in one ':'-separated list of directories. */
+static bool find_in(const char *dirs, const char *prog, char *out, size_t len)
+{
+	char buf[512];
+
+	while (*dirs) {
+		size_t n = strcspn(dirs, ":");
+
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, dirs, prog);
+		if (n > 0 && access(buf, X_OK) == 0) {
+			if (out)
+				snprintf(out, len, "%s", buf);
+			return true;
+		}
+		dirs += n + (dirs[n] == ':');
+	}
+	return false;
+}
+
+bool find_program(const char *prog, char *out, size_t len)
+{
+	const char *path = getenv("PATH");
+
+	/* servers live in sbin, which a user's PATH often lacks */
+	return find_in(path ? path : "", prog, out, len) ||
+	       find_in("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+	               "/sbin:/bin", prog, out, len);
 }
