@@ -239,6 +239,8 @@ struct reaper {
 	int wakefd;                /* eventfd: new work for the maintenance */
 	struct drain *list;
 	unsigned n;
+	uint64_t min_deadline_ns;  /* no drain's deadline is earlier; the
+	                            * runner wakes by then at the latest */
 };
 
 struct pool {

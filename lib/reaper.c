@@ -21,6 +21,7 @@ int reaper_init(struct reaper *r)
 	pthread_mutex_init(&r->run_lock, NULL);
 	r->list = NULL;
 	r->n = 0;
+	r->min_deadline_ns = UINT64_MAX;
 	r->epfd = epoll_create1(EPOLL_CLOEXEC);
 	r->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (r->epfd < 0 || r->wakefd < 0 ||
@@ -81,6 +82,7 @@ void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep)
 	struct reaper *r = &pool->reaper;
 	struct drain *d = calloc(1, sizeof(*d));
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+	bool wake;
 
 	if (!d) {
 		/* No memory to wait: do not block the caller, fall back. */
@@ -100,8 +102,17 @@ void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep)
 	DL_APPEND(r->list, d);
 	r->n++;
 	epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev);
+	/* The runner already wakes by the earliest deadline it knows of (and
+	 * at once for the server's EOF, which epoll reports): only a drain
+	 * that is now the earliest needs it woken. Drains of one endpoint
+	 * share a timeout, so under a stream of retirements this wakes
+	 * nobody, and pool_put pays no context switch. */
+	wake = d->deadline_ns < r->min_deadline_ns;
+	if (wake)
+		r->min_deadline_ns = d->deadline_ns;
 	pthread_mutex_unlock(&r->lock);
-	reaper_wake(pool);
+	if (wake)
+		reaper_wake(pool);
 }
 
 /* Close a finished drain: EOF seen (ok) or fallback. No lock held. */
@@ -158,6 +169,7 @@ static int expire_overdue(struct reaper *r, uint64_t now, struct drain **done)
 		else if (!next || d->deadline_ns < next)
 			next = d->deadline_ns;
 	}
+	r->min_deadline_ns = next ? next : UINT64_MAX;
 	if (!next)
 		return -1;
 	return (int)((next - now + 999999) / 1000000);
