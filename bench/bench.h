@@ -5,7 +5,8 @@
  * netns.c gives the network (two namespaces joined by a veth pair, or
  * loopback); servers.c starts a server on a fresh port and stops it;
  * scenario.c and overhead.c run the request loops in the client's
- * namespace and fill rows; report.c prints the rows and plots them.
+ * namespace and fill rows (libmc.c gives overhead.c libmemcached's pool
+ * as a reference); report.c prints the rows and plots them.
  */
 #ifndef TCPOOL_BENCH_H
 #define TCPOOL_BENCH_H
@@ -131,6 +132,8 @@ struct row {
 	long client_tw, server_tw;  /* -1: not counted */
 	double ns_per_op;           /* overhead rows, else 0 */
 	double ratio;               /* overhead rows: vs the floor, else 0 */
+	double vs_libmc;            /* get+put rows: vs libmemcached's pair
+	                             * of the same shape; 0 when none */
 	bool failed;                /* an unexpected error happened */
 	char note[96];
 };
@@ -188,6 +191,21 @@ int overhead_run(const struct overhead_opts *o, const struct netenv *e,
  * caller's (client) namespace against endpoint; count added, or -1. */
 int throughput_run(const struct overhead_opts *o, const char *endpoint,
                    struct row *rows, int cap);
+
+/* ---- libmemcached's pool, the overhead reference (libmc.c) ---- */
+
+struct libmc_pool;
+/* False when built without libmemcachedutil: no reference rows. */
+bool libmc_available(void);
+/* A memcached_pool_st of size handles, all cloned now, from a
+ * memcached_st with endpoint ("ADDR:PORT") as its one server. Nothing
+ * connects. NULL on failure (message printed) or when unavailable. */
+struct libmc_pool *libmc_open(const char *endpoint, unsigned size);
+/* n memcached_pool_fetch + memcached_pool_release pairs; 0, or -1
+ * (message printed). */
+int libmc_pairs(struct libmc_pool *p, uint64_t n);
+/* Destroy the pool and its handles; NULL is fine. */
+void libmc_close(struct libmc_pool *p);
 
 /* ---- report (report.c) ---- */
 

@@ -2,7 +2,9 @@
  * What the pool itself costs: pool_get + pool_put(POOL_REUSE) pairs on an
  * idle connection (validation bypassed by a large validate_idle_ms), next
  * to the floor any pool pays: a bare pthread mutex lock/unlock pair, and
- * a mutex-guarded stack (lock, pop, unlock, lock, push, unlock).
+ * a mutex-guarded stack (lock, pop, unlock, lock, push, unlock), and to
+ * the reference the project's target names: libmemcached's pool, a
+ * memcached_pool_fetch + memcached_pool_release pair (libmc.c).
  *
  * Cost is reported as core-ns per pair: wall time x min(threads, cores)
  * / pairs. One thread: plain ns per pair. More threads than cores: time
@@ -24,26 +26,34 @@
 #define MAX_REPS 15
 #define MAX_EPS 4
 
-enum variant_kind { V_MUTEX, V_STACK, V_POOL };
+enum variant_kind { V_MUTEX, V_STACK, V_LIBMC, V_POOL };
 
+/* neps: endpoints for V_POOL, libmemcached pools for V_LIBMC; threads
+ * share them round robin. */
 struct variant {
 	enum variant_kind kind;
 	int threads, neps;
 	pool_t *pool;
+	struct libmc_pool *mc[MAX_EPS];
 	double ns[MAX_REPS];
+	double median;
 };
 
 /* The first is the floor the ratios are taken to. mutex-2t shows how
- * this machine scales two threads that share nothing. */
+ * this machine scales two threads that share nothing. Each V_LIBMC has
+ * the shape of the V_POOL it is the reference of (same threads, neps). */
 static struct variant variants[] = {
-	{ V_MUTEX, 1, 0, NULL, { 0 } },
-	{ V_MUTEX, 2, 0, NULL, { 0 } },
-	{ V_STACK, 1, 0, NULL, { 0 } },
-	{ V_POOL, 1, 1, NULL, { 0 } },
-	{ V_POOL, 2, 1, NULL, { 0 } },
-	{ V_POOL, 2, 2, NULL, { 0 } },
-	{ V_POOL, 4, 1, NULL, { 0 } },
-	{ V_POOL, 4, 4, NULL, { 0 } },
+	{ .kind = V_MUTEX, .threads = 1 },
+	{ .kind = V_MUTEX, .threads = 2 },
+	{ .kind = V_STACK, .threads = 1 },
+	{ .kind = V_LIBMC, .threads = 1, .neps = 1 },
+	{ .kind = V_LIBMC, .threads = 2, .neps = 2 },
+	{ .kind = V_LIBMC, .threads = 2, .neps = 1 },
+	{ .kind = V_POOL, .threads = 1, .neps = 1 },
+	{ .kind = V_POOL, .threads = 2, .neps = 1 },
+	{ .kind = V_POOL, .threads = 2, .neps = 2 },
+	{ .kind = V_POOL, .threads = 4, .neps = 1 },
+	{ .kind = V_POOL, .threads = 4, .neps = 4 },
 };
 #define NVARIANTS (sizeof(variants) / sizeof(variants[0]))
 
@@ -61,6 +71,7 @@ struct pair_worker {
 	enum variant_kind kind;
 	pool_t *pool;
 	const char *endpoint;
+	struct libmc_pool *mc;
 	uint64_t ops;
 	pthread_barrier_t *start;
 	struct stack st;
@@ -116,6 +127,8 @@ static void *pair_main(void *arg)
 		mutex_pairs(w);
 	else if (w->kind == V_STACK)
 		stack_pairs(w);
+	else if (w->kind == V_LIBMC)
+		w->err = libmc_pairs(w->mc, w->ops);
 	else
 		pool_pairs(w);
 	w->t1 = bench_now_ns();
@@ -132,6 +145,12 @@ struct ctx {
 	double floor_ns;   /* median mutex pair, one thread */
 };
 
+/* Without libmemcachedutil the reference variants are left out. */
+static bool variant_on(const struct variant *v)
+{
+	return v->kind != V_LIBMC || libmc_available();
+}
+
 /* One repetition of a variant: core-ns per pair, or -1. */
 static double variant_once(struct ctx *c, struct variant *v)
 {
@@ -147,6 +166,8 @@ static double variant_once(struct ctx *c, struct variant *v)
 		        .ops = c->o->pair_ops, .start = &start };
 		if (v->kind == V_POOL)
 			w[i].endpoint = c->eps[i % v->neps];
+		if (v->kind == V_LIBMC)
+			w[i].mc = v->mc[i % v->neps];
 		pthread_create(&w[i].thread, NULL, pair_main, &w[i]);
 	}
 	for (int i = 0; i < v->threads; i++) {
@@ -157,8 +178,9 @@ static double variant_once(struct ctx *c, struct variant *v)
 	}
 	pthread_barrier_destroy(&start);
 	if (err) {
-		fprintf(stderr, "tcpool-bench: overhead: pool_get: %s\n",
-		        pool_strerror(err));
+		if (v->kind == V_POOL)   /* libmc_pairs said why itself */
+			fprintf(stderr, "tcpool-bench: overhead: pool_get: %s\n",
+			        pool_strerror(err));
 		return -1;
 	}
 	return (double)(t1 - t0) * cores /
@@ -207,17 +229,65 @@ static int pool_open(struct ctx *c, struct variant *v)
 	return bad ? -1 : 0;
 }
 
+/* neps pools, each with one server (a built-in server's address) and a
+ * handle for every thread that shares it. */
+static int libmc_open_all(struct ctx *c, struct variant *v)
+{
+	unsigned size = (unsigned)(v->threads / v->neps);
+
+	for (int i = 0; i < v->neps; i++) {
+		v->mc[i] = libmc_open(c->eps[i], size);
+		if (!v->mc[i])
+			return -1;
+	}
+	return 0;
+}
+
+static int variant_open(struct ctx *c, struct variant *v)
+{
+	if (v->kind == V_POOL)
+		return pool_open(c, v);
+	if (v->kind == V_LIBMC && variant_on(v))
+		return libmc_open_all(c, v);
+	return 0;
+}
+
+/* The libmemcached variant of v's shape, NULL when there is none. */
+static const struct variant *libmc_ref(const struct variant *v)
+{
+	for (size_t i = 0; i < NVARIANTS; i++) {
+		const struct variant *m = &variants[i];
+
+		if (m->kind == V_LIBMC && variant_on(m) &&
+		    m->threads == v->threads && m->neps == v->neps)
+			return m;
+	}
+	return NULL;
+}
+
+static void libmc_names(const struct variant *v, struct row *r)
+{
+	const char *shared = v->neps < v->threads ? "-shared" : "";
+
+	snprintf(r->scenario, sizeof(r->scenario),
+	         "overhead-libmemcached-%dt%s", v->threads, shared);
+	snprintf(r->note, sizeof(r->note),
+	         "memcached_pool_fetch+release pair, core-ns%s",
+	         v->threads == 1 ? "" : *shared ? ", one pool shared"
+	                                        : ", a pool per thread");
+}
+
 static void variant_row(struct ctx *c, struct variant *v)
 {
 	struct row *r = &c->rows[c->n++];
+	const struct variant *ref = v->kind == V_POOL ? libmc_ref(v) : NULL;
 
 	memset(r, 0, sizeof(*r));
 	r->client_tw = r->server_tw = -1;
 	r->threads = v->threads;
-	r->ns_per_op = median_d(v->ns, (size_t)c->o->reps);
-	if (v == &variants[0])
-		c->floor_ns = r->ns_per_op;
+	r->ns_per_op = v->median;
 	r->ratio = c->floor_ns > 0 ? r->ns_per_op / c->floor_ns : 0;
+	r->vs_libmc = ref && ref->median > 0 ? v->median / ref->median : 0;
 	r->requests = c->o->pair_ops * (uint64_t)v->threads;
 	snprintf(r->server, sizeof(r->server), "-");
 	snprintf(r->policy, sizeof(r->policy), "-");
@@ -230,6 +300,8 @@ static void variant_row(struct ctx *c, struct variant *v)
 		snprintf(r->scenario, sizeof(r->scenario), "overhead-stack-1t");
 		snprintf(r->note, sizeof(r->note),
 		         "mutex-guarded stack pop+push");
+	} else if (v->kind == V_LIBMC) {
+		libmc_names(v, r);
 	} else {
 		snprintf(r->scenario, sizeof(r->scenario), "overhead-%dt-%dep",
 		         v->threads, v->neps);
@@ -244,19 +316,31 @@ static int pairs_all(struct ctx *c)
 {
 	int reps = c->o->reps;
 
+	if (!libmc_available())
+		progress("overhead: libmemcached's pool is unavailable (built "
+		         "without libmemcachedutil): no reference rows");
 	for (size_t i = 0; i < NVARIANTS; i++)
-		if (variants[i].kind == V_POOL && pool_open(c, &variants[i]) != 0)
+		if (variant_open(c, &variants[i]) != 0)
 			return -1;
 	for (int r = 0; r < reps; r++) {
 		progress("overhead: get+put pairs, repetition %d/%d", r + 1, reps);
 		for (size_t i = 0; i < NVARIANTS; i++) {
+			if (!variant_on(&variants[i]))
+				continue;
 			variants[i].ns[r] = variant_once(c, &variants[i]);
 			if (variants[i].ns[r] < 0)
 				return -1;
 		}
 	}
+	/* all medians first: a row's ratios need the floor's and the
+	 * reference's, which may come later in the table */
+	for (size_t i = 0; i < NVARIANTS; i++)
+		if (variant_on(&variants[i]))
+			variants[i].median = median_d(variants[i].ns, (size_t)reps);
+	c->floor_ns = variants[0].median;
 	for (size_t i = 0; i < NVARIANTS && c->n < c->cap; i++)
-		variant_row(c, &variants[i]);
+		if (variant_on(&variants[i]))
+			variant_row(c, &variants[i]);
 	return 0;
 }
 
@@ -265,6 +349,10 @@ static void pairs_close(void)
 	for (size_t i = 0; i < NVARIANTS; i++) {
 		pool_destroy(variants[i].pool);
 		variants[i].pool = NULL;
+		for (int k = 0; k < MAX_EPS; k++) {
+			libmc_close(variants[i].mc[k]);
+			variants[i].mc[k] = NULL;
+		}
 	}
 }
 
