@@ -245,6 +245,7 @@ struct reaper {
 
 struct pool {
 	struct shard shards[POOL_NSHARDS];
+	uint64_t serial;           /* unique per pool in this process */
 	struct pool_config *cfg;
 	atomic_uint total;         /* open connections, for max_total */
 	atomic_bool shutting_down;

@@ -74,29 +74,62 @@ static int endpoint_insert(struct pool *pool, struct shard *sh, const char *key,
 	return 0;
 }
 
+/* Each thread remembers the last endpoint it looked up. A client mostly
+ * asks for the same endpoint again, and then a string compare replaces
+ * hashing the key and walking a bucket. The pool's serial (never reused)
+ * keeps a record of a destroyed pool from matching a new one at the same
+ * address; endpoints live as long as their pool. */
+static __thread struct {
+	uint64_t pool_serial;
+	struct pool_endpoint *ep;
+} last_lookup;
+
+static atomic_uint_fast64_t pool_serials;
+
+static struct pool_endpoint *cached_endpoint(struct pool *pool, const char *key)
+{
+	struct pool_endpoint *ep = last_lookup.ep;
+
+	if (ep && last_lookup.pool_serial == pool->serial && strcmp(ep->key, key) == 0)
+		return ep;
+	return NULL;
+}
+
 int pool_endpoint_lock(struct pool *pool, const char *key,
 		       struct pool_endpoint **ep_out)
 {
-	struct pool_endpoint *ep = NULL;
+	struct pool_endpoint *ep = cached_endpoint(pool, key);
 	struct endpoint_addr addr;
-	size_t len = strlen(key);
 	struct shard *sh;
 	unsigned hashv;
+	size_t len;
+	int rc;
 
+	if (ep) {
+		plock_lock(&ep->shard->lock);
+		*ep_out = ep;
+		return 0;
+	}
+	len = strlen(key);
 	HASH_VALUE(key, len, hashv);
 	sh = shard_for(pool, hashv);
 	plock_lock(&sh->lock);
 	HASH_FIND_BYHASHVALUE(hh, sh->table, key, len, hashv, ep);
-	if (ep) {
-		*ep_out = ep;
-		return 0;
-	}
+	if (ep)
+		goto found;
 	plock_unlock(&sh->lock);
 	/* First use: parse and resolve settings outside the lock. A bad
 	 * string never enters the table, so junk cannot grow it. */
 	if (endpoint_parse(key, false, &addr, NULL, 0))
 		return POOL_EENDPOINT;
-	return endpoint_insert(pool, sh, key, hashv, ep_out);
+	rc = endpoint_insert(pool, sh, key, hashv, &ep);
+	if (rc)
+		return rc;
+found:
+	last_lookup.pool_serial = pool->serial;
+	last_lookup.ep = ep;
+	*ep_out = ep;
+	return 0;
 }
 
 static int shards_init(struct pool *pool)
@@ -143,6 +176,7 @@ POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
 	pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		return POOL_ENOMEM;
+	pool->serial = atomic_fetch_add(&pool_serials, 1) + 1;
 	if (cfg) {
 		pool->cfg = config_copy(cfg);
 		rc = pool->cfg ? 0 : POOL_ENOMEM;
