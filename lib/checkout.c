@@ -50,8 +50,7 @@ static struct pool_conn *idle_pop(struct pool_endpoint *ep)
 
 	if (!c)
 		return NULL;
-	DL_DELETE(ep->idle, c);
-	ep->nidle--;
+	idle_remove(ep->pool, ep, c);
 	ep->nin_use++;
 	return c;
 }
@@ -135,8 +134,7 @@ static bool evict_idle_elsewhere(struct pool *pool, struct pool_endpoint *self)
 			if (ep == self || !ep->idle)
 				continue;
 			victim = ep->idle->prev; /* the tail: least recently used */
-			DL_DELETE(ep->idle, victim);
-			ep->nidle--;
+			idle_remove(pool, ep, victim);
 			break;
 		}
 		plock_unlock(&pool->shards[i].lock);
@@ -265,10 +263,8 @@ static bool keep_idle(struct pool *pool, struct pool_conn *c, uint64_t now)
 	if (ep->nidle >= ep->set.max_idle ||
 	    atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
 		return false;
-	c->magic = CONN_MAGIC_IDLE;
 	c->last_put_ns = now;
-	DL_PREPEND(ep->idle, c);
-	ep->nidle++;
+	idle_push(pool, ep, c, true);
 	return true;
 }
 
@@ -305,6 +301,9 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 			ep->nin_use--;
 			plock_unlock(&ep->shard->lock);
 			maint_note_due(pool, due);
+			/* A caller waiting under max_total can evict it now. */
+			if (pool->cfg->max_total)
+				waiters_wake_total(pool);
 			return;
 		}
 	}

@@ -99,7 +99,7 @@ static void child_reset_endpoint(struct pool_endpoint *ep)
 		conn_free(c);
 	}
 	/* Checked-out ones stay the holder's; their put closes the copy. */
-	ep->nidle = 0;
+	ep->nidle = 0; /* nidle_total: reset by child_reset */
 	ep->nactive = 0;
 	ep->nin_use = 0;
 	ep->nconnecting = 0;
@@ -137,6 +137,7 @@ static void child_reset(struct pool *pool)
 		plock_unlock(&pool->shards[i].lock);
 	}
 	atomic_store(&pool->total, 0);
+	atomic_store(&pool->nidle_total, 0);
 	child_reset_reaper(pool);
 	/* Threads do not survive fork(): start the maintenance again. */
 	pool->maint_running = false;

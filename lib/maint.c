@@ -71,8 +71,7 @@ static void sweep_idle(struct sweep *sw, struct pool_endpoint *ep)
 			return;
 		}
 		sw->budget--;
-		DL_DELETE(ep->idle, c);
-		ep->nidle--;
+		idle_remove(ep->pool, ep, c);
 		DL_APPEND(sw->retire, c);
 	}
 }
@@ -155,11 +154,11 @@ static void refill_one(struct pool *pool, struct pool_endpoint *ep, struct sweep
 	ep->nconnecting--;
 	if (c) {
 		ep->stats.connects++;
-		c->magic = CONN_MAGIC_IDLE;
-		DL_APPEND(ep->idle, c); /* warm, but least recently used */
-		ep->nidle++;
+		idle_push(pool, ep, c, false); /* warm, but least recently used */
 		waiters_wake_ep(pool, ep);
 		plock_unlock(&ep->shard->lock);
+		if (pool->cfg->max_total)
+			waiters_wake_total(pool);
 		due_at(sw, idle_deadline(c));
 		return;
 	}

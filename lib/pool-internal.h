@@ -252,6 +252,8 @@ struct pool {
 	pthread_mutex_t wait_lock; /* guards waiters; taken after a shard lock */
 	struct waiter *waiters;    /* FIFO over all endpoints */
 	atomic_uint nwaiters;      /* lets the hot path skip wait_lock */
+	atomic_uint nidle_total;   /* idle connections pool-wide; kept only
+	                            * under max_total, for its waiters */
 	atomic_uint_fast64_t misuse; /* bad pool_put calls seen */
 	struct reaper reaper;
 	pthread_mutex_t log_lock;  /* guards log_fn, log_ud */
@@ -272,6 +274,35 @@ struct pool {
 static inline struct shard *shard_for(struct pool *pool, unsigned hashv)
 {
 	return &pool->shards[(hashv >> 24) % POOL_NSHARDS];
+}
+
+/* The idle list of an endpoint (shard lock held). Every change goes
+ * through these three, so nidle and the pool-wide count stay exact. The
+ * pool-wide count is a shared cache line: only kept when max_total makes
+ * waiters need it. */
+static inline void idle_count(struct pool *pool, struct pool_endpoint *ep, int delta)
+{
+	ep->nidle += (uint32_t)delta;
+	if (pool->cfg->max_total)
+		atomic_fetch_add(&pool->nidle_total, (unsigned)delta);
+}
+
+static inline void idle_push(struct pool *pool, struct pool_endpoint *ep,
+			     struct pool_conn *c, bool most_recent)
+{
+	c->magic = CONN_MAGIC_IDLE;
+	if (most_recent)
+		DL_PREPEND(ep->idle, c);
+	else
+		DL_APPEND(ep->idle, c);
+	idle_count(pool, ep, 1);
+}
+
+static inline void idle_remove(struct pool *pool, struct pool_endpoint *ep,
+			       struct pool_conn *c)
+{
+	DL_DELETE(ep->idle, c);
+	idle_count(pool, ep, -1);
 }
 
 /* Endpoint table (pool.c): the endpoint for key, created with its

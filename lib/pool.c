@@ -225,8 +225,7 @@ static struct pool_conn *collect_idle(struct pool *pool)
 		plock_lock(&sh->lock);
 		HASH_ITER(hh, sh->table, ep, etmp) {
 			DL_FOREACH_SAFE(ep->idle, c, tmp) {
-				DL_DELETE(ep->idle, c);
-				ep->nidle--;
+				idle_remove(pool, ep, c);
 				DL_APPEND(all, c);
 			}
 		}

@@ -4,10 +4,11 @@
  *
  * A waiter enqueues itself while it still holds its endpoint's shard lock,
  * so a pool_put or a close on that endpoint (done under the same lock)
- * cannot miss it. Slots freed under max_total happen in other shards; for
- * those the waiter re-checks the total after enqueuing, and the freer
- * checks nwaiters after decrementing (both seq_cst), so one of them sees
- * the other.
+ * cannot miss it. Under max_total, what helps a waiter happens in other
+ * shards: a slot freed (total drops) or a connection gone idle (it can be
+ * evicted). For those the waiter re-checks total and nidle_total after
+ * enqueuing, and the other side checks nwaiters after its change (all
+ * seq_cst), so one of them sees the other.
  */
 #include <errno.h>
 
@@ -98,11 +99,13 @@ int wait_for_slot(struct pool *pool, struct pool_endpoint *ep, bool need_total,
 	DL_APPEND(pool->waiters, &w);
 	atomic_fetch_add(&pool->nwaiters, 1);
 	plock_unlock(&ep->shard->lock);
-	/* A max_total slot may have come free before we were visible. Only
+	/* A max_total slot may have come free, or a connection of another
+	 * endpoint gone idle (to evict), before we were visible. Only
 	 * for a waiter blocked by max_total, and never past the deadline, or
 	 * a caller blocked by max_active would spin here. */
 	if (need_total && now_ns() < deadline_ns &&
-	    atomic_load(&pool->total) < pool->cfg->max_total) {
+	    (atomic_load(&pool->total) < pool->cfg->max_total ||
+	     atomic_load(&pool->nidle_total) > 0)) {
 		wake(pool, &w);
 		w.woken = true;
 	}

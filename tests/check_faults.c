@@ -968,24 +968,12 @@ START_TEST(bad_puts_change_nothing)
 }
 END_TEST
 
-static int fds_before;
-
-static void fd_setup(void)
-{
-	fds_before = fd_count();
-}
-
-static void fd_teardown(void)
-{
-	ck_assert_int_eq(fd_count(), fds_before);
-}
-
 static TCase *faults_tcase(const char *name)
 {
 	TCase *tc = tcase_create(name);
 
 	tcase_set_timeout(tc, 30);
-	tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
+	tcase_add_checked_fixture(tc, fixture_test_setup, fixture_test_teardown);
 	return tc;
 }
 

@@ -16,16 +16,6 @@
 #include "pool-internal.h"
 #include "suites.h"
 
-/* Poll a pool counter until it reaches want or ms pass. */
-static void wait_idle_count(pool_t *pool, const char *ep, unsigned want, int ms)
-{
-	long long end = mono_ms() + ms;
-
-	while (stats_of(pool, ep).idle != want && mono_ms() < end)
-		usleep(5000);
-	ck_assert_uint_eq(stats_of(pool, ep).idle, want);
-}
-
 START_TEST(idle_timeout_retires)
 {
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
@@ -37,8 +27,9 @@ START_TEST(idle_timeout_retires)
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
 	pool_put(pool, c, POOL_REUSE);
 	ck_assert_uint_eq(stats_of(pool, ep).idle, 1);
-	wait_idle_count(pool, ep, 0, 2000);
-	wait_drains(pool, 2000);
+	/* The slot is freed (closed) once the drain is registered. */
+	wait_for(stats_of(pool, ep).closed == 1, 2000);
+	wait_drains(pool, 6000);
 	ck_assert_uint_eq(stats_of(pool, ep).retired_peer_first, 1);
 	ck_assert_uint_eq(stats_of(pool, ep).peer_first_ok, 1);
 	/* Retired by the pool itself, peer-first: the server holds it. */
@@ -136,8 +127,8 @@ START_TEST(lifetime_expiry_is_enforced)
 
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
 	pool_put(pool, c, POOL_REUSE);
-	wait_idle_count(pool, ep, 0, 2000);
-	ck_assert_uint_eq(stats_of(pool, ep).closed, 1);
+	wait_for(stats_of(pool, ep).closed == 1, 2000);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 0);
 	pool_destroy(pool);
 	lineserver_stop(ls);
 }
@@ -149,22 +140,17 @@ START_TEST(min_idle_refills)
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("min_idle", "3", "max_idle", "4", NULL);
 	struct lineserver_stats ss;
-	long long end = mono_ms() + 2000;
 	pool_conn_t *c;
 
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
 	pool_put(pool, c, POOL_REUSE);
 	/* The refill may start while the first one is still checked out
 	 * (idle 0 < 3), so 3 or 4 end up idle: never fewer than min_idle. */
-	while (stats_of(pool, ep).idle < 3 && mono_ms() < end)
-		usleep(5000);
-	ck_assert_uint_ge(stats_of(pool, ep).idle, 3);
+	wait_for(stats_of(pool, ep).idle >= 3, 2000);
 	ck_assert_uint_le(stats_of(pool, ep).idle, 4);
 	/* connect() returns before the server thread gets to accept(). */
-	do {
-		lineserver_get_stats(ls, &ss);
-	} while (ss.accepted < stats_of(pool, ep).connects && mono_ms() < end + 2000);
-	ck_assert_uint_eq(ss.accepted, stats_of(pool, ep).connects);
+	wait_for((lineserver_get_stats(ls, &ss), ss.accepted) == stats_of(pool, ep).connects,
+		 2000);
 	/* Warm connections are idle, not in use. */
 	ck_assert_uint_eq(stats_of(pool, ep).in_use, 0);
 	/* The warm connections work. */
@@ -346,18 +332,6 @@ START_TEST(fork_child_connects_anew)
 }
 END_TEST
 
-static int fds_before;
-
-static void fd_setup(void)
-{
-	fds_before = fd_count();
-}
-
-static void fd_teardown(void)
-{
-	ck_assert_int_eq(fd_count(), fds_before);
-}
-
 Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -365,7 +339,7 @@ Suite *lifecycle_suite(void)
 	TCase *fd_free = tcase_create("descriptors");
 
 	tcase_set_timeout(tc, 30);
-	tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
+	tcase_add_checked_fixture(tc, fixture_test_setup, fixture_test_teardown);
 	tcase_add_test(tc, idle_timeout_retires);
 	tcase_add_test(tc, max_uses_and_last_use_hint);
 	tcase_add_test(tc, last_use_lets_server_close_first);
@@ -379,6 +353,7 @@ Suite *lifecycle_suite(void)
 	suite_add_tcase(s, tc);
 	/* This one hands a descriptor to the caller on purpose. */
 	tcase_set_timeout(fd_free, 30);
+	tcase_add_checked_fixture(fd_free, fixture_isolate_test, NULL);
 	tcase_add_test(fd_free, destroy_leaves_checked_out_open);
 	suite_add_tcase(s, fd_free);
 	return s;

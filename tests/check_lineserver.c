@@ -21,28 +21,6 @@
 #include "fixtures.h"
 #include "suites.h"
 
-/*
- * Run on one CPU, in a network namespace of the test's own when the runner
- * could make one (as root). The namespace: another test's TIME_WAIT
- * sockets toward a port the kernel hands out again must not add to ours.
- * The CPU: on loopback across CPUs the client's ACK of the server's FIN
- * can arrive after the client's own FIN; the server's TIME_WAIT answers
- * that stray ACK, the closed client answers with RST, and the RST kills
- * the TIME_WAIT (measured: 1.5 in 1,000 server-first closes on 2 CPUs,
- * none on one). The server thread, started later, inherits both.
- */
-static void isolate_test(void)
-{
-	cpu_set_t one;
-	int cpu = sched_getcpu();
-
-	if (fixture_isolated())
-		ck_assert(fixture_private_netns());
-	CPU_ZERO(&one);
-	CPU_SET(cpu >= 0 ? cpu : 0, &one);
-	sched_setaffinity(0, sizeof(one), &one);
-}
-
 static struct lineserver *start_opts(struct lineserver_opts o)
 {
 	struct lineserver *ls = lineserver_start(&o);
@@ -645,7 +623,7 @@ Suite *lineserver_suite(void)
 	tcase_add_test(proto, backpressure);
 	tcase_add_test(proto, longest_line);
 	tcase_add_test(proto, too_long_line);
-	tcase_add_checked_fixture(proto, isolate_test, NULL);
+	tcase_add_checked_fixture(proto, fixture_test_setup, fixture_test_teardown);
 	suite_add_tcase(s, proto);
 	tcase_set_timeout(quit, 20);
 	tcase_add_test(quit, quit_close);
@@ -653,7 +631,7 @@ Suite *lineserver_suite(void)
 	tcase_add_test(quit, quit_reply);
 	tcase_add_test(quit, quit_reset);
 	tcase_add_test(quit, quit_flood);
-	tcase_add_checked_fixture(quit, isolate_test, NULL);
+	tcase_add_checked_fixture(quit, fixture_test_setup, fixture_test_teardown);
 	suite_add_tcase(s, quit);
 	tcase_set_timeout(ctl, 20);
 	tcase_add_test(ctl, close_all);
@@ -661,14 +639,14 @@ Suite *lineserver_suite(void)
 	tcase_add_test(ctl, idle_close);
 	tcase_add_test(ctl, client_resets);
 	tcase_add_test(ctl, stop_with_clients);
-	tcase_add_checked_fixture(ctl, isolate_test, NULL);
+	tcase_add_checked_fixture(ctl, fixture_test_setup, fixture_test_teardown);
 	suite_add_tcase(s, ctl);
 	tcase_add_test(addr, unix_socket);
 	tcase_add_test(addr, unix_path_taken_by_file);
 	tcase_add_test(addr, ipv6_endpoint);
 	tcase_add_test(addr, wildcard_bind);
 	tcase_add_test(addr, bad_options);
-	tcase_add_checked_fixture(addr, isolate_test, NULL);
+	tcase_add_checked_fixture(addr, fixture_test_setup, fixture_test_teardown);
 	suite_add_tcase(s, addr);
 	return s;
 }

@@ -535,25 +535,13 @@ START_TEST(threads_hammer)
 }
 END_TEST
 
-static int fds_before;
-
-static void fd_setup(void)
-{
-	fds_before = fd_count();
-}
-
-static void fd_teardown(void)
-{
-	ck_assert_int_eq(fd_count(), fds_before);
-}
-
 Suite *pool_suite(void)
 {
 	Suite *s = suite_create("pool");
 	TCase *tc = tcase_create("get-put");
 
 	tcase_set_timeout(tc, 30);
-	tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
+	tcase_add_checked_fixture(tc, fixture_test_setup, fixture_test_teardown);
 	tcase_add_test(tc, reuse_one_connection);
 	tcase_add_test(tc, stale_connection_is_replaced);
 	tcase_add_test(tc, unexpected_bytes_mean_dead);

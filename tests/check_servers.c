@@ -240,25 +240,13 @@ START_TEST(server_idle_timeout_is_survived)
 }
 END_TEST
 
-static int fds_before;
-
-static void fd_setup(void)
-{
-	fds_before = fd_count();
-}
-
-static void fd_teardown(void)
-{
-	ck_assert_int_eq(fd_count(), fds_before);
-}
-
 Suite *servers_suite(void)
 {
 	Suite *s = suite_create("servers");
 	TCase *tc = tcase_create("real-servers");
 
 	tcase_set_timeout(tc, 30);
-	tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
+	tcase_add_checked_fixture(tc, fixture_test_setup, fixture_test_teardown);
 	tcase_add_loop_test(tc, close_leaves_time_wait_on_client, 0, RS_NKINDS);
 	tcase_add_loop_test(tc, abort_leaves_no_time_wait, 0, RS_NKINDS);
 	tcase_add_loop_test(tc, peer_first_moves_time_wait_to_server, 0, RS_NKINDS);

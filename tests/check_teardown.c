@@ -221,25 +221,13 @@ START_TEST(pooled_tw_follows_retirements)
 }
 END_TEST
 
-static int fds_before;
-
-static void fd_setup(void)
-{
-	fds_before = fd_count();
-}
-
-static void fd_teardown(void)
-{
-	ck_assert_int_eq(fd_count(), fds_before);
-}
-
 Suite *teardown_suite(void)
 {
 	Suite *s = suite_create("teardown");
 	TCase *tc = tcase_create("policies");
 
 	tcase_set_timeout(tc, 30);
-	tcase_add_checked_fixture(tc, fd_setup, fd_teardown);
+	tcase_add_checked_fixture(tc, fixture_test_setup, fixture_test_teardown);
 	tcase_add_test(tc, close_leaves_time_wait_on_client);
 	tcase_add_test(tc, abort_leaves_no_time_wait);
 	tcase_add_test(tc, peer_first_moves_time_wait_to_server);

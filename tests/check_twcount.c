@@ -1,7 +1,7 @@
 /*
  * pool_tw_count(): TIME_WAIT sockets made on purpose against a line
  * server on a fresh port, counted on each side. As root every test has a
- * network namespace of its own (isolate_test), so the counts are exact;
+ * network namespace of its own (fixture_isolate_test), so the counts are exact;
  * in the host namespace the fresh port keeps them this test's, unless
  * the kernel hands out a port that an earlier test's TIME_WAIT sockets
  * still point to.
@@ -21,28 +21,6 @@
 #include "fixtures.h"
 #include "suites.h"
 #include "twcount.h"
-
-/*
- * Run on one CPU, in a network namespace of the test's own when the runner
- * could make one (as root). The namespace: another test's TIME_WAIT
- * sockets toward a port the kernel hands out again must not add to ours.
- * The CPU: on loopback across CPUs the client's ACK of the server's FIN
- * can arrive after the client's own FIN; the server's TIME_WAIT answers
- * that stray ACK, the closed client answers with RST, and the RST kills
- * the TIME_WAIT (measured: 1.5 in 1,000 server-first closes on 2 CPUs,
- * none on one). The server thread, started later, inherits both.
- */
-static void isolate_test(void)
-{
-	cpu_set_t one;
-	int cpu = sched_getcpu();
-
-	if (fixture_isolated())
-		ck_assert(fixture_private_netns());
-	CPU_ZERO(&one);
-	CPU_SET(cpu >= 0 ? cpu : 0, &one);
-	sched_setaffinity(0, sizeof(one), &one);
-}
 
 /* A blocking connection to addr:port, v4 or v6 by the address's form. */
 static int dial(const char *addr, uint16_t port)
@@ -383,7 +361,7 @@ Suite *twcount_suite(void)
 	tcase_add_test(tc, reset_leaves_none);
 	tcase_add_test(tc, no_fd_leak);
 	tcase_add_test(tc, concurrent_calls);
-	tcase_add_checked_fixture(tc, isolate_test, NULL);
+	tcase_add_checked_fixture(tc, fixture_test_setup, fixture_test_teardown);
 	suite_add_tcase(s, tc);
 	tcase_add_loop_test(args, bad_endpoint, 0,
 	                    sizeof(bad_endpoints) / sizeof(bad_endpoints[0]));

@@ -15,6 +15,14 @@
 bool fixture_private_netns(void);
 bool fixture_isolated(void);
 
+/* Per-test isolation: a fresh namespace (as root) and one CPU; see
+ * fixtures.c for why. */
+void fixture_isolate_test(void);
+
+/* Checked fixture: isolation, and no descriptor leaked by the test. */
+void fixture_test_setup(void);
+void fixture_test_teardown(void);
+
 /* Open descriptors of this process. */
 int fd_count(void);
 
@@ -47,4 +55,13 @@ void wait_drains(pool_t *pool, int ms);
 
 /* Milliseconds on the monotonic clock. */
 long long mono_ms(void);
+
+/* Wait up to ms for cond to hold (polled every 5 ms), then assert it: for
+ * what the pool's maintenance thread does on its own time. */
+#define wait_for(cond, ms) do { \
+		long long end_ = mono_ms() + (ms); \
+		while (!(cond) && mono_ms() < end_) \
+			usleep(5000); \
+		ck_assert(cond); \
+	} while (0)
 #endif

@@ -11,4 +11,6 @@ Suite *pool_suite(void);
 Suite *twcount_suite(void);
 Suite *lifecycle_suite(void);
 Suite *lineserver_suite(void);
+Suite *servers_suite(void);
+Suite *faults_suite(void);
 #endif
