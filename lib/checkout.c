@@ -8,6 +8,16 @@
 #include "pool-internal.h"
 #include "wait.h"
 
+/* Whether a connection has reached its max_uses or lifetime. */
+static bool conn_expired(const struct pool_conn *c, uint64_t now)
+{
+	const struct pool_settings *s = &c->ep->set;
+
+	if (s->max_uses && c->uses >= s->max_uses)
+		return true;
+	return c->expires_ns && now >= c->expires_ns;
+}
+
 static bool needs_validation(const struct pool_conn *c, uint64_t now)
 {
 	uint32_t after = c->ep->set.validate_idle_ms;
@@ -144,6 +154,33 @@ static bool evict_idle_elsewhere(struct pool *pool, struct pool_endpoint *self)
 	return victim != NULL;
 }
 
+/* A connection popped from the idle list or handed over by a pool_put,
+ * counted in use but not yet handed out (shard lock held). True if it can
+ * be handed out. Otherwise it is gone, retired when its lifetime ran out,
+ * dropped when found dead, and the lock is held again on return. */
+static bool still_good(struct pool *pool, struct pool_endpoint *ep,
+		       struct pool_conn *c, uint64_t now)
+{
+	bool alive;
+
+	if (conn_expired(c, now)) {
+		ep->nin_use--;
+		plock_unlock(&ep->shard->lock);
+		conn_retire(pool, c, false);
+		plock_lock(&ep->shard->lock);
+		return false;
+	}
+	if (!needs_validation(c, now))
+		return true;
+	/* A syscall: never under the shard lock. */
+	plock_unlock(&ep->shard->lock);
+	alive = socket_is_alive(c->fd);
+	if (!alive)
+		drop_stale(pool, c);
+	plock_lock(&ep->shard->lock);
+	return alive;
+}
+
 static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 		      pool_conn_t **out)
 {
@@ -158,15 +195,8 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 		if (c) {
 			uint64_t now = now_coarse_ns();
 
-			if (needs_validation(c, now)) {
-				plock_unlock(&ep->shard->lock);
-				if (!socket_is_alive(c->fd)) {
-					drop_stale(pool, c);
-					plock_lock(&ep->shard->lock);
-					continue;
-				}
-				plock_lock(&ep->shard->lock);
-			}
+			if (!still_good(pool, ep, c, now))
+				continue;
 			hand_out(ep, c, now, true);
 			below = ep->nidle < ep->set.min_idle;
 			plock_unlock(&ep->shard->lock);
@@ -197,8 +227,11 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 		rc = wait_for_slot(pool, ep, slot == SLOT_TOTAL_FULL, deadline, &c);
 		plock_lock(&ep->shard->lock);
 		if (c) {
-			uint64_t now = now_ns();
+			uint64_t now = now_coarse_ns();
 
+			/* Handed over by a pool_put: checked like an idle one. */
+			if (!still_good(pool, ep, c, now))
+				continue;
 			hand_out(ep, c, now, true);
 			plock_unlock(&ep->shard->lock);
 			note_hand_out(pool, ep, now, false);
@@ -230,16 +263,6 @@ POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 	if (rc)
 		return rc;
 	return get_locked(pool, ep, out);
-}
-
-/* Whether a connection has reached its max_uses or lifetime. */
-static bool conn_expired(const struct pool_conn *c, uint64_t now)
-{
-	const struct pool_settings *s = &c->ep->set;
-
-	if (s->max_uses && c->uses >= s->max_uses)
-		return true;
-	return c->expires_ns && now >= c->expires_ns;
 }
 
 /* When the maintenance must look at an idle connection again: its idle
@@ -324,7 +347,8 @@ POOL_API int pool_conn_reused(const pool_conn_t *conn)
 
 POOL_API int pool_conn_last_use(const pool_conn_t *conn)
 {
-	return conn && conn_expired(conn, now_ns());
+	/* The same clock as pool_put's decision, so the two agree. */
+	return conn && conn_expired(conn, now_coarse_ns());
 }
 
 POOL_API const char *pool_conn_endpoint(const pool_conn_t *conn)

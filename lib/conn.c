@@ -113,6 +113,16 @@ static void count_peer_first(struct pool_endpoint *ep, bool ok)
 	plock_unlock(&ep->shard->lock);
 }
 
+/* Whether the peer has closed (FIN or RST; bytes before it are read and
+ * dropped): then a plain close() ends it with no TIME_WAIT on either side,
+ * whatever the policy says. */
+static bool peer_closed(int fd)
+{
+	size_t budget = DRAIN_BUDGET;
+
+	return drain_step(fd, &budget) == DRAIN_EOF;
+}
+
 /* Peer-first: the request goes out now, from the caller, so the server
  * starts closing at once; the wait for its EOF runs in the maintenance
  * context, so the caller never waits for the peer. */
@@ -123,7 +133,10 @@ static void retire_peer_first(struct pool *pool, int fd, struct pool_endpoint *e
 
 	/* A broken connection's protocol state is unknown: a close request
 	 * could be read as part of something else, so fall back at once. */
-	st = broken ? DRAIN_FAILED : drain_start(fd, &ep->set);
+	if (broken)
+		st = peer_closed(fd) ? DRAIN_EOF : DRAIN_FAILED;
+	else
+		st = drain_start(fd, &ep->set);
 	if (st == DRAIN_AGAIN) {
 		reaper_add(pool, fd, ep);
 		return;
@@ -143,6 +156,6 @@ void conn_retire(struct pool *pool, struct pool_conn *c, bool broken)
 	if (policy == TEARDOWN_PEER_FIRST)
 		retire_peer_first(pool, fd, ep, broken);
 	else
-		teardown_now(fd, policy);
+		teardown_now(fd, peer_closed(fd) ? TEARDOWN_CLOSE : policy);
 	slot_release(pool, ep);
 }

@@ -138,6 +138,13 @@ static void child_reset(struct pool *pool)
 	}
 	atomic_store(&pool->total, 0);
 	atomic_store(&pool->nidle_total, 0);
+	/* Waiters are parent threads blocked in pool_get: their stacks do not
+	 * exist here, and a put must not hand a connection to one. */
+	pool->waiters = NULL;
+	atomic_store(&pool->nwaiters, 0);
+	/* Nor does the refill thread; its queued reservations were reset
+	 * with the counts above. Its lock may have been held: make anew. */
+	refill_init(pool);
 	child_reset_reaper(pool);
 	/* Threads do not survive fork(): start the maintenance again. */
 	pool->maint_running = false;

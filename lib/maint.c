@@ -16,7 +16,6 @@
 
 #define SWEEP_MAX_RETIRE 16          /* per sweep; the rest soon after */
 #define SWEEP_AGAIN_NS   MS_TO_NS(5)
-#define REFILL_RETRY_NS  MS_TO_NS(1000)
 #define NEVER            UINT64_MAX
 
 struct sweep {
@@ -24,7 +23,7 @@ struct sweep {
 	uint64_t due;                /* earliest next need */
 	unsigned budget;             /* retirements left this sweep */
 	struct pool_conn *retire;    /* to retire once unlocked */
-	struct pool_endpoint *refill[POOL_NSHARDS * 4];
+	struct pool_endpoint *refill[REFILL_QUEUE];
 	unsigned nrefill;
 	struct leak {                /* logged once no lock is held */
 		const char *endpoint;
@@ -141,34 +140,6 @@ static void sweep_refill(struct pool *pool, struct sweep *sw, struct pool_endpoi
 	}
 }
 
-/* Open one warm connection for ep in its reserved slot. */
-static void refill_one(struct pool *pool, struct pool_endpoint *ep, struct sweep *sw)
-{
-	uint64_t now = now_ns();
-	int fd = socket_connect(&ep->addr, now + MS_TO_NS(ep->set.connect_timeout_ms));
-	struct pool_conn *c = fd >= 0 ? conn_new(ep, fd) : NULL;
-
-	if (fd >= 0 && !c)
-		close(fd);
-	plock_lock(&ep->shard->lock);
-	ep->nconnecting--;
-	if (c) {
-		ep->stats.connects++;
-		idle_push(pool, ep, c, false); /* warm, but least recently used */
-		waiters_wake_ep(pool, ep);
-		plock_unlock(&ep->shard->lock);
-		if (pool->cfg->max_total)
-			waiters_wake_total(pool);
-		due_at(sw, idle_deadline(c));
-		return;
-	}
-	ep->stats.connect_failures++;
-	ep->nactive--;
-	plock_unlock(&ep->shard->lock);
-	total_release(pool);
-	due_at(sw, now + REFILL_RETRY_NS);
-}
-
 uint64_t maint_sweep(struct pool *pool, uint64_t now)
 {
 	struct sweep sw = { .now = now, .due = NEVER, .budget = SWEEP_MAX_RETIRE };
@@ -192,8 +163,7 @@ uint64_t maint_sweep(struct pool *pool, uint64_t now)
 		DL_DELETE(sw.retire, c);
 		conn_retire(pool, c, false);
 	}
-	for (i = 0; i < sw.nrefill; i++)
-		refill_one(pool, sw.refill[i], &sw);
+	refill_submit(pool, sw.refill, sw.nrefill);
 	log_leaks(pool, &sw);
 	return sw.due;
 }
@@ -270,12 +240,14 @@ int maint_start(struct pool *pool)
 
 void maint_stop(struct pool *pool)
 {
-	if (!pool->maint_running)
-		return;
 	atomic_store(&pool->maint_stop, true);
-	reaper_wake(pool);
-	pthread_join(pool->maint_thread, NULL);
-	pool->maint_running = false;
+	if (pool->maint_running) {
+		reaper_wake(pool);
+		pthread_join(pool->maint_thread, NULL);
+		pool->maint_running = false;
+	}
+	/* After the sweeps: no refill can be queued any more. */
+	refill_stop(pool);
 }
 
 POOL_API int pool_maintain(pool_t *pool, int *next_ms)
@@ -293,5 +265,8 @@ POOL_API int pool_maintain(pool_t *pool, int *next_ms)
 
 POOL_API int pool_maintenance_fd(pool_t *pool)
 {
-	return pool ? pool->reaper.epfd : POOL_EINVAL;
+	if (!pool)
+		return POOL_EINVAL;
+	fork_check(pool); /* a child gets its own epoll set, not the parent's */
+	return pool->reaper.epfd;
 }

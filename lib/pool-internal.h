@@ -231,6 +231,17 @@ struct drain {
 	struct drain *prev, *next;
 };
 
+/* Queued min_idle refills and the thread that connects them (refill.c). */
+#define REFILL_QUEUE 64
+struct refiller {
+	pthread_mutex_t lock;      /* guards everything below */
+	pthread_cond_t cond;
+	struct pool_endpoint *queue[REFILL_QUEUE]; /* one reserved slot each */
+	unsigned n;
+	bool running, stop;
+	pthread_t thread;
+};
+
 /* Peer-first drains, progressed by whoever runs the maintenance. */
 struct reaper {
 	pthread_mutex_t lock;      /* guards list and n */
@@ -256,6 +267,7 @@ struct pool {
 	                            * under max_total, for its waiters */
 	atomic_uint_fast64_t misuse; /* bad pool_put calls seen */
 	struct reaper reaper;
+	struct refiller refill;
 	pthread_mutex_t log_lock;  /* guards log_fn, log_ud */
 	pool_log_fn log_fn;
 	void *log_ud;
@@ -357,6 +369,12 @@ void maint_stop(struct pool *pool);
 uint64_t maint_sweep(struct pool *pool, uint64_t now);
 /* Tell the thread an expiry at due_ns exists (wakes it if earlier). */
 void maint_note_due(struct pool *pool, uint64_t due_ns);
+
+/* min_idle refills (refill.c). */
+void refill_init(struct pool *pool);
+void refill_submit(struct pool *pool, struct pool_endpoint **eps, unsigned n);
+void refill_stop(struct pool *pool);
+void refill_fini(struct pool *pool);
 
 /* Fork safety (fork.c). */
 int fork_register(struct pool *pool);

@@ -140,6 +140,7 @@ static int shards_init(struct pool *pool)
 		plock_init(&pool->shards[i].lock);
 	pthread_mutex_init(&pool->wait_lock, NULL);
 	pthread_mutex_init(&pool->log_lock, NULL);
+	refill_init(pool);
 	return reaper_init(&pool->reaper);
 }
 
@@ -206,6 +207,7 @@ fail_fork:
 	fork_unregister(pool);
 fail_reaper:
 	reaper_fini(&pool->reaper);
+	refill_fini(pool);
 fail_cfg:
 	pool_config_free(pool->cfg);
 	free(pool);
@@ -297,6 +299,7 @@ POOL_API void pool_destroy(pool_t *pool)
 			 left_out);
 	fork_unregister(pool);
 	reaper_fini(&pool->reaper);
+	refill_fini(pool);
 	pthread_mutex_destroy(&pool->wait_lock);
 	pthread_mutex_destroy(&pool->log_lock);
 	pool_config_free(pool->cfg);

@@ -57,6 +57,7 @@ POOL_API int pool_stats(pool_t *pool, const char *endpoint, pool_stats_t *out)
 
 	if (!pool || !out)
 		return POOL_EINVAL;
+	fork_check(pool);
 	if (!endpoint) {
 		totals(pool, out);
 		return 0;

@@ -134,6 +134,83 @@ START_TEST(lifetime_expiry_is_enforced)
 }
 END_TEST
 
+/* Lifetime is enforced when a connection is handed out too, not only by
+ * the maintenance (here there is none: manual mode, never called). */
+START_TEST(lifetime_enforced_on_get)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("maintenance", "manual", "max_lifetime_ms", "50",
+				 "lifetime_jitter_pct", "0", NULL);
+	pool_conn_t *c;
+
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	pool_put(pool, c, POOL_REUSE);
+	usleep(120000);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_int_eq(pool_conn_reused(c), 0);
+	ck_assert_int_eq(pool_conn_last_use(c), 0);
+	ping(c);
+	pool_put(pool, c, POOL_REUSE);
+	ck_assert_uint_eq(stats_of(pool, ep).connects, 2);
+	ck_assert_uint_eq(stats_of(pool, ep).closed, 1);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
+struct churn {
+	pool_t *pool;
+	const char *ep;
+	int failures;
+};
+
+static void *churn_thread(void *arg)
+{
+	struct churn *ch = arg;
+	int i;
+
+	for (i = 0; i < 300; i++) {
+		pool_conn_t *c;
+
+		if (pool_get(ch->pool, ch->ep, &c) != 0) {
+			ch->failures++;
+			continue;
+		}
+		pool_put(ch->pool, c, i % 3 == 0 ? POOL_RETIRE : POOL_REUSE);
+	}
+	return NULL;
+}
+
+/* Refills racing callers that take and retire the warm connections (run
+ * under ASan and TSan in CI: a refill once read a connection another
+ * thread had already freed). */
+START_TEST(min_idle_refills_under_churn)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	pool_t *pool = pool_with("min_idle", "2", "max_idle", "3", "max_active", "4",
+				 "acquire_timeout_ms", "10000", NULL);
+	struct churn ch[4];
+	pthread_t t[4];
+	pool_stats_t st;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		ch[i] = (struct churn){ pool, lineserver_endpoint(ls), 0 };
+		pthread_create(&t[i], NULL, churn_thread, &ch[i]);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(ch[i].failures, 0);
+	}
+	st = stats_of(pool, NULL);
+	ck_assert_uint_eq(st.gets, 1200);
+	ck_assert_uint_eq(st.in_use, 0);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 START_TEST(min_idle_refills)
 {
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
@@ -340,6 +417,57 @@ START_TEST(fork_child_connects_anew)
 }
 END_TEST
 
+static pool_t *volatile ghost_pool; /* reachable from the child (valgrind) */
+
+static void *get_and_put(void *arg)
+{
+	const char *ep = arg;
+	pool_conn_t *c;
+
+	if (pool_get(ghost_pool, ep, &c) == 0)
+		pool_put(ghost_pool, c, POOL_REUSE);
+	return NULL;
+}
+
+/* A parent thread blocked in pool_get at fork() does not exist in the
+ * child: the child's pool must not hand its connections to it. */
+START_TEST(fork_forgets_parent_waiters)
+{
+	struct lineserver *ls = fork_test_server = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_conn_t *held, *c;
+	pthread_t waiter;
+	int status;
+	pid_t pid;
+
+	ghost_pool = pool_with("max_active", "1", "acquire_timeout_ms", "3000", NULL);
+	ck_assert_int_eq(pool_get(ghost_pool, ep, &held), 0);
+	pthread_create(&waiter, NULL, get_and_put, (void *)ep);
+	wait_for(stats_of(ghost_pool, ep).waits == 1, 2000);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int rc = pool_get(ghost_pool, ep, &c) != 0 ? 10 : 0;
+		int fd = rc ? -1 : pool_conn_fd(c);
+
+		if (rc == 0) {
+			pool_put(ghost_pool, c, POOL_REUSE);
+			rc = pool_get(ghost_pool, ep, &c) != 0 ? 11 :
+			     pool_conn_fd(c) != fd ? 12 : 0;
+		}
+		_exit(rc);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child: status %#x", status);
+	pool_put(ghost_pool, held, POOL_REUSE);
+	pthread_join(waiter, NULL);
+	ck_assert_uint_eq(stats_of(ghost_pool, ep).reuses, 1);
+	pool_destroy(ghost_pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -354,10 +482,13 @@ Suite *lifecycle_suite(void)
 	tcase_add_test(tc, lifetime_retires_with_jitter);
 	tcase_add_test(tc, lifetime_expiry_is_enforced);
 	tcase_add_test(tc, min_idle_refills);
+	tcase_add_test(tc, min_idle_refills_under_churn);
+	tcase_add_test(tc, lifetime_enforced_on_get);
 	tcase_add_test(tc, leak_warning_once);
 	tcase_add_test(tc, manual_maintenance);
 	tcase_add_test(tc, destroy_drains_in_parallel);
 	tcase_add_test(tc, fork_child_connects_anew);
+	tcase_add_test(tc, fork_forgets_parent_waiters);
 	suite_add_tcase(s, tc);
 	/* This one hands a descriptor to the caller on purpose. */
 	tcase_set_timeout(fd_free, 30);

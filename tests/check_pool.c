@@ -206,6 +206,33 @@ START_TEST(waiter_gets_returned_connection)
 }
 END_TEST
 
+/* A connection handed straight to a waiter is checked like an idle one:
+ * here the server closed it and the holder (wrongly) gave it back as
+ * healthy; the waiter gets a fresh one instead. */
+START_TEST(handed_over_connection_is_validated)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("max_active", "1", "acquire_timeout_ms", "5000", NULL);
+	struct holder h = { .pool = pool, .delay_ms = 200, .mode = POOL_REUSE };
+	pthread_t t;
+	pool_conn_t *c;
+
+	ck_assert_int_eq(pool_get(pool, ep, &h.conn), 0);
+	lineserver_close_all(ls);
+	pthread_create(&t, NULL, put_later, &h);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(pool_conn_reused(c), 0);
+	ping(c);
+	pool_put(pool, c, POOL_REUSE);
+	ck_assert_uint_eq(stats_of(pool, ep).stale_dropped, 1);
+	ck_assert_uint_eq(stats_of(pool, ep).waits, 1);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 /* A retired connection frees its slot: the waiter connects anew. */
 START_TEST(waiter_gets_freed_slot)
 {
@@ -550,6 +577,7 @@ Suite *pool_suite(void)
 	tcase_add_test(tc, max_active_under_max_total_times_out);
 	tcase_add_test(tc, waiter_gets_returned_connection);
 	tcase_add_test(tc, waiter_gets_freed_slot);
+	tcase_add_test(tc, handed_over_connection_is_validated);
 	tcase_add_test(tc, max_total_evicts_idle_elsewhere);
 	tcase_add_test(tc, refused_connection);
 	tcase_add_test(tc, connect_timeout);

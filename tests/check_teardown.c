@@ -198,6 +198,26 @@ START_TEST(closed_by_peer_is_just_closed)
 }
 END_TEST
 
+/* Abort too: a connection the server closed first gets a plain close, not
+ * an RST. The RST would kill the server's TIME_WAIT-to-be (FIN_WAIT2) and
+ * leave nothing; the plain close lets the server's close complete. */
+START_TEST(closed_by_peer_is_just_closed_under_abort)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("teardown", "abort", NULL);
+	pool_conn_t *c;
+
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	lineserver_close_all(ls);
+	usleep(50000);
+	pool_put(pool, c, POOL_RETIRE);
+	tw_expect(ep, 0, 1);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 /* Pooled: TIME_WAIT follows connections retired, not requests. */
 START_TEST(pooled_tw_follows_retirements)
 {
@@ -237,6 +257,7 @@ Suite *teardown_suite(void)
 	tcase_add_test(tc, peer_first_flood_is_bounded);
 	tcase_add_test(tc, broken_sends_no_close_request);
 	tcase_add_test(tc, closed_by_peer_is_just_closed);
+	tcase_add_test(tc, closed_by_peer_is_just_closed_under_abort);
 	tcase_add_test(tc, pooled_tw_follows_retirements);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,0 +1,172 @@
+/*
+ * min_idle refills: opening warm connections ahead of demand.
+ *
+ * A connect can take up to connect_timeout_ms (an unreachable endpoint
+ * takes all of it), time the maintenance thread must not spend: drains
+ * have deadlines, idle timeouts are due, pool_destroy waits for it. So in
+ * thread mode a refill thread, started on first need, does the connects
+ * one after another. In manual mode there is no thread by the user's
+ * choice, so pool_maintain() does them itself (tcpool.conf(5) says so).
+ * The slots are reserved by the sweep (nactive, nconnecting) before a
+ * refill is queued, so caps hold while it connects.
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "pool-internal.h"
+
+#define REFILL_RETRY_NS MS_TO_NS(1000)
+
+/* Give back a slot reserved for a refill that will not happen. */
+static void refill_release(struct pool *pool, struct pool_endpoint *ep, bool failed)
+{
+	plock_lock(&ep->shard->lock);
+	ep->nconnecting--;
+	ep->nactive--;
+	if (failed)
+		ep->stats.connect_failures++;
+	waiters_wake_ep(pool, ep);
+	plock_unlock(&ep->shard->lock);
+	total_release(pool);
+}
+
+/* Open one warm connection for ep in its reserved slot. *due gets when
+ * the maintenance must look again: the new connection's idle deadline, or
+ * a retry a while after a failure (counted from its end, not its start).
+ * Returns whether it connected. */
+static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *due)
+{
+	uint64_t now = now_ns();
+	int fd = socket_connect(&ep->addr, now + MS_TO_NS(ep->set.connect_timeout_ms));
+	struct pool_conn *c = fd >= 0 ? conn_new(ep, fd) : NULL;
+
+	if (fd >= 0 && !c)
+		close(fd);
+	if (!c) {
+		refill_release(pool, ep, true);
+		*due = now_ns() + REFILL_RETRY_NS;
+		return false;
+	}
+	*due = 0;
+	if (ep->set.idle_timeout_ms)
+		*due = c->last_put_ns + MS_TO_NS(ep->set.idle_timeout_ms);
+	if (c->expires_ns && (!*due || c->expires_ns < *due))
+		*due = c->expires_ns;
+	plock_lock(&ep->shard->lock);
+	ep->nconnecting--;
+	ep->stats.connects++;
+	/* c may be popped, retired and freed once the lock drops: nothing
+	 * of it is read after this point. */
+	idle_push(pool, ep, c, false); /* warm, but least recently used */
+	waiters_wake_ep(pool, ep);
+	plock_unlock(&ep->shard->lock);
+	if (pool->cfg->max_total)
+		waiters_wake_total(pool);
+	return true;
+}
+
+/* Refill a batch; after a failure, the rest of that endpoint's batch is
+ * given back rather than tried (an unreachable endpoint costs one
+ * connect_timeout_ms per retry, not one per missing connection). */
+static void refill_batch(struct pool *pool, struct pool_endpoint **eps, unsigned n)
+{
+	struct pool_endpoint *failed = NULL;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t due;
+
+		if (eps[i] == failed || atomic_load(&pool->maint_stop)) {
+			refill_release(pool, eps[i], false);
+			continue;
+		}
+		if (!refill_one(pool, eps[i], &due))
+			failed = eps[i];
+		maint_note_due(pool, due);
+	}
+}
+
+static void *refill_thread(void *arg)
+{
+	struct pool *pool = arg;
+	struct refiller *r = &pool->refill;
+	struct pool_endpoint *batch[REFILL_QUEUE];
+	unsigned n;
+
+	pthread_mutex_lock(&r->lock);
+	while (!r->stop) {
+		if (!r->n) {
+			pthread_cond_wait(&r->cond, &r->lock);
+			continue;
+		}
+		n = r->n;
+		memcpy(batch, r->queue, n * sizeof(batch[0]));
+		r->n = 0;
+		pthread_mutex_unlock(&r->lock);
+		refill_batch(pool, batch, n);
+		pthread_mutex_lock(&r->lock);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return NULL;
+}
+
+void refill_init(struct pool *pool)
+{
+	struct refiller *r = &pool->refill;
+
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	r->n = 0;
+	r->running = false;
+	r->stop = false;
+}
+
+/* Queue reserved refills (thread mode) or do them now (manual mode). */
+void refill_submit(struct pool *pool, struct pool_endpoint **eps, unsigned n)
+{
+	struct refiller *r = &pool->refill;
+	unsigned i;
+
+	if (!n)
+		return;
+	if (pool->cfg->maintenance == MAINT_MANUAL) {
+		refill_batch(pool, eps, n);
+		return;
+	}
+	pthread_mutex_lock(&r->lock);
+	if (!r->running && !r->stop &&
+	    pthread_create(&r->thread, NULL, refill_thread, pool) == 0)
+		r->running = true;
+	for (i = 0; i < n && r->running && !r->stop && r->n < REFILL_QUEUE; i++)
+		r->queue[r->n++] = eps[i];
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	/* What could not be queued (no thread, full queue) goes back. */
+	for (; i < n; i++)
+		refill_release(pool, eps[i], false);
+}
+
+/* Stop the refill thread (it may finish the connect it is in) and give
+ * back what was still queued. */
+void refill_stop(struct pool *pool)
+{
+	struct refiller *r = &pool->refill;
+	unsigned i;
+
+	pthread_mutex_lock(&r->lock);
+	r->stop = true;
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	if (r->running)
+		pthread_join(r->thread, NULL);
+	r->running = false;
+	for (i = 0; i < r->n; i++)
+		refill_release(pool, r->queue[i], false);
+	r->n = 0;
+}
+
+void refill_fini(struct pool *pool)
+{
+	pthread_mutex_destroy(&pool->refill.lock);
+	pthread_cond_destroy(&pool->refill.cond);
+}
