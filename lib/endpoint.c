@@ -75,6 +75,16 @@ static int parse_unix(const char *path, struct endpoint_addr *out,
 		return fail(err, errlen, "empty unix socket path");
 	if (n >= sizeof(out->path))
 		return fail(err, errlen, "unix socket path too long");
+	/* Legal in a file name, but not in a config file's section line,
+	 * where every endpoint must be writable (found by fuzzing: such a
+	 * path made a config dump that did not load again). */
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)path[i] < 0x20 || path[i] == 0x7f)
+			return fail(err, errlen, "control character in unix socket path");
+	if (strpbrk(path, "[]"))
+		return fail(err, errlen, "'[' or ']' in unix socket path");
+	if (path[0] == ' ' || path[n - 1] == ' ')
+		return fail(err, errlen, "unix socket path starts or ends with a space");
 	out->kind = EP_UNIX;
 	memcpy(out->path, path, n + 1);
 	return 0;

@@ -28,7 +28,8 @@ static const char *const bad[] = {
 	"", "localhost", "localhost:", ":80", "host:0", "host:65536",
 	"host:80x", "host:-1", "host:+80", "host: 80", "::1:80", "[::1]80",
 	"[::1]", "[zz]:80", "[]:80", "ho st:80", "*:80", "unix:", "host:99999999999",
-	"[::1]:", "a:b:c",
+	"[::1]:", "a:b:c", "unix:/tmp/a\nb", "unix:/tmp/\x7f",
+	"unix:/tmp/[x", "unix:/tmp/x ", "unix: /tmp/x",
 };
 
 START_TEST(bad_endpoints)
