@@ -265,19 +265,6 @@ POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 	return get_locked(pool, ep, out);
 }
 
-/* When the maintenance must look at an idle connection again: its idle
- * timeout or its end of life, whichever comes first; 0 for never. */
-static uint64_t idle_due(const struct pool_conn *c)
-{
-	uint64_t due = 0;
-
-	if (c->ep->set.idle_timeout_ms)
-		due = c->last_put_ns + MS_TO_NS(c->ep->set.idle_timeout_ms);
-	if (c->expires_ns && (!due || c->expires_ns < due))
-		due = c->expires_ns;
-	return due;
-}
-
 /* Keep a healthy connection idle if there is room (shard lock held). */
 static bool keep_idle(struct pool *pool, struct pool_conn *c, uint64_t now)
 {
@@ -319,7 +306,7 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 			return;
 		}
 		if (keep_idle(pool, conn, now)) {
-			uint64_t due = idle_due(conn);
+			uint64_t due = conn_idle_due(conn);
 
 			ep->nin_use--;
 			plock_unlock(&ep->shard->lock);

@@ -40,25 +40,13 @@ static void due_at(struct sweep *sw, uint64_t t)
 		sw->due = t;
 }
 
-static uint64_t idle_deadline(const struct pool_conn *c)
-{
-	uint64_t due = 0;
-	uint32_t idle = c->ep->set.idle_timeout_ms;
-
-	if (idle)
-		due = c->last_put_ns + MS_TO_NS(idle);
-	if (c->expires_ns && (!due || c->expires_ns < due))
-		due = c->expires_ns;
-	return due;
-}
-
 /* Oldest idle first (the list is most recently used first). */
 static void sweep_idle(struct sweep *sw, struct pool_endpoint *ep)
 {
 	struct pool_conn *c, *prev;
 
 	for (c = ep->idle ? ep->idle->prev : NULL; c; c = prev) {
-		uint64_t due = idle_deadline(c);
+		uint64_t due = conn_idle_due(c);
 
 		prev = c == ep->idle ? NULL : c->prev;
 		if (!due || due > sw->now) {

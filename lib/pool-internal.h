@@ -288,6 +288,19 @@ static inline struct shard *shard_for(struct pool *pool, unsigned hashv)
 	return &pool->shards[(hashv >> 24) % POOL_NSHARDS];
 }
 
+/* When the maintenance must look at an idle connection again: its idle
+ * timeout or its end of life, whichever comes first; 0 for never. */
+static inline uint64_t conn_idle_due(const struct pool_conn *c)
+{
+	uint64_t due = 0;
+
+	if (c->ep->set.idle_timeout_ms)
+		due = c->last_put_ns + MS_TO_NS(c->ep->set.idle_timeout_ms);
+	if (c->expires_ns && (!due || c->expires_ns < due))
+		due = c->expires_ns;
+	return due;
+}
+
 /* The idle list of an endpoint (shard lock held). Every change goes
  * through these three, so nidle and the pool-wide count stay exact. The
  * pool-wide count is a shared cache line: only kept when max_total makes

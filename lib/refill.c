@@ -47,11 +47,7 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 		*due = now_ns() + REFILL_RETRY_NS;
 		return false;
 	}
-	*due = 0;
-	if (ep->set.idle_timeout_ms)
-		*due = c->last_put_ns + MS_TO_NS(ep->set.idle_timeout_ms);
-	if (c->expires_ns && (!*due || c->expires_ns < *due))
-		*due = c->expires_ns;
+	*due = conn_idle_due(c);
 	plock_lock(&ep->shard->lock);
 	ep->nconnecting--;
 	ep->stats.connects++;
