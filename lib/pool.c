@@ -17,7 +17,8 @@
 #undef uthash_nonfatal_oom
 #define uthash_nonfatal_oom(obj) (hash_oom = true)
 
-static struct pool_endpoint *endpoint_new(struct pool *pool, const char *key)
+static struct pool_endpoint *endpoint_new(struct pool *pool, const char *key,
+					   const struct endpoint_addr *addr)
 {
 	struct pool_endpoint *ep = calloc(1, sizeof(*ep));
 
@@ -27,8 +28,7 @@ static struct pool_endpoint *endpoint_new(struct pool *pool, const char *key)
 	ep->key = strdup(key);
 	if (!ep->key)
 		goto fail;
-	if (endpoint_parse(key, false, &ep->addr, NULL, 0))
-		goto fail;
+	ep->addr = *addr;
 	if (config_resolve(pool->cfg, &ep->addr, &ep->set))
 		goto fail;
 	return ep;
@@ -47,13 +47,14 @@ static void endpoint_free(struct pool_endpoint *ep)
 
 /* Insert a new endpoint for key unless another thread beat us to it. */
 static int endpoint_insert(struct pool *pool, struct shard *sh, const char *key,
-			   unsigned hashv, struct pool_endpoint **ep_out)
+			   const struct endpoint_addr *addr, unsigned hashv,
+			   struct pool_endpoint **ep_out)
 {
 	struct pool_endpoint *ep, *found = NULL;
 	size_t len = strlen(key);
 	bool hash_oom = false;
 
-	ep = endpoint_new(pool, key);
+	ep = endpoint_new(pool, key, addr);
 	if (!ep)
 		return POOL_ENOMEM;
 	ep->shard = sh;
@@ -122,7 +123,7 @@ int pool_endpoint_lock(struct pool *pool, const char *key,
 	 * string never enters the table, so junk cannot grow it. */
 	if (endpoint_parse(key, false, &addr, NULL, 0))
 		return POOL_EENDPOINT;
-	rc = endpoint_insert(pool, sh, key, hashv, &ep);
+	rc = endpoint_insert(pool, sh, key, &addr, hashv, &ep);
 	if (rc)
 		return rc;
 found:
