@@ -330,6 +330,12 @@ static inline void idle_remove(struct pool *pool, struct pool_endpoint *ep,
 	idle_count(pool, ep, -1);
 }
 
+/* Find key in the endpoint table (pool.c). Returns with the key's shard
+ * locked (*sh_out), the endpoint or NULL; *hashv_out (if not NULL) gets
+ * the key's hash for a following insert. */
+struct pool_endpoint *table_lookup(struct pool *pool, const char *key,
+				   struct shard **sh_out, unsigned *hashv_out);
+
 /* Endpoint table (pool.c): the endpoint for key, created with its
  * settings resolved on first use; its shard is locked on success. */
 int pool_endpoint_lock(struct pool *pool, const char *key,

@@ -96,6 +96,22 @@ static struct pool_endpoint *cached_endpoint(struct pool *pool, const char *key)
 	return NULL;
 }
 
+struct pool_endpoint *table_lookup(struct pool *pool, const char *key,
+				   struct shard **sh_out, unsigned *hashv_out)
+{
+	struct pool_endpoint *ep = NULL;
+	size_t len = strlen(key);
+	unsigned hashv;
+
+	HASH_VALUE(key, len, hashv);
+	*sh_out = shard_for(pool, hashv);
+	plock_lock(&(*sh_out)->lock);
+	HASH_FIND_BYHASHVALUE(hh, (*sh_out)->table, key, len, hashv, ep);
+	if (hashv_out)
+		*hashv_out = hashv;
+	return ep;
+}
+
 int pool_endpoint_lock(struct pool *pool, const char *key,
 		       struct pool_endpoint **ep_out)
 {
@@ -103,7 +119,6 @@ int pool_endpoint_lock(struct pool *pool, const char *key,
 	struct endpoint_addr addr;
 	struct shard *sh;
 	unsigned hashv;
-	size_t len;
 	int rc;
 
 	if (ep) {
@@ -111,11 +126,7 @@ int pool_endpoint_lock(struct pool *pool, const char *key,
 		*ep_out = ep;
 		return 0;
 	}
-	len = strlen(key);
-	HASH_VALUE(key, len, hashv);
-	sh = shard_for(pool, hashv);
-	plock_lock(&sh->lock);
-	HASH_FIND_BYHASHVALUE(hh, sh->table, key, len, hashv, ep);
+	ep = table_lookup(pool, key, &sh, &hashv);
 	if (ep)
 		goto found;
 	plock_unlock(&sh->lock);

@@ -52,8 +52,6 @@ POOL_API int pool_stats(pool_t *pool, const char *endpoint, pool_stats_t *out)
 {
 	struct pool_endpoint *ep = NULL;
 	struct shard *sh;
-	size_t len;
-	unsigned hashv;
 
 	if (!pool || !out)
 		return POOL_EINVAL;
@@ -62,11 +60,7 @@ POOL_API int pool_stats(pool_t *pool, const char *endpoint, pool_stats_t *out)
 		totals(pool, out);
 		return 0;
 	}
-	len = strlen(endpoint);
-	HASH_VALUE(endpoint, len, hashv);
-	sh = shard_for(pool, hashv);
-	plock_lock(&sh->lock);
-	HASH_FIND_BYHASHVALUE(hh, sh->table, endpoint, len, hashv, ep);
+	ep = table_lookup(pool, endpoint, &sh, NULL);
 	if (ep)
 		snapshot(ep, out);
 	plock_unlock(&sh->lock);
