@@ -220,7 +220,7 @@ int maint_start(struct pool *pool)
 	pool->maint_running = false;
 	if (pool->cfg->maintenance == MAINT_MANUAL)
 		return 0;
-	if (pthread_create(&pool->maint_thread, NULL, maint_thread, pool))
+	if (thread_start(&pool->maint_thread, maint_thread, pool))
 		return POOL_ESYS;
 	pool->maint_running = true;
 	return 0;

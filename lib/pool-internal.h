@@ -12,6 +12,7 @@
 #ifndef TCPOOL_POOL_INTERNAL_H
 #define TCPOOL_POOL_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -127,6 +128,24 @@ static inline uint64_t now_coarse_ns(void)
 }
 
 #define MS_TO_NS(ms) ((uint64_t)(ms) * 1000000u)
+
+/* The timeout for poll(2), epoll_wait(2) and the like that ends no
+ * earlier than deadline_ns: the time left rounded up to whole ms, and
+ * clamped to [0, INT_MAX]. Every _ms key takes up to UINT32_MAX (49.7
+ * days), more than an int holds, and a negative timeout would mean
+ * "forever": a wait clamped to INT_MAX ms (24.8 days) is simply waited
+ * again. Waits recompute it after each wake-up (EINTR included), so a
+ * steady rate of signals cannot postpone a deadline. */
+static inline int deadline_ms(uint64_t deadline_ns, uint64_t now)
+{
+	uint64_t ns, ms;
+
+	if (deadline_ns <= now)
+		return 0;
+	ns = deadline_ns - now;
+	ms = ns / 1000000u + (ns % 1000000u != 0);
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
 
 /* ---- sockets (connect.c) ---- */
 
@@ -379,6 +398,10 @@ void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep);
 int reaper_run(struct pool *pool, int timeout_ms);
 unsigned reaper_pending(struct pool *pool);
 void reaper_wake(struct pool *pool);
+
+/* Start a library thread with every signal blocked (thread.c); returns
+ * pthread_create's result. */
+int thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* Maintenance (maint.c). */
 int maint_start(struct pool *pool);

@@ -175,6 +175,26 @@ static int expire_overdue(struct reaper *r, uint64_t now, struct drain **done)
 	return (int)((next - now + 999999) / 1000000);
 }
 
+/* epoll_wait for up to timeout_ms (-1: no limit). After a signal the
+ * wait goes on for what is left of the timeout, not for all of it again:
+ * pool_destroy and pool_maintain run in the application's threads, which
+ * take its signals, and a signal every 20 ms would otherwise hold a
+ * 50 ms wait, and the drain deadlines behind it, for as long as the
+ * signals come. */
+static int wait_events(int epfd, struct epoll_event *evs, int timeout_ms)
+{
+	uint64_t deadline = timeout_ms > 0 ? now_ns() + MS_TO_NS(timeout_ms) : 0;
+	int n;
+
+	for (;;) {
+		n = epoll_wait(epfd, evs, REAPER_BATCH, timeout_ms);
+		if (n >= 0 || errno != EINTR)
+			return n;
+		if (timeout_ms > 0)
+			timeout_ms = deadline_ms(deadline, now_ns());
+	}
+}
+
 int reaper_run(struct pool *pool, int timeout_ms)
 {
 	struct reaper *r = &pool->reaper;
@@ -185,9 +205,7 @@ int reaper_run(struct pool *pool, int timeout_ms)
 	/* One runner at a time: a second one would race on the same drains. */
 	if (pthread_mutex_trylock(&r->run_lock) != 0)
 		return 1;
-	do {
-		n = epoll_wait(r->epfd, evs, REAPER_BATCH, timeout_ms);
-	} while (n < 0 && errno == EINTR);
+	n = wait_events(r->epfd, evs, timeout_ms);
 	pthread_mutex_lock(&r->lock);
 	if (n > 0)
 		handle_events(pool, evs, n, &done);

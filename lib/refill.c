@@ -131,7 +131,7 @@ void refill_submit(struct pool *pool, struct pool_endpoint **eps, unsigned n)
 	}
 	pthread_mutex_lock(&r->lock);
 	if (!r->running && !r->stop &&
-	    pthread_create(&r->thread, NULL, refill_thread, pool) == 0)
+	    thread_start(&r->thread, refill_thread, pool) == 0)
 		r->running = true;
 	for (i = 0; i < n && r->running && !r->stop && r->n < REFILL_QUEUE; i++)
 		r->queue[r->n++] = eps[i];

@@ -1,0 +1,276 @@
+/*
+ * Robustness: signals, time arithmetic at the ends of each key's range,
+ * stopping a pool whose refill is stuck in connect(), and fork().
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fixtures.h"
+#include "pool-internal.h"
+#include "suites.h"
+
+/* ---- signals -------------------------------------------------------------- */
+
+/* The thread ids of this process, as a sorted-free list. */
+static int task_ids(int *ids, int max)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)) != NULL && n < max)
+		if (e->d_name[0] != '.')
+			ids[n++] = atoi(e->d_name);
+	closedir(d);
+	return n;
+}
+
+static bool has_id(const int *ids, int n, int id)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+/* The SigBlk mask of one thread, bit sig-1 for each blocked signal. */
+static unsigned long long blocked_mask(int tid)
+{
+	char path[64], line[256];
+	unsigned long long mask = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", tid);
+	f = fopen(path, "re");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigBlk: %llx", &mask) == 1)
+			break;
+	fclose(f);
+	return mask;
+}
+
+/* Every signal a thread can block, except the two glibc keeps for itself
+ * (32 and 33: cancellation and set*id, which pthread_sigmask leaves
+ * open). */
+static void assert_blocks_all(int tid)
+{
+	unsigned long long mask = blocked_mask(tid);
+	int sig;
+
+	for (sig = 1; sig <= SIGRTMAX; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP || (sig > 31 && sig < SIGRTMIN))
+			continue;
+		ck_assert_msg(mask & (1ULL << (sig - 1)),
+			      "thread %d does not block signal %d (SigBlk %016llx)",
+			      tid, sig, mask);
+	}
+}
+
+/* The pool's threads (maintenance, refill) block every signal, whatever
+ * the mask of the thread that created the pool: the application's
+ * signals go to the application's threads. */
+START_TEST(library_threads_block_signals)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	int before[64], after[64], nbefore, nafter, i, nnew = 0;
+	sigset_t none, old;
+	pool_conn_t *c;
+	pool_t *pool;
+
+	/* The creating thread blocks nothing: what the pool's threads
+	 * block, they block on their own. */
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, &old);
+	nbefore = task_ids(before, 64);
+	pool = pool_with("min_idle", "1", NULL);
+	/* A retired connection leaves the endpoint short of min_idle: the
+	 * refill thread starts and opens a warm one. */
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	pool_put(pool, c, POOL_RETIRE);
+	wait_for(stats_of(pool, ep).idle == 1, 2000);
+	nafter = task_ids(after, 64);
+	for (i = 0; i < nafter; i++) {
+		if (has_id(before, nbefore, after[i]))
+			continue;
+		assert_blocks_all(after[i]);
+		nnew++;
+	}
+	ck_assert_int_eq(nnew, 2); /* maintenance and refill */
+	pool_destroy(pool);
+	lineserver_stop(ls);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+END_TEST
+
+/* A steady stream of SIGUSR1, as a program that reloads its
+ * configuration or rotates its logs on a timer sends itself. */
+struct storm {
+	pthread_t thread;
+	pthread_t target;  /* the thread to signal, or 0: the process */
+	bool to_thread;
+	atomic_bool stop;
+	long long until_ms; /* gives up then, so a stalled pool shows as a
+	                     * slow one rather than a hung test */
+};
+
+static volatile sig_atomic_t usr1_seen;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1_seen++;
+}
+
+static void *storm_run(void *arg)
+{
+	struct storm *s = arg;
+
+	while (!atomic_load(&s->stop) && mono_ms() < s->until_ms) {
+		if (s->to_thread)
+			pthread_kill(s->target, SIGUSR1);
+		else
+			kill(getpid(), SIGUSR1);
+		usleep(20000);
+	}
+	return NULL;
+}
+
+/* Install the handler without SA_RESTART (so that a signal interrupts
+ * epoll_wait and poll with EINTR) and start the storm; the storm thread
+ * itself blocks SIGUSR1. */
+static void storm_start(struct storm *s, bool to_thread, long long for_ms)
+{
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	sigset_t usr1, old;
+
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+	s->to_thread = to_thread;
+	s->target = pthread_self();
+	atomic_store(&s->stop, false);
+	s->until_ms = mono_ms() + for_ms;
+	usr1_seen = 0;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &usr1, &old);
+	ck_assert_int_eq(pthread_create(&s->thread, NULL, storm_run, s), 0);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Stop the storm and drop a SIGUSR1 left pending: SIG_IGN discards it
+ * before the caller unblocks the signal again. */
+static void storm_stop(struct storm *s)
+{
+	struct sigaction sa = { .sa_handler = SIG_IGN };
+
+	atomic_store(&s->stop, true);
+	pthread_join(s->thread, NULL);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* The usual design: signals blocked after start-up in every application
+ * thread (one of them would sigwait). A SIGUSR1 every 20 ms must neither
+ * run on the pool's thread nor hold back a peer-first drain: its
+ * fallback comes at close_timeout_ms. */
+START_TEST(signal_storm_keeps_drain_deadline)
+{
+	struct lineserver *ls;
+	struct storm storm;
+	sigset_t usr1, old;
+	pool_conn_t *c;
+	pool_t *pool;
+	const char *ep;
+	long long t0, ms;
+
+	/* Created before the application blocks its signals. */
+	pool = pool_with("teardown", "peer-first", "close_request", "\"quit\\n\"",
+			 "close_timeout_ms", "200", "fallback", "abort", NULL);
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &usr1, &old);
+	ls = server_start(LS_QUIT_IGNORE);
+	ep = lineserver_endpoint(ls);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ping(c);
+	storm_start(&storm, false, 3000);
+	t0 = mono_ms();
+	pool_put(pool, c, POOL_RETIRE);
+	while (stats_of(pool, ep).draining && mono_ms() - t0 < 2000)
+		usleep(5000);
+	ms = mono_ms() - t0;
+	storm_stop(&storm);
+	ck_assert_msg(ms >= 150 && ms < 1000,
+		      "the drain's fallback came after %lld ms (close_timeout_ms 200)", ms);
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_fallback, 1);
+	ck_assert_int_eq(usr1_seen, 0); /* no handler ran on the pool's thread */
+	pool_destroy(pool);
+	lineserver_stop(ls);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+END_TEST
+
+/* pool_destroy waits for drains in the caller's thread, which takes the
+ * application's signals: each EINTR must not restart the wait from the
+ * top, or a signal every 20 ms holds destroy until the signals stop. */
+START_TEST(signal_storm_destroy_keeps_deadline)
+{
+	struct lineserver *ls = server_start(LS_QUIT_IGNORE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("teardown", "peer-first", "close_request", "\"quit\\n\"",
+				 "close_timeout_ms", "200", "fallback", "abort", NULL);
+	struct lineserver_stats ss;
+	struct storm storm;
+	pool_conn_t *c;
+	long long t0, ms;
+
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ping(c);
+	storm_start(&storm, true, 3000);
+	t0 = mono_ms();
+	pool_put(pool, c, POOL_RETIRE);
+	pool_destroy(pool);
+	ms = mono_ms() - t0;
+	storm_stop(&storm);
+	ck_assert_msg(usr1_seen > 0, "no signal reached the destroying thread");
+	ck_assert_msg(ms >= 150 && ms < 1000,
+		      "pool_destroy took %lld ms (close_timeout_ms 200)", ms);
+	wait_for((lineserver_get_stats(ls, &ss), ss.closed_by_client == 1), 2000);
+	lineserver_stop(ls);
+}
+END_TEST
+
+Suite *robust_suite(void)
+{
+	Suite *s = suite_create("robust");
+	TCase *sig = tcase_create("signals");
+
+	tcase_set_timeout(sig, 30);
+	tcase_add_checked_fixture(sig, fixture_test_setup, fixture_test_teardown);
+	tcase_add_test(sig, library_threads_block_signals);
+	tcase_add_test(sig, signal_storm_keeps_drain_deadline);
+	tcase_add_test(sig, signal_storm_destroy_keeps_deadline);
+	suite_add_tcase(s, sig);
+	return s;
+}
