@@ -37,15 +37,6 @@ static int connect_error(int err)
 	}
 }
 
-static int ms_left(uint64_t deadline_ns)
-{
-	uint64_t now = now_ns();
-
-	if (now >= deadline_ns)
-		return 0;
-	return (int)((deadline_ns - now + 999999) / 1000000);
-}
-
 /* Wait for a non-blocking connect to finish; returns 0 or an errno. */
 static int connect_wait(int fd, uint64_t deadline_ns)
 {
@@ -54,7 +45,7 @@ static int connect_wait(int fd, uint64_t deadline_ns)
 	socklen_t len = sizeof(soerr);
 
 	do {
-		int left = ms_left(deadline_ns);
+		int left = deadline_ms(deadline_ns, now_ns());
 
 		if (left == 0)
 			return ETIMEDOUT;
@@ -76,7 +67,7 @@ static int connect_unix_retry(int fd, const struct sockaddr *sa, socklen_t salen
 	int r;
 
 	for (;;) {
-		if (ms_left(deadline_ns) == 0)
+		if (deadline_ms(deadline_ns, now_ns()) == 0)
 			return ETIMEDOUT;
 		poll(NULL, 0, 2);
 		do {

@@ -17,6 +17,7 @@
 #define SWEEP_MAX_RETIRE 16          /* per sweep; the rest soon after */
 #define SWEEP_AGAIN_NS   MS_TO_NS(5)
 #define NEVER            UINT64_MAX
+#define MAX_WAIT_MS      60000       /* look at the pool at least this often */
 
 struct sweep {
 	uint64_t now;
@@ -169,16 +170,15 @@ void maint_note_due(struct pool *pool, uint64_t due_ns)
 	reaper_wake(pool);
 }
 
+/* ms until t, -1 for never, at most MAX_WAIT_MS. */
 static int ms_until(uint64_t t, uint64_t now)
 {
-	uint64_t ms;
+	int ms;
 
 	if (t == NEVER)
 		return -1;
-	if (t <= now)
-		return 0;
-	ms = (t - now + 999999) / 1000000;
-	return ms > 60000 ? 60000 : (int)ms;
+	ms = deadline_ms(t, now);
+	return ms > MAX_WAIT_MS ? MAX_WAIT_MS : ms;
 }
 
 /* One round: sweep if due, progress drains; returns ms until needed. */
@@ -194,7 +194,11 @@ static int maint_round(struct pool *pool, int wait_ms)
 	sweep_ms = ms_until(atomic_load(&pool->maint_due_ns), now_ns());
 	if (wait_ms != 0 && (wait_ms < 0 || (sweep_ms >= 0 && sweep_ms < wait_ms)))
 		wait_ms = sweep_ms;
+	/* Both are -1 (nothing pending) or a wait of 0..MAX_WAIT_MS: the
+	 * smaller of the two, -1 only when neither has anything pending. */
 	drain_ms = reaper_run(pool, wait_ms);
+	if (drain_ms > MAX_WAIT_MS)
+		drain_ms = MAX_WAIT_MS;
 	sweep_ms = ms_until(atomic_load(&pool->maint_due_ns), now_ns());
 	if (drain_ms < 0)
 		return sweep_ms;

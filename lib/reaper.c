@@ -172,7 +172,7 @@ static int expire_overdue(struct reaper *r, uint64_t now, struct drain **done)
 	r->min_deadline_ns = next ? next : UINT64_MAX;
 	if (!next)
 		return -1;
-	return (int)((next - now + 999999) / 1000000);
+	return deadline_ms(next, now);
 }
 
 /* epoll_wait for up to timeout_ms (-1: no limit). After a signal the

@@ -261,10 +261,154 @@ START_TEST(signal_storm_destroy_keeps_deadline)
 }
 END_TEST
 
+/* ---- time arithmetic ------------------------------------------------------ */
+
+/* deadline_ms at the ends of its range: rounded up, never negative,
+ * never past INT_MAX, whatever ms key (up to UINT32_MAX) made the
+ * deadline. connect_timeout_ms and close_timeout_ms of 2^31 ms or more
+ * came out negative before ("wait forever" to poll and epoll_wait). */
+START_TEST(deadline_ms_bounds)
+{
+	uint64_t now = 5 * 1000000000ull;
+
+	ck_assert_int_eq(deadline_ms(now, now), 0);
+	ck_assert_int_eq(deadline_ms(now - 1, now), 0);
+	ck_assert_int_eq(deadline_ms(0, now), 0);
+	ck_assert_int_eq(deadline_ms(now + 1, now), 1);
+	ck_assert_int_eq(deadline_ms(now + MS_TO_NS(1), now), 1);
+	ck_assert_int_eq(deadline_ms(now + MS_TO_NS(1) + 1, now), 2);
+	ck_assert_int_eq(deadline_ms(now + MS_TO_NS(INT_MAX) - 1, now), INT_MAX);
+	ck_assert_int_eq(deadline_ms(now + MS_TO_NS(INT_MAX), now), INT_MAX);
+	ck_assert_int_eq(deadline_ms(now + MS_TO_NS(INT_MAX) + 1, now), INT_MAX);
+	ck_assert_int_eq(deadline_ms(now + MS_TO_NS((uint64_t)INT_MAX + 1), now), INT_MAX);
+	ck_assert_int_eq(deadline_ms(now + MS_TO_NS(UINT32_MAX), now), INT_MAX);
+	ck_assert_int_eq(deadline_ms(UINT64_MAX, 0), INT_MAX);
+}
+END_TEST
+
+/* Spread of the lifetime cut over many connections: it must cover most
+ * of the jitter window (life * pct / 100), and never lengthen a life. */
+static void assert_jitter_spread(uint32_t life_ms, uint32_t pct)
+{
+	struct pool_endpoint ep;
+	struct pool_conn c;
+	uint64_t life = MS_TO_NS(life_ms), window = life / 100 * pct;
+	uint64_t lo = UINT64_MAX, hi = 0, base = 1000000000ull;
+	int i;
+
+	memset(&ep, 0, sizeof(ep));
+	memset(&c, 0, sizeof(c));
+	ep.set.max_lifetime_ms = life_ms;
+	ep.set.lifetime_jitter_pct = pct;
+	c.ep = &ep;
+	for (i = 0; i < 2000; i++) {
+		uint64_t now = base + (uint64_t)i * 7919, cut;
+
+		conn_set_expiry(&c, now);
+		ck_assert(c.expires_ns <= now + life);
+		cut = now + life - c.expires_ns;
+		ck_assert(cut <= window);
+		if (cut < lo)
+			lo = cut;
+		if (cut > hi)
+			hi = cut;
+	}
+	ck_assert_msg(hi - lo > window / 2,
+		      "max_lifetime_ms %u, %u %% jitter: expiries spread over %.1f s "
+		      "of a %.1f s window", life_ms, pct,
+		      (double)(hi - lo) / 1e9, (double)window / 1e9);
+}
+
+/* Jitter windows above 2^33 ns (8.6 s) overflowed the 64-bit product
+ * and were cut to 8.5 s: connections opened together expired together. */
+START_TEST(lifetime_jitter_spreads_long_lives)
+{
+	assert_jitter_spread(1000, 10);              /* 0.1 s: small ones stay right */
+	assert_jitter_spread(3600000, 5);            /* 1 h, 5 %: 180 s */
+	assert_jitter_spread(86400000, 20);          /* 1 day, 20 %: 17,280 s */
+	assert_jitter_spread(UINT32_MAX, 50);        /* the largest: 24.9 days */
+}
+END_TEST
+
+/* A server that ignores the close request but closes connections idle
+ * for 300 ms: peer-first gets its EOF about 300 ms after the request. */
+static struct lineserver *slow_closer(void)
+{
+	struct lineserver_opts o = { .on_quit = LS_QUIT_IGNORE, .idle_close_ms = 300 };
+	struct lineserver *ls = lineserver_start(&o);
+
+	ck_assert_ptr_nonnull(ls);
+	return ls;
+}
+
+/* close_timeout_ms = 4294967295, the way to write "forever": pool_destroy
+ * waits for the server's EOF. Its remaining time used to be cast to a
+ * negative int, and destroy gave up on the drain at once. */
+START_TEST(destroy_waits_with_largest_close_timeout)
+{
+	struct lineserver *ls = slow_closer();
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("teardown", "peer-first", "close_request", "\"quit\\n\"",
+				 "close_timeout_ms", "4294967295", NULL);
+	struct lineserver_stats ss;
+	pool_conn_t *c;
+	long long t0, ms;
+
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ping(c);
+	t0 = mono_ms();
+	pool_put(pool, c, POOL_RETIRE);
+	pool_destroy(pool);
+	ms = mono_ms() - t0;
+	ck_assert_msg(ms >= 250 && ms < 3000,
+		      "pool_destroy returned after %lld ms; the server closes at 300", ms);
+	lineserver_get_stats(ls, &ss);
+	ck_assert_uint_eq(ss.closed_by_server, 1); /* EOF first: no fallback */
+	ck_assert_uint_eq(ss.closed_by_client, 0);
+	tw_expect(ep, 0, 1);
+	lineserver_stop(ls);
+}
+END_TEST
+
+/* Manual maintenance with the largest close_timeout_ms: *next_ms stays a
+ * wait of 1 to 60000 ms while the drain is pending (it was negative, "no
+ * work"), and the drain ends at the server's EOF. */
+START_TEST(maintain_next_ms_with_largest_timeouts)
+{
+	struct lineserver *ls = slow_closer();
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("maintenance", "manual", "teardown", "peer-first",
+				 "close_request", "\"quit\\n\"",
+				 "close_timeout_ms", "4294967295",
+				 "idle_timeout_ms", "4294967295", NULL);
+	struct pollfd p = { .fd = pool_maintenance_fd(pool), .events = POLLIN };
+	pool_conn_t *c;
+	long long end;
+	int next;
+
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ping(c);
+	pool_put(pool, c, POOL_RETIRE);
+	ck_assert_int_eq(pool_maintain(pool, &next), 0);
+	ck_assert_msg(next > 0 && next <= 60000, "next_ms = %d with a drain pending", next);
+	end = mono_ms() + 3000;
+	while (stats_of(pool, ep).draining && mono_ms() < end) {
+		poll(&p, 1, next < 0 || next > 100 ? 100 : next);
+		ck_assert_int_eq(pool_maintain(pool, &next), 0);
+		ck_assert_msg(next >= -1 && next <= 60000, "next_ms = %d", next);
+	}
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_ok, 1);
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_fallback, 0);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 Suite *robust_suite(void)
 {
 	Suite *s = suite_create("robust");
 	TCase *sig = tcase_create("signals");
+	TCase *tm = tcase_create("time");
 
 	tcase_set_timeout(sig, 30);
 	tcase_add_checked_fixture(sig, fixture_test_setup, fixture_test_teardown);
@@ -272,5 +416,12 @@ Suite *robust_suite(void)
 	tcase_add_test(sig, signal_storm_keeps_drain_deadline);
 	tcase_add_test(sig, signal_storm_destroy_keeps_deadline);
 	suite_add_tcase(s, sig);
+	tcase_set_timeout(tm, 30);
+	tcase_add_checked_fixture(tm, fixture_test_setup, fixture_test_teardown);
+	tcase_add_test(tm, deadline_ms_bounds);
+	tcase_add_test(tm, lifetime_jitter_spreads_long_lives);
+	tcase_add_test(tm, destroy_waits_with_largest_close_timeout);
+	tcase_add_test(tm, maintain_next_ms_with_largest_timeouts);
+	suite_add_tcase(s, tm);
 	return s;
 }
