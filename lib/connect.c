@@ -1,6 +1,9 @@
 /*
  * Connecting: resolve, then try every address in order, each connect
- * non-blocking and bounded by what is left of one deadline.
+ * non-blocking and bounded by what is left of one deadline. A cancel
+ * descriptor, polled with the connect, lets another thread stop it at
+ * once: pool_destroy must not wait for a refill's connect to time out.
+ * Name resolution (getaddrinfo) cannot be cancelled.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,15 +35,20 @@ static int connect_error(int err)
 	case ENOMEM:
 	case ENOBUFS:
 		return POOL_ENOMEM;
+	case ECANCELED:
+		return POOL_ESHUTDOWN;
 	default:
 		return POOL_ECONNECT;
 	}
 }
 
-/* Wait for a non-blocking connect to finish; returns 0 or an errno. */
-static int connect_wait(int fd, uint64_t deadline_ns)
+/* Wait for a non-blocking connect to finish; returns 0 or an errno,
+ * ECANCELED when cancel_fd (-1: none; poll skips a negative fd) became
+ * readable first. */
+static int connect_wait(int fd, uint64_t deadline_ns, int cancel_fd)
 {
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	struct pollfd p[2] = { { .fd = fd, .events = POLLOUT },
+			       { .fd = cancel_fd, .events = POLLIN } };
 	int r, soerr = 0;
 	socklen_t len = sizeof(soerr);
 
@@ -49,10 +57,12 @@ static int connect_wait(int fd, uint64_t deadline_ns)
 
 		if (left == 0)
 			return ETIMEDOUT;
-		r = poll(&p, 1, left);
+		r = poll(p, 2, left);
 	} while ((r == -1 && errno == EINTR) || r == 0);
 	if (r < 0)
 		return errno;
+	if (p[1].revents)
+		return ECANCELED;
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
 		return errno;
 	return soerr;
@@ -62,14 +72,16 @@ static int connect_wait(int fd, uint64_t deadline_ns)
  * rather than "in progress": there is nothing to poll for, so try again
  * every few milliseconds until the deadline. */
 static int connect_unix_retry(int fd, const struct sockaddr *sa, socklen_t salen,
-			      uint64_t deadline_ns)
+			      uint64_t deadline_ns, int cancel_fd)
 {
+	struct pollfd cancel = { .fd = cancel_fd, .events = POLLIN };
 	int r;
 
 	for (;;) {
 		if (deadline_ms(deadline_ns, now_ns()) == 0)
 			return ETIMEDOUT;
-		poll(NULL, 0, 2);
+		if (poll(&cancel, 1, 2) > 0)
+			return ECANCELED;
 		do {
 			r = connect(fd, sa, salen);
 		} while (r == -1 && errno == EINTR);
@@ -82,7 +94,7 @@ static int connect_unix_retry(int fd, const struct sockaddr *sa, socklen_t salen
 
 /* One attempt on one address. Returns the fd or -errno. */
 static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
-		       uint64_t deadline_ns)
+		       uint64_t deadline_ns, int cancel_fd)
 {
 	int fd, r, err, one = 1;
 
@@ -96,9 +108,9 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 	} while (r == -1 && errno == EINTR);
 	err = r == 0 ? 0 : errno;
 	if (err == EAGAIN && family == AF_UNIX)
-		err = connect_unix_retry(fd, sa, salen, deadline_ns);
+		err = connect_unix_retry(fd, sa, salen, deadline_ns, cancel_fd);
 	else if (err == EINPROGRESS)
-		err = connect_wait(fd, deadline_ns);
+		err = connect_wait(fd, deadline_ns, cancel_fd);
 	if (err) {
 		/* A failed connect leaves no TIME_WAIT; a plain close is right. */
 		close(fd);
@@ -110,13 +122,15 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 	return fd;
 }
 
-static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns)
+static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns,
+			int cancel_fd)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd;
 
 	memcpy(sun.sun_path, addr->path, strlen(addr->path) + 1);
-	fd = connect_one(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun), deadline_ns);
+	fd = connect_one(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun), deadline_ns,
+			 cancel_fd);
 	if (fd < 0) {
 		errno = -fd;
 		/* A missing socket file is the unix form of "nobody listens". */
@@ -125,7 +139,8 @@ static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns)
 	return fd;
 }
 
-static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns)
+static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns,
+		       int cancel_fd)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV };
@@ -141,13 +156,14 @@ static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns)
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
 		fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen,
-				 deadline_ns);
+				 deadline_ns, cancel_fd);
 		if (fd >= 0)
 			goto out;
 		last_errno = -fd;
-		/* Out of descriptors or time: the next address cannot do better. */
+		/* Out of descriptors or time, or cancelled: the next address
+		 * cannot do better. */
 		if (last_errno == EMFILE || last_errno == ENFILE ||
-		    last_errno == ETIMEDOUT)
+		    last_errno == ETIMEDOUT || last_errno == ECANCELED)
 			break;
 	}
 	fd = connect_error(last_errno);
@@ -157,11 +173,17 @@ out:
 	return fd;
 }
 
-int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns)
+int socket_connect_cancel(const struct endpoint_addr *addr, uint64_t deadline_ns,
+			  int cancel_fd)
 {
 	if (addr->kind == EP_UNIX)
-		return connect_unix(addr, deadline_ns);
-	return connect_tcp(addr, deadline_ns);
+		return connect_unix(addr, deadline_ns, cancel_fd);
+	return connect_tcp(addr, deadline_ns, cancel_fd);
+}
+
+int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns)
+{
+	return socket_connect_cancel(addr, deadline_ns, -1);
 }
 
 bool socket_is_alive(int fd)

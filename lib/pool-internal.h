@@ -153,6 +153,10 @@ static inline int deadline_ms(uint64_t deadline_ns, uint64_t now)
  * every resolved address in order, each bounded by the time left until
  * deadline_ns. Returns the fd, or a negative POOL_E* code with errno set. */
 int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns);
+/* The same, given up as soon as cancel_fd (-1: none) is readable:
+ * POOL_ESHUTDOWN with errno ECANCELED. */
+int socket_connect_cancel(const struct endpoint_addr *addr, uint64_t deadline_ns,
+			  int cancel_fd);
 
 /* Liveness of an idle socket: true when nothing is waiting and the peer
  * has neither closed nor reset it. */
@@ -259,6 +263,8 @@ struct refiller {
 	unsigned n;
 	bool running, stop;
 	pthread_t thread;
+	int cancel_fd;             /* eventfd, made with the thread: readable
+	                            * once stopping, to cut a connect short */
 };
 
 /* Peer-first drains, progressed by whoever runs the maintenance. */

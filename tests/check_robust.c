@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -404,11 +405,123 @@ START_TEST(maintain_next_ms_with_largest_timeouts)
 }
 END_TEST
 
+/* ---- stopping a refill stuck in connect() --------------------------------- */
+
+/* Connect to port until one connect hangs: the listen queue of a server
+ * that does not accept is then full (as check_faults.c does). Returns
+ * how many sockets fill[] holds. */
+static int fill_backlog(uint16_t port, int *fill, int max)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int n;
+
+	for (n = 0; n < max; n++) {
+		struct pollfd p = { .events = POLLOUT };
+
+		fill[n] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(fill[n], 0);
+		if (connect(fill[n], (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			continue;
+		ck_assert_int_eq(errno, EINPROGRESS);
+		p.fd = fill[n];
+		if (poll(&p, 1, 100) == 0)
+			return n + 1; /* this one hangs: the queue is full */
+	}
+	return n;
+}
+
+/* Refills under way for an endpoint (white-box: the pool's own count). */
+static unsigned connecting(pool_t *pool, const char *key)
+{
+	struct pool_endpoint *ep;
+	struct shard *sh;
+	unsigned n;
+
+	ep = table_lookup(pool, key, &sh, NULL);
+	n = ep ? ep->nconnecting : 0;
+	plock_unlock(&sh->lock);
+	return n;
+}
+
+/* A unix socket's queue is full when a non-blocking connect says EAGAIN
+ * (it never hangs): then every connect to it waits in tcpool's retry
+ * loop. Returns how many sockets fill[] holds. */
+static int fill_unix_backlog(const char *path, int *fill, int max)
+{
+	struct sockaddr_un un = { .sun_family = AF_UNIX };
+	int n;
+
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+	for (n = 0; n < max; n++) {
+		fill[n] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(fill[n], 0);
+		if (connect(fill[n], (struct sockaddr *)&un, sizeof(un)) == 0)
+			continue;
+		ck_assert_int_eq(errno, EAGAIN);
+		close(fill[n]);
+		return n;
+	}
+	ck_abort_msg("the queue of %s never filled", path);
+	return n;
+}
+
+/* A min_idle refill stuck in connect() (the server's backlog is full: a
+ * TCP SYN dropped, or a unix connect retried) does not hold pool_destroy
+ * for connect_timeout_ms: destroy returns at once, as pool_destroy(3)
+ * says when nothing drains. Loop: 0 TCP, 1 unix socket. */
+START_TEST(destroy_cancels_refill_connect)
+{
+	struct lineserver_opts o = { .backlog = 1 };
+	pool_t *pool = pool_with("min_idle", "1", "connect_timeout_ms", "5000",
+				 "teardown", "abort", NULL);
+	int fill[64], nfill, nheld = 0, i;
+	struct lineserver *ls;
+	pool_conn_t *held[4];
+	const char *ep;
+	char path[64];
+	long long t0, ms;
+
+	if (_i == 1) {
+		snprintf(path, sizeof(path), "/tmp/tcpool-robust-%d.sock", (int)getpid());
+		o.family = AF_UNIX;
+		o.unix_path = path;
+	}
+	ls = lineserver_start(&o);
+	ck_assert_ptr_nonnull(ls);
+	ep = lineserver_endpoint(ls);
+	ck_assert_int_eq(pool_get(pool, ep, &held[nheld++]), 0);
+	/* Let a refill that this check-out may start (min_idle counting
+	 * idle connections only) finish before the server stops accepting. */
+	usleep(100000);
+	wait_for(connecting(pool, ep) == 0, 2000);
+	lineserver_pause_accept(ls, true);
+	nfill = _i == 1 ? fill_unix_backlog(path, fill, 64) :
+			  fill_backlog(lineserver_port(ls), fill, 16);
+	/* Take and retire every connection: the endpoint has none left, the
+	 * maintenance refills it, and that connect hangs on the full queue. */
+	while (stats_of(pool, ep).idle > 0 && nheld < 4)
+		ck_assert_int_eq(pool_get(pool, ep, &held[nheld++]), 0);
+	for (i = 0; i < nheld; i++)
+		pool_put(pool, held[i], POOL_RETIRE);
+	wait_for(connecting(pool, ep) == 1, 2000);
+	usleep(50000); /* well inside connect() by now */
+	t0 = mono_ms();
+	pool_destroy(pool);
+	ms = mono_ms() - t0;
+	ck_assert_msg(ms < 500, "pool_destroy took %lld ms", ms);
+	for (i = 0; i < nfill; i++)
+		close(fill[i]);
+	lineserver_stop(ls);
+}
+END_TEST
+
 Suite *robust_suite(void)
 {
 	Suite *s = suite_create("robust");
 	TCase *sig = tcase_create("signals");
 	TCase *tm = tcase_create("time");
+	TCase *stop = tcase_create("stop");
 
 	tcase_set_timeout(sig, 30);
 	tcase_add_checked_fixture(sig, fixture_test_setup, fixture_test_teardown);
@@ -423,5 +536,9 @@ Suite *robust_suite(void)
 	tcase_add_test(tm, destroy_waits_with_largest_close_timeout);
 	tcase_add_test(tm, maintain_next_ms_with_largest_timeouts);
 	suite_add_tcase(s, tm);
+	tcase_set_timeout(stop, 30);
+	tcase_add_checked_fixture(stop, fixture_test_setup, fixture_test_teardown);
+	tcase_add_loop_test(stop, destroy_cancels_refill_connect, 0, 2);
+	suite_add_tcase(s, stop);
 	return s;
 }
