@@ -244,11 +244,13 @@ void maint_stop(struct pool *pool)
 
 POOL_API int pool_maintain(pool_t *pool, int *next_ms)
 {
-	int next;
+	int next, rc;
 
 	if (!pool)
 		return POOL_EINVAL;
-	fork_check(pool);
+	rc = fork_check(pool);
+	if (rc)
+		return rc;
 	next = maint_round(pool, 0);
 	if (next_ms)
 		*next_ms = next;
@@ -257,8 +259,10 @@ POOL_API int pool_maintain(pool_t *pool, int *next_ms)
 
 POOL_API int pool_maintenance_fd(pool_t *pool)
 {
+	int rc;
+
 	if (!pool)
 		return POOL_EINVAL;
-	fork_check(pool); /* a child gets its own epoll set, not the parent's */
-	return pool->reaper.epfd;
+	rc = fork_check(pool); /* a child gets its own epoll set, not the parent's */
+	return rc ? rc : pool->reaper.epfd;
 }

@@ -201,6 +201,9 @@ struct pool_conn {
 	bool reused;
 	bool leak_reported;
 	unsigned fork_gen;         /* fork generation it was opened in */
+	pthread_t holder;          /* the thread that got it (pool_get):
+	                            * a child of fork() keeps only the
+	                            * forking thread's ones */
 	struct pool_conn *prev, *next; /* idle list (utlist) */
 };
 
@@ -303,6 +306,8 @@ struct pool {
 	atomic_uint_fast64_t maint_due_ns; /* when the thread next wakes */
 	/* fork safety (fork.c) */
 	unsigned fork_gen;
+	atomic_bool fork_retry;    /* a child could not start its reaper or
+	                            * maintenance: each call tries again */
 	struct pool *reg_next, *reg_prev;
 };
 
@@ -396,6 +401,11 @@ void conn_set_expiry(struct pool_conn *c, uint64_t now);
 
 /* Peer-first drains (reaper.c). */
 int reaper_init(struct reaper *r);
+/* The parts of reaper_init: fresh locks, no drain, no descriptor; then
+ * the epoll set and its eventfd (POOL_EMFILE or POOL_ESYS, leaving both
+ * -1). A child of fork() does the two apart, and retries the second. */
+void reaper_init_state(struct reaper *r);
+int reaper_open(struct reaper *r);
 void reaper_fini(struct reaper *r);
 /* Track fd until the server's EOF or the deadline; takes the fd. */
 void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep);
@@ -427,8 +437,10 @@ void refill_fini(struct pool *pool);
 /* Fork safety (fork.c). */
 int fork_register(struct pool *pool);
 void fork_unregister(struct pool *pool);
-/* In a child after fork(): drop inherited connections before any use. */
-void fork_check(struct pool *pool);
+/* In a child after fork(): drop inherited connections before any use,
+ * and start the child's own reaper and maintenance. 0, or POOL_EMFILE /
+ * POOL_ESYS while these cannot be made (tried again at each call). */
+int fork_check(struct pool *pool);
 
 /* A pool_put that could not be honoured (stats.c). */
 void pool_note_misuse(struct pool *pool, const struct pool_conn *c);

@@ -516,12 +516,246 @@ START_TEST(destroy_cancels_refill_connect)
 }
 END_TEST
 
+/* ---- fork ----------------------------------------------------------------- */
+
+/* A listening socket on loopback, served by hand: the test's own line
+ * server cannot be used with a child alive, since the child's copies of
+ * the server's sockets keep their registrations in the server's epoll
+ * set (shared with the child) after the server closed them. */
+static int raw_listener(char *ep, size_t eplen)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 8), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	snprintf(ep, eplen, "127.0.0.1:%u", ntohs(sa.sin_port));
+	return fd;
+}
+
+/* Milliseconds from t0 until the server's side of a connection sees the
+ * client's reset (or its EOF), or -1 if none within 2 s. */
+static long long reset_seen_after(int sfd, long long t0)
+{
+	struct pollfd p = { .fd = sfd, .events = POLLIN };
+	char buf[64];
+
+	while (mono_ms() - t0 < 2000) {
+		if (poll(&p, 1, 5) <= 0)
+			continue;
+		if (recv(sfd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+			return mono_ms() - t0;
+	}
+	return -1;
+}
+
+/* A child that never calls the pool must not keep the parent's idle or
+ * draining sockets open: the parent's abort then reaches the server at
+ * once, not when the child exits. Loop: 0 an idle connection retired
+ * with abort, 1 a peer-first drain under way at fork() (the server
+ * ignores the request) whose fallback, abort, comes at close_timeout_ms. */
+START_TEST(fork_child_keeps_no_parent_socket)
+{
+	char ep[32];
+	int lfd = raw_listener(ep, sizeof(ep)), sfd;
+	pool_t *pool = _i == 0 ?
+		pool_with("teardown", "abort", NULL) :
+		pool_with("teardown", "peer-first", "close_request", "\"quit\\n\"",
+			  "close_timeout_ms", "300", "fallback", "abort", NULL);
+	pool_conn_t *c;
+	long long t0, ms;
+	pid_t pid;
+
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	sfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	ck_assert_int_ge(sfd, 0);
+	pool_put(pool, c, _i == 0 ? POOL_REUSE : POOL_RETIRE);
+	t0 = mono_ms();
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		sleep(5); /* never calls the pool; killed below */
+		_exit(0);
+	}
+	if (_i == 0) {
+		ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+		ck_assert_int_eq(pool_conn_reused(c), 1);
+		t0 = mono_ms();
+		pool_put(pool, c, POOL_RETIRE);
+	}
+	ms = reset_seen_after(sfd, t0);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	ck_assert_msg(ms >= 0, "the server saw no reset within 2 s");
+	ck_assert_msg(ms < (_i == 0 ? 500 : 800), "the reset came after %lld ms", ms);
+	pool_destroy(pool);
+	close(sfd);
+	close(lfd);
+}
+END_TEST
+
+/* The child's side of fork_child_without_descriptors: exit codes tell
+ * the parent which step failed. */
+static int child_without_descriptors(pool_t *pool, const char *ep, int limit)
+{
+	struct rusage before, after;
+	struct rlimit rl;
+	rlim_t saved;
+	pool_conn_t *c;
+	long cpu_ms;
+	int fd;
+
+	/* Fill the free numbers below limit, so that none is left. */
+	do {
+		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	} while (fd >= 0 && fd < limit);
+	if (fd >= 0)
+		close(fd);
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 20;
+	saved = rl.rlim_cur;
+	rl.rlim_cur = (rlim_t)limit;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 21;
+	if (pool_get(pool, ep, &c) != POOL_EMFILE)
+		return 10;
+	if (pool_maintenance_fd(pool) != POOL_EMFILE)
+		return 11;
+	/* No maintenance thread spinning on a dead epoll descriptor. */
+	getrusage(RUSAGE_SELF, &before);
+	usleep(500000);
+	getrusage(RUSAGE_SELF, &after);
+	cpu_ms = (after.ru_utime.tv_sec - before.ru_utime.tv_sec) * 1000 +
+		 (after.ru_utime.tv_usec - before.ru_utime.tv_usec) / 1000 +
+		 (after.ru_stime.tv_sec - before.ru_stime.tv_sec) * 1000 +
+		 (after.ru_stime.tv_usec - before.ru_stime.tv_usec) / 1000;
+	if (cpu_ms > 100)
+		return 12;
+	/* Descriptors again: the next call sets the pool up. */
+	rl.rlim_cur = saved;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 22;
+	if (pool_maintenance_fd(pool) < 0)
+		return 13;
+	if (pool_get(pool, ep, &c) != 0)
+		return 14;
+	if (!line_roundtrip(pool_conn_fd(c), "PING", "PONG"))
+		return 15;
+	pool_put(pool, c, POOL_REUSE);
+	pool_destroy(pool);
+	return 0;
+}
+
+/* A child with no descriptor to spare for the pool's epoll set: pool
+ * calls fail with POOL_EMFILE, no thread spins, and the pool works once
+ * descriptors are available again. */
+START_TEST(fork_child_without_descriptors)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with(NULL);
+	int status, limit;
+	pid_t pid;
+
+	/* The parent's epoll descriptor: the child's limit goes there, so
+	 * the child's pool cannot make its own even by reusing the number. */
+	limit = pool_maintenance_fd(pool);
+	ck_assert_int_ge(limit, 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(child_without_descriptors(pool, ep, limit));
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child: status %#x", status);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
+/* A connection checked out by another thread at fork(). */
+struct holder {
+	pool_t *pool;
+	const char *ep;
+	pool_conn_t *c;
+	atomic_int state; /* 1 holding, 2 may put back */
+};
+
+static void *hold(void *arg)
+{
+	struct holder *h = arg;
+
+	ck_assert_int_eq(pool_get(h->pool, h->ep, &h->c), 0);
+	atomic_store(&h->state, 1);
+	while (atomic_load(&h->state) != 2)
+		usleep(1000);
+	pool_put(h->pool, h->c, POOL_REUSE);
+	return NULL;
+}
+
+/* Connections other threads hold at fork(): those threads do not exist
+ * in the child, so no put will come there, and the child has no copy of
+ * their descriptors. The forking thread's own keeps its descriptor until
+ * its put in the child, which closes the copy and sends nothing. */
+START_TEST(fork_child_drops_other_threads_connections)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("teardown", "peer-first", "close_request", "\"quit\\n\"", NULL);
+	struct holder h = { .pool = pool, .ep = ep };
+	struct lineserver_stats ss;
+	int status, other_fd, own_fd;
+	pool_conn_t *own;
+	pthread_t t;
+	pid_t pid;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, hold, &h), 0);
+	while (atomic_load(&h.state) != 1)
+		usleep(1000);
+	other_fd = pool_conn_fd(h.c);
+	ck_assert_int_eq(pool_get(pool, ep, &own), 0);
+	own_fd = pool_conn_fd(own);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int rc = fcntl(other_fd, F_GETFD) != -1 || errno != EBADF ? 10 :
+			 fcntl(own_fd, F_GETFD) == -1 ? 11 : 0;
+
+		if (rc == 0) {
+			pool_put(pool, own, POOL_RETIRE);
+			rc = fcntl(own_fd, F_GETFD) != -1 ? 12 : 0;
+		}
+		_exit(rc);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child: status %#x", status);
+	/* The child sent nothing: both connections still work here. */
+	lineserver_get_stats(ls, &ss);
+	ck_assert_uint_eq(ss.quits, 0);
+	ck_assert_uint_eq(ss.open, 2);
+	ck_assert(line_roundtrip(other_fd, "PING", "PONG"));
+	ping(own);
+	atomic_store(&h.state, 2);
+	pthread_join(t, NULL);
+	pool_put(pool, own, POOL_REUSE);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 2);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 Suite *robust_suite(void)
 {
 	Suite *s = suite_create("robust");
 	TCase *sig = tcase_create("signals");
 	TCase *tm = tcase_create("time");
 	TCase *stop = tcase_create("stop");
+	TCase *fk = tcase_create("fork");
 
 	tcase_set_timeout(sig, 30);
 	tcase_add_checked_fixture(sig, fixture_test_setup, fixture_test_teardown);
@@ -540,5 +774,11 @@ Suite *robust_suite(void)
 	tcase_add_checked_fixture(stop, fixture_test_setup, fixture_test_teardown);
 	tcase_add_loop_test(stop, destroy_cancels_refill_connect, 0, 2);
 	suite_add_tcase(s, stop);
+	tcase_set_timeout(fk, 30);
+	tcase_add_checked_fixture(fk, fixture_test_setup, fixture_test_teardown);
+	tcase_add_loop_test(fk, fork_child_keeps_no_parent_socket, 0, 2);
+	tcase_add_test(fk, fork_child_without_descriptors);
+	tcase_add_test(fk, fork_child_drops_other_threads_connections);
+	suite_add_tcase(s, fk);
 	return s;
 }
