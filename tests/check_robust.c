@@ -26,7 +26,7 @@
 
 /* ---- signals -------------------------------------------------------------- */
 
-/* The thread ids of this process, as a sorted-free list. */
+/* The thread ids of this process, in directory order. */
 static int task_ids(int *ids, int max)
 {
 	DIR *d = opendir("/proc/self/task");
@@ -140,8 +140,8 @@ END_TEST
  * configuration or rotates its logs on a timer sends itself. */
 struct storm {
 	pthread_t thread;
-	pthread_t target;  /* the thread to signal, or 0: the process */
-	bool to_thread;
+	pthread_t target;   /* the thread to signal, when to_thread */
+	bool to_thread;     /* else the process: kill(getpid()) */
 	atomic_bool stop;
 	long long until_ms; /* gives up then, so a stalled pool shows as a
 	                     * slow one rather than a hung test */
