@@ -1,9 +1,11 @@
 /*
  * Connecting: resolve, then try every address in order, each connect
- * non-blocking and bounded by what is left of one deadline. A cancel
- * descriptor, polled with the connect, lets another thread stop it at
- * once: pool_destroy must not wait for a refill's connect to time out.
- * Name resolution (getaddrinfo) cannot be cancelled.
+ * non-blocking and bounded by what is left of one deadline. For the
+ * refill thread (struct connect_ctl): a cancel descriptor, polled with
+ * the connect, lets another thread stop it at once (pool_destroy must
+ * not wait for a refill's connect to time out; name resolution cannot be
+ * cancelled), and the socket is published while it connects, so that a
+ * child of fork() can close its copy.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -92,13 +94,43 @@ static int connect_unix_retry(int fd, const struct sockaddr *sa, socklen_t salen
 	}
 }
 
+/* A socket, published in ctl->inflight when ctl has one: under
+ * ctl->lock, which the atfork handler holds across fork(), so a child
+ * either sees the number or gets no copy of the socket. */
+static int open_socket(int family, const struct connect_ctl *ctl)
+{
+	int fd;
+
+	if (ctl->lock)
+		pthread_mutex_lock(ctl->lock);
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && ctl->lock)
+		*ctl->inflight = fd;
+	if (ctl->lock)
+		pthread_mutex_unlock(ctl->lock);
+	return fd;
+}
+
+/* Close a socket open_socket made, and unpublish it at the same time: a
+ * child must never close the number once another open may reuse it. */
+void connect_ctl_close(const struct connect_ctl *ctl, int fd)
+{
+	if (ctl->lock)
+		pthread_mutex_lock(ctl->lock);
+	close(fd);
+	if (ctl->lock) {
+		*ctl->inflight = -1;
+		pthread_mutex_unlock(ctl->lock);
+	}
+}
+
 /* One attempt on one address. Returns the fd or -errno. */
 static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
-		       uint64_t deadline_ns, int cancel_fd)
+		       uint64_t deadline_ns, const struct connect_ctl *ctl)
 {
 	int fd, r, err, one = 1;
 
-	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = open_socket(family, ctl);
 	if (fd < 0)
 		return -errno;
 	if (family != AF_UNIX)
@@ -108,12 +140,12 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 	} while (r == -1 && errno == EINTR);
 	err = r == 0 ? 0 : errno;
 	if (err == EAGAIN && family == AF_UNIX)
-		err = connect_unix_retry(fd, sa, salen, deadline_ns, cancel_fd);
+		err = connect_unix_retry(fd, sa, salen, deadline_ns, ctl->cancel_fd);
 	else if (err == EINPROGRESS)
-		err = connect_wait(fd, deadline_ns, cancel_fd);
+		err = connect_wait(fd, deadline_ns, ctl->cancel_fd);
 	if (err) {
 		/* A failed connect leaves no TIME_WAIT; a plain close is right. */
-		close(fd);
+		connect_ctl_close(ctl, fd);
 		return -err;
 	}
 	/* Callers get a blocking socket, as after a plain connect(); the pool's
@@ -123,14 +155,14 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 }
 
 static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns,
-			int cancel_fd)
+			const struct connect_ctl *ctl)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd;
 
 	memcpy(sun.sun_path, addr->path, strlen(addr->path) + 1);
 	fd = connect_one(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun), deadline_ns,
-			 cancel_fd);
+			 ctl);
 	if (fd < 0) {
 		errno = -fd;
 		/* A missing socket file is the unix form of "nobody listens". */
@@ -140,7 +172,7 @@ static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns,
 }
 
 static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns,
-		       int cancel_fd)
+		       const struct connect_ctl *ctl)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV };
@@ -156,7 +188,7 @@ static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns,
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
 		fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen,
-				 deadline_ns, cancel_fd);
+				 deadline_ns, ctl);
 		if (fd >= 0)
 			goto out;
 		last_errno = -fd;
@@ -173,17 +205,19 @@ out:
 	return fd;
 }
 
-int socket_connect_cancel(const struct endpoint_addr *addr, uint64_t deadline_ns,
-			  int cancel_fd)
+int socket_connect_ctl(const struct endpoint_addr *addr, uint64_t deadline_ns,
+		       const struct connect_ctl *ctl)
 {
 	if (addr->kind == EP_UNIX)
-		return connect_unix(addr, deadline_ns, cancel_fd);
-	return connect_tcp(addr, deadline_ns, cancel_fd);
+		return connect_unix(addr, deadline_ns, ctl);
+	return connect_tcp(addr, deadline_ns, ctl);
 }
 
 int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns)
 {
-	return socket_connect_cancel(addr, deadline_ns, -1);
+	static const struct connect_ctl none = { .cancel_fd = -1 };
+
+	return socket_connect_ctl(addr, deadline_ns, &none);
 }
 
 bool socket_is_alive(int fd)

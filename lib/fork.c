@@ -36,6 +36,9 @@ static void lock_pool(struct pool *pool)
 	/* Not reaper.run_lock: the maintenance thread holds it while it
 	 * sleeps in epoll_wait. The child makes a new reaper anyway. */
 	pthread_mutex_lock(&pool->reaper.lock);
+	/* Held only briefly, never across a connect: it makes the refill's
+	 * socket in flight either published or not yet open. */
+	pthread_mutex_lock(&pool->refill.lock);
 	pthread_mutex_lock(&pool->log_lock);
 }
 
@@ -44,6 +47,7 @@ static void unlock_pool(struct pool *pool)
 	int i;
 
 	pthread_mutex_unlock(&pool->log_lock);
+	pthread_mutex_unlock(&pool->refill.lock);
 	pthread_mutex_unlock(&pool->reaper.lock);
 	pthread_mutex_unlock(&pool->wait_lock);
 	for (i = POOL_NSHARDS - 1; i >= 0; i--)
@@ -106,6 +110,10 @@ static void child_close_inherited(struct pool *pool)
 			child_close_conns(ep, self);
 	DL_FOREACH(pool->reaper.list, d)
 		close_copy(&d->fd);
+	/* A refill's connect under way: no thread will finish it here. It
+	 * may be on an idle list too already; closing twice is harmless
+	 * here, since nothing can open a descriptor in between. */
+	close_copy(&pool->refill.inflight_fd);
 	/* The epoll set and the eventfds are shared with the parent: a
 	 * write or epoll_ctl here would reach the parent's threads. */
 	close_copy(&pool->reaper.epfd);

@@ -153,10 +153,20 @@ static inline int deadline_ms(uint64_t deadline_ns, uint64_t now)
  * every resolved address in order, each bounded by the time left until
  * deadline_ns. Returns the fd, or a negative POOL_E* code with errno set. */
 int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns);
-/* The same, given up as soon as cancel_fd (-1: none) is readable:
- * POOL_ESHUTDOWN with errno ECANCELED. */
-int socket_connect_cancel(const struct endpoint_addr *addr, uint64_t deadline_ns,
-			  int cancel_fd);
+/* What the refill thread adds to a connect: it is given up as soon as
+ * cancel_fd (-1: none) is readable (POOL_ESHUTDOWN, errno ECANCELED), and
+ * with lock set, the socket being connected is kept in *inflight (-1
+ * when none) under lock, for the atfork child handler. */
+struct connect_ctl {
+	int cancel_fd;
+	pthread_mutex_t *lock;
+	int *inflight;
+};
+int socket_connect_ctl(const struct endpoint_addr *addr, uint64_t deadline_ns,
+		       const struct connect_ctl *ctl);
+/* Close fd, a socket socket_connect_ctl returned, and clear *inflight
+ * under the same lock hold. */
+void connect_ctl_close(const struct connect_ctl *ctl, int fd);
 
 /* Liveness of an idle socket: true when nothing is waiting and the peer
  * has neither closed nor reset it. */
@@ -268,6 +278,8 @@ struct refiller {
 	pthread_t thread;
 	int cancel_fd;             /* eventfd, made with the thread: readable
 	                            * once stopping, to cut a connect short */
+	int inflight_fd;           /* the socket being connected, until it is
+	                            * idle or closed; -1 when none */
 };
 
 /* Peer-first drains, progressed by whoever runs the maintenance. */

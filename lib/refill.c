@@ -39,10 +39,12 @@ static void refill_release(struct pool *pool, struct pool_endpoint *ep, bool fai
  * Returns whether it connected. */
 static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *due)
 {
+	struct refiller *r = &pool->refill;
+	const struct connect_ctl ctl = { .cancel_fd = r->cancel_fd, .lock = &r->lock,
+					 .inflight = &r->inflight_fd };
 	uint64_t now = now_ns();
-	int fd = socket_connect_cancel(&ep->addr,
-				       now + MS_TO_NS(ep->set.connect_timeout_ms),
-				       pool->refill.cancel_fd);
+	int fd = socket_connect_ctl(&ep->addr,
+				    now + MS_TO_NS(ep->set.connect_timeout_ms), &ctl);
 	struct pool_conn *c = fd >= 0 ? conn_new(ep, fd) : NULL;
 
 	if (fd == POOL_ESHUTDOWN) {
@@ -52,7 +54,7 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 		return false;
 	}
 	if (fd >= 0 && !c)
-		close(fd);
+		connect_ctl_close(&ctl, fd);
 	if (!c) {
 		refill_release(pool, ep, true);
 		*due = now_ns() + REFILL_RETRY_NS;
@@ -67,6 +69,10 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 	idle_push(pool, ep, c, false); /* warm, but least recently used */
 	waiters_wake_ep(pool, ep);
 	plock_unlock(&ep->shard->lock);
+	/* The idle list has it now (a child closes it from there). */
+	pthread_mutex_lock(&r->lock);
+	r->inflight_fd = -1;
+	pthread_mutex_unlock(&r->lock);
 	if (pool->cfg->max_total)
 		waiters_wake_total(pool);
 	return true;
@@ -127,6 +133,7 @@ void refill_init(struct pool *pool)
 	r->running = false;
 	r->stop = false;
 	r->cancel_fd = -1;
+	r->inflight_fd = -1;
 }
 
 /* Start the thread (r->lock held), with its cancel eventfd: without one

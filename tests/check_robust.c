@@ -480,53 +480,75 @@ static int fill_unix_backlog(const char *path, int *fill, int max)
 	return n;
 }
 
-/* A min_idle refill stuck in connect() (the server's backlog is full: a
- * TCP SYN dropped, or a unix connect retried) does not hold pool_destroy
- * for connect_timeout_ms: destroy returns at once, as pool_destroy(3)
- * says when nothing drains. Loop: 0 TCP, 1 unix socket. */
-START_TEST(destroy_cancels_refill_connect)
-{
-	struct lineserver_opts o = { .backlog = 1 };
-	pool_t *pool = pool_with("min_idle", "1", "connect_timeout_ms", "5000",
-				 "teardown", "abort", NULL);
-	int fill[64], nfill, nheld = 0, i;
+/* A pool whose min_idle refill is stuck in connect(): the server's
+ * backlog is full (a TCP SYN dropped, or a unix connect retried). */
+struct stuck {
 	struct lineserver *ls;
-	pool_conn_t *held[4];
+	pool_t *pool;
 	const char *ep;
 	char path[64];
-	long long t0, ms;
+	int fill[64], nfill;
+};
 
-	if (_i == 1) {
-		snprintf(path, sizeof(path), "/tmp/tcpool-robust-%d.sock", (int)getpid());
+static void stuck_refill_start(struct stuck *st, bool unix_socket)
+{
+	struct lineserver_opts o = { .backlog = 1 };
+	pool_conn_t *held[4];
+	int nheld = 0, i;
+
+	st->pool = pool_with("min_idle", "1", "connect_timeout_ms", "5000",
+			     "teardown", "abort", NULL);
+	if (unix_socket) {
+		snprintf(st->path, sizeof(st->path), "/tmp/tcpool-robust-%d.sock",
+			 (int)getpid());
 		o.family = AF_UNIX;
-		o.unix_path = path;
+		o.unix_path = st->path;
 	}
-	ls = lineserver_start(&o);
-	ck_assert_ptr_nonnull(ls);
-	ep = lineserver_endpoint(ls);
-	ck_assert_int_eq(pool_get(pool, ep, &held[nheld++]), 0);
+	st->ls = lineserver_start(&o);
+	ck_assert_ptr_nonnull(st->ls);
+	st->ep = lineserver_endpoint(st->ls);
+	ck_assert_int_eq(pool_get(st->pool, st->ep, &held[nheld++]), 0);
 	/* Let a refill that this check-out may start (min_idle counting
 	 * idle connections only) finish before the server stops accepting. */
 	usleep(100000);
-	wait_for(connecting(pool, ep) == 0, 2000);
-	lineserver_pause_accept(ls, true);
-	nfill = _i == 1 ? fill_unix_backlog(path, fill, 64) :
-			  fill_backlog(lineserver_port(ls), fill, 16);
+	wait_for(connecting(st->pool, st->ep) == 0, 2000);
+	lineserver_pause_accept(st->ls, true);
+	st->nfill = unix_socket ? fill_unix_backlog(st->path, st->fill, 64) :
+				  fill_backlog(lineserver_port(st->ls), st->fill, 16);
 	/* Take and retire every connection: the endpoint has none left, the
 	 * maintenance refills it, and that connect hangs on the full queue. */
-	while (stats_of(pool, ep).idle > 0 && nheld < 4)
-		ck_assert_int_eq(pool_get(pool, ep, &held[nheld++]), 0);
+	while (stats_of(st->pool, st->ep).idle > 0 && nheld < 4)
+		ck_assert_int_eq(pool_get(st->pool, st->ep, &held[nheld++]), 0);
 	for (i = 0; i < nheld; i++)
-		pool_put(pool, held[i], POOL_RETIRE);
-	wait_for(connecting(pool, ep) == 1, 2000);
+		pool_put(st->pool, held[i], POOL_RETIRE);
+	wait_for(connecting(st->pool, st->ep) == 1, 2000);
 	usleep(50000); /* well inside connect() by now */
+}
+
+/* After pool_destroy: free the queue and stop the server. */
+static void stuck_refill_end(struct stuck *st)
+{
+	int i;
+
+	for (i = 0; i < st->nfill; i++)
+		close(st->fill[i]);
+	lineserver_stop(st->ls);
+}
+
+/* A min_idle refill stuck in connect() does not hold pool_destroy for
+ * connect_timeout_ms: destroy returns at once, as pool_destroy(3) says
+ * when nothing drains. Loop: 0 TCP, 1 unix socket. */
+START_TEST(destroy_cancels_refill_connect)
+{
+	struct stuck st;
+	long long t0, ms;
+
+	stuck_refill_start(&st, _i == 1);
 	t0 = mono_ms();
-	pool_destroy(pool);
+	pool_destroy(st.pool);
 	ms = mono_ms() - t0;
 	ck_assert_msg(ms < 500, "pool_destroy took %lld ms", ms);
-	for (i = 0; i < nfill; i++)
-		close(fill[i]);
-	lineserver_stop(ls);
+	stuck_refill_end(&st);
 }
 END_TEST
 
@@ -609,6 +631,60 @@ START_TEST(fork_child_keeps_no_parent_socket)
 	pool_destroy(pool);
 	close(sfd);
 	close(lfd);
+}
+END_TEST
+
+/* SYN_SENT sockets toward port, from /proc/net/tcp (this test's own
+ * network namespace, as root). */
+static int syn_sent_to(uint16_t port)
+{
+	FILE *f = fopen("/proc/net/tcp", "re");
+	char line[256];
+	unsigned rport, st;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, " %*d: %*x:%*x %*x:%x %x", &rport, &st) == 2 &&
+		    rport == port && st == 0x02)
+			n++;
+	fclose(f);
+	return n;
+}
+
+/* A refill in connect() at fork(): the child keeps no copy of its
+ * socket, so when the parent gives the connect up (pool_destroy) the
+ * socket goes, instead of retrying its SYN until the child exits. */
+START_TEST(fork_child_keeps_no_refill_socket)
+{
+	struct stuck st;
+	uint16_t port;
+	pid_t pid;
+	int i;
+
+	stuck_refill_start(&st, false);
+	port = lineserver_port(st.ls);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* The test's own copies of the fillers go; the pool's are
+		 * the pool's business. */
+		for (i = 0; i < st.nfill; i++)
+			close(st.fill[i]);
+		sleep(5); /* never calls the pool; killed below */
+		_exit(0);
+	}
+	pool_destroy(st.pool);
+	for (i = 0; i < st.nfill; i++) /* the filler in SYN_SENT too */
+		close(st.fill[i]);
+	st.nfill = 0;
+	for (i = 0; i < 100 && syn_sent_to(port) > 0; i++)
+		usleep(5000);
+	i = syn_sent_to(port);
+	kill(pid, SIGKILL);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	ck_assert_msg(i == 0, "%d socket(s) still in SYN_SENT toward the server", i);
+	stuck_refill_end(&st);
 }
 END_TEST
 
@@ -791,6 +867,7 @@ Suite *robust_suite(void)
 	tcase_set_timeout(fk, 30);
 	tcase_add_checked_fixture(fk, fixture_test_setup, fixture_test_teardown);
 	tcase_add_loop_test(fk, fork_child_keeps_no_parent_socket, 0, 2);
+	tcase_add_test(fk, fork_child_keeps_no_refill_socket);
 	tcase_add_test(fk, fork_child_without_descriptors);
 	tcase_add_test(fk, fork_child_drops_other_threads_connections);
 	suite_add_tcase(s, fk);
