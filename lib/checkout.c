@@ -33,6 +33,7 @@ static void hand_out(struct pool_endpoint *ep, struct pool_conn *c,
 	c->uses++;
 	c->reused = reused;
 	c->got_ns = now;
+	c->holder = pthread_self();
 	c->leak_reported = false;
 	DL_APPEND(ep->busy, c);
 	ep->stats.gets++;

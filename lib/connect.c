@@ -1,6 +1,11 @@
 /*
  * Connecting: resolve, then try every address in order, each connect
- * non-blocking and bounded by what is left of one deadline.
+ * non-blocking and bounded by what is left of one deadline. For the
+ * refill thread (struct connect_ctl): a cancel descriptor, polled with
+ * the connect, lets another thread stop it at once (pool_destroy must
+ * not wait for a refill's connect to time out; name resolution cannot be
+ * cancelled), and the socket is published while it connects, so that a
+ * child of fork() can close its copy.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,36 +37,34 @@ static int connect_error(int err)
 	case ENOMEM:
 	case ENOBUFS:
 		return POOL_ENOMEM;
+	case ECANCELED:
+		return POOL_ESHUTDOWN;
 	default:
 		return POOL_ECONNECT;
 	}
 }
 
-static int ms_left(uint64_t deadline_ns)
+/* Wait for a non-blocking connect to finish; returns 0 or an errno,
+ * ECANCELED when cancel_fd (-1: none; poll skips a negative fd) became
+ * readable first. */
+static int connect_wait(int fd, uint64_t deadline_ns, int cancel_fd)
 {
-	uint64_t now = now_ns();
-
-	if (now >= deadline_ns)
-		return 0;
-	return (int)((deadline_ns - now + 999999) / 1000000);
-}
-
-/* Wait for a non-blocking connect to finish; returns 0 or an errno. */
-static int connect_wait(int fd, uint64_t deadline_ns)
-{
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	struct pollfd p[2] = { { .fd = fd, .events = POLLOUT },
+			       { .fd = cancel_fd, .events = POLLIN } };
 	int r, soerr = 0;
 	socklen_t len = sizeof(soerr);
 
 	do {
-		int left = ms_left(deadline_ns);
+		int left = deadline_ms(deadline_ns, now_ns());
 
 		if (left == 0)
 			return ETIMEDOUT;
-		r = poll(&p, 1, left);
+		r = poll(p, 2, left);
 	} while ((r == -1 && errno == EINTR) || r == 0);
 	if (r < 0)
 		return errno;
+	if (p[1].revents)
+		return ECANCELED;
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
 		return errno;
 	return soerr;
@@ -71,14 +74,16 @@ static int connect_wait(int fd, uint64_t deadline_ns)
  * rather than "in progress": there is nothing to poll for, so try again
  * every few milliseconds until the deadline. */
 static int connect_unix_retry(int fd, const struct sockaddr *sa, socklen_t salen,
-			      uint64_t deadline_ns)
+			      uint64_t deadline_ns, int cancel_fd)
 {
+	struct pollfd cancel = { .fd = cancel_fd, .events = POLLIN };
 	int r;
 
 	for (;;) {
-		if (ms_left(deadline_ns) == 0)
+		if (deadline_ms(deadline_ns, now_ns()) == 0)
 			return ETIMEDOUT;
-		poll(NULL, 0, 2);
+		if (poll(&cancel, 1, 2) > 0)
+			return ECANCELED;
 		do {
 			r = connect(fd, sa, salen);
 		} while (r == -1 && errno == EINTR);
@@ -89,13 +94,43 @@ static int connect_unix_retry(int fd, const struct sockaddr *sa, socklen_t salen
 	}
 }
 
+/* A socket, published in ctl->inflight when ctl has one: under
+ * ctl->lock, which the atfork handler holds across fork(), so a child
+ * either sees the number or gets no copy of the socket. */
+static int open_socket(int family, const struct connect_ctl *ctl)
+{
+	int fd;
+
+	if (ctl->lock)
+		pthread_mutex_lock(ctl->lock);
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && ctl->lock)
+		*ctl->inflight = fd;
+	if (ctl->lock)
+		pthread_mutex_unlock(ctl->lock);
+	return fd;
+}
+
+/* Close a socket open_socket made, and unpublish it at the same time: a
+ * child must never close the number once another open may reuse it. */
+void connect_ctl_close(const struct connect_ctl *ctl, int fd)
+{
+	if (ctl->lock)
+		pthread_mutex_lock(ctl->lock);
+	close(fd);
+	if (ctl->lock) {
+		*ctl->inflight = -1;
+		pthread_mutex_unlock(ctl->lock);
+	}
+}
+
 /* One attempt on one address. Returns the fd or -errno. */
 static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
-		       uint64_t deadline_ns)
+		       uint64_t deadline_ns, const struct connect_ctl *ctl)
 {
 	int fd, r, err, one = 1;
 
-	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = open_socket(family, ctl);
 	if (fd < 0)
 		return -errno;
 	if (family != AF_UNIX)
@@ -105,12 +140,12 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 	} while (r == -1 && errno == EINTR);
 	err = r == 0 ? 0 : errno;
 	if (err == EAGAIN && family == AF_UNIX)
-		err = connect_unix_retry(fd, sa, salen, deadline_ns);
+		err = connect_unix_retry(fd, sa, salen, deadline_ns, ctl->cancel_fd);
 	else if (err == EINPROGRESS)
-		err = connect_wait(fd, deadline_ns);
+		err = connect_wait(fd, deadline_ns, ctl->cancel_fd);
 	if (err) {
 		/* A failed connect leaves no TIME_WAIT; a plain close is right. */
-		close(fd);
+		connect_ctl_close(ctl, fd);
 		return -err;
 	}
 	/* Callers get a blocking socket, as after a plain connect(); the pool's
@@ -119,13 +154,15 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 	return fd;
 }
 
-static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns)
+static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns,
+			const struct connect_ctl *ctl)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd;
 
 	memcpy(sun.sun_path, addr->path, strlen(addr->path) + 1);
-	fd = connect_one(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun), deadline_ns);
+	fd = connect_one(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun), deadline_ns,
+			 ctl);
 	if (fd < 0) {
 		errno = -fd;
 		/* A missing socket file is the unix form of "nobody listens". */
@@ -134,7 +171,8 @@ static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns)
 	return fd;
 }
 
-static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns)
+static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns,
+		       const struct connect_ctl *ctl)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV };
@@ -150,13 +188,14 @@ static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns)
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
 		fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen,
-				 deadline_ns);
+				 deadline_ns, ctl);
 		if (fd >= 0)
 			goto out;
 		last_errno = -fd;
-		/* Out of descriptors or time: the next address cannot do better. */
+		/* Out of descriptors or time, or cancelled: the next address
+		 * cannot do better. */
 		if (last_errno == EMFILE || last_errno == ENFILE ||
-		    last_errno == ETIMEDOUT)
+		    last_errno == ETIMEDOUT || last_errno == ECANCELED)
 			break;
 	}
 	fd = connect_error(last_errno);
@@ -166,11 +205,19 @@ out:
 	return fd;
 }
 
-int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns)
+int socket_connect_ctl(const struct endpoint_addr *addr, uint64_t deadline_ns,
+		       const struct connect_ctl *ctl)
 {
 	if (addr->kind == EP_UNIX)
-		return connect_unix(addr, deadline_ns);
-	return connect_tcp(addr, deadline_ns);
+		return connect_unix(addr, deadline_ns, ctl);
+	return connect_tcp(addr, deadline_ns, ctl);
+}
+
+int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns)
+{
+	static const struct connect_ctl none = { .cancel_fd = -1 };
+
+	return socket_connect_ctl(addr, deadline_ns, &none);
 }
 
 bool socket_is_alive(int fd)

@@ -5,6 +5,14 @@
  * closes its own copies of the inherited descriptors (close() on a
  * descriptor another process still holds sends nothing) and connects anew.
  *
+ * The copies are closed in the atfork child handler, at once: a child
+ * that never calls the pool would otherwise keep the parent's sockets
+ * open, and the parent's abort or close would do nothing on the wire
+ * until the child exits. That handler may only close and store (the
+ * child of a threaded process is limited to async-signal-safe calls), so
+ * the rest (freeing records, a new epoll set, the maintenance thread)
+ * waits for the child's first pool call.
+ *
  * The atfork handlers take every pool's locks before fork() so that the
  * child never inherits a lock held by a thread that does not exist there.
  */
@@ -28,6 +36,9 @@ static void lock_pool(struct pool *pool)
 	/* Not reaper.run_lock: the maintenance thread holds it while it
 	 * sleeps in epoll_wait. The child makes a new reaper anyway. */
 	pthread_mutex_lock(&pool->reaper.lock);
+	/* Held only briefly, never across a connect: it makes the refill's
+	 * socket in flight either published or not yet open. */
+	pthread_mutex_lock(&pool->refill.lock);
 	pthread_mutex_lock(&pool->log_lock);
 }
 
@@ -36,6 +47,7 @@ static void unlock_pool(struct pool *pool)
 	int i;
 
 	pthread_mutex_unlock(&pool->log_lock);
+	pthread_mutex_unlock(&pool->refill.lock);
 	pthread_mutex_unlock(&pool->reaper.lock);
 	pthread_mutex_unlock(&pool->wait_lock);
 	for (i = POOL_NSHARDS - 1; i >= 0; i--)
@@ -60,9 +72,62 @@ static void atfork_parent(void)
 	pthread_mutex_unlock(&registry_lock);
 }
 
+static void close_copy(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1; /* the later reset must not close a reused number */
+}
+
+/* The child's copies of what no thread of the child will use: idle
+ * connections, and those checked out by threads other than the forking
+ * one, the only thread a child has (no put will ever come for them). The
+ * forking thread's own stay open until it puts them back. */
+static void child_close_conns(struct pool_endpoint *ep, pthread_t self)
+{
+	struct pool_conn *c;
+
+	DL_FOREACH(ep->idle, c)
+		close_copy(&c->fd);
+	DL_FOREACH(ep->busy, c) {
+		if (pthread_equal(c->holder, self))
+			continue;
+		close_copy(&c->fd);
+		c->leak_reported = true; /* no leak warning for them either */
+	}
+}
+
+/* Every pool lock is held (atfork_prepare). */
+static void child_close_inherited(struct pool *pool)
+{
+	pthread_t self = pthread_self();
+	struct pool_endpoint *ep, *tmp;
+	struct drain *d;
+	int i;
+
+	for (i = 0; i < POOL_NSHARDS; i++)
+		HASH_ITER(hh, pool->shards[i].table, ep, tmp)
+			child_close_conns(ep, self);
+	DL_FOREACH(pool->reaper.list, d)
+		close_copy(&d->fd);
+	/* A refill's connect under way: no thread will finish it here. It
+	 * may be on an idle list too already; closing twice is harmless
+	 * here, since nothing can open a descriptor in between. */
+	close_copy(&pool->refill.inflight_fd);
+	/* The epoll set and the eventfds are shared with the parent: a
+	 * write or epoll_ctl here would reach the parent's threads. */
+	close_copy(&pool->reaper.epfd);
+	close_copy(&pool->reaper.wakefd);
+	close_copy(&pool->refill.cancel_fd);
+}
+
 static void atfork_child(void)
 {
+	struct pool *p;
+
 	atomic_fetch_add(&fork_generation, 1);
+	DL_FOREACH2(registry, p, reg_next)
+		child_close_inherited(p);
 	atfork_parent();
 }
 
@@ -88,17 +153,17 @@ void fork_unregister(struct pool *pool)
 	pthread_mutex_unlock(&registry_lock);
 }
 
-/* Child side: forget idle connections and drains, closing our copies. */
+/* Child side: forget idle connections (closed at fork). */
 static void child_reset_endpoint(struct pool_endpoint *ep)
 {
 	struct pool_conn *c, *tmp;
 
 	DL_FOREACH_SAFE(ep->idle, c, tmp) {
 		DL_DELETE(ep->idle, c);
-		close(c->fd);
 		conn_free(c);
 	}
-	/* Checked-out ones stay the holder's; their put closes the copy. */
+	/* Checked-out ones stay on the busy list: the forking thread's put
+	 * closes its copy; the others' records go at pool_destroy. */
 	ep->nidle = 0; /* nidle_total: reset by child_reset */
 	ep->nactive = 0;
 	ep->nin_use = 0;
@@ -106,23 +171,36 @@ static void child_reset_endpoint(struct pool_endpoint *ep)
 	ep->stats.draining = 0;
 }
 
+/* Forget the drains (closed at fork); the epoll set is made anew by
+ * child_restart. */
 static void child_reset_reaper(struct pool *pool)
 {
 	struct reaper *r = &pool->reaper;
 	struct drain *d, *tmp;
 
-	/* The epoll set is shared with the parent: never epoll_ctl it here,
-	 * only close our descriptor of it and make a new one. */
 	DL_FOREACH_SAFE(r->list, d, tmp) {
 		DL_DELETE(r->list, d);
-		close(d->fd);
 		free(d);
 	}
-	close(r->epfd);
-	close(r->wakefd);
 	/* run_lock may be "held" by the parent's maintenance thread, which
-	 * does not exist here: reaper_init makes fresh locks. */
-	reaper_init(r);
+	 * does not exist here: fresh locks. */
+	reaper_init_state(r);
+}
+
+/* The child's own epoll set and maintenance thread. Either can fail (no
+ * descriptor to spare: EMFILE); a thread must then not run on a dead
+ * epoll set (it would spin), so neither runs, and every later pool call
+ * tries again. Meanwhile pool_get and pool_put work, without background
+ * expiry, and a peer-first retirement falls back at once. */
+static int child_restart(struct pool *pool)
+{
+	int rc = 0;
+
+	if (pool->reaper.epfd < 0)
+		rc = reaper_open(&pool->reaper);
+	if (rc == 0 && !pool->maint_running)
+		rc = maint_start(pool);
+	return rc;
 }
 
 static void child_reset(struct pool *pool)
@@ -146,23 +224,30 @@ static void child_reset(struct pool *pool)
 	 * with the counts above. Its lock may have been held: make anew. */
 	refill_init(pool);
 	child_reset_reaper(pool);
-	/* Threads do not survive fork(): start the maintenance again. */
+	/* Threads do not survive fork(): child_restart starts them again. */
 	pool->maint_running = false;
-	maint_start(pool);
 }
 
-void fork_check(struct pool *pool)
+int fork_check(struct pool *pool)
 {
 	unsigned gen = atomic_load_explicit(&fork_generation, memory_order_relaxed);
+	int rc = 0;
 
-	if (pool->fork_gen == gen)
-		return;
+	if (pool->fork_gen == gen &&
+	    !atomic_load_explicit(&pool->fork_retry, memory_order_relaxed))
+		return 0;
 	pthread_mutex_lock(&registry_lock);
 	if (pool->fork_gen != gen) {
 		child_reset(pool);
 		pool->fork_gen = gen;
+		atomic_store(&pool->fork_retry, true);
+	}
+	if (atomic_load(&pool->fork_retry)) {
+		rc = child_restart(pool);
+		atomic_store(&pool->fork_retry, rc != 0);
 	}
 	pthread_mutex_unlock(&registry_lock);
+	return rc;
 }
 
 bool fork_put_inherited(struct pool *pool, struct pool_conn *c)
@@ -175,7 +260,10 @@ bool fork_put_inherited(struct pool *pool, struct pool_conn *c)
 	plock_lock(&ep->shard->lock);
 	DL_DELETE(ep->busy, c);
 	plock_unlock(&ep->shard->lock);
-	close(c->fd); /* our copy only: the parent's socket lives on */
+	/* Our copy only: the parent's socket lives on. Already closed at
+	 * fork if another thread held it. */
+	if (c->fd >= 0)
+		close(c->fd);
 	conn_free(c);
 	return true;
 }

@@ -20,6 +20,7 @@
 #define SWEEP_MAX_RETIRE 16          /* per sweep; the rest soon after */
 #define SWEEP_AGAIN_NS   MS_TO_NS(5)
 #define NEVER            UINT64_MAX
+#define MAX_WAIT_MS      60000       /* look at the pool at least this often */
 
 struct sweep {
 	uint64_t now;
@@ -261,16 +262,15 @@ void maint_note_due(struct pool *pool, uint64_t due_ns)
 	reaper_wake(pool);
 }
 
+/* ms until t, -1 for never, at most MAX_WAIT_MS. */
 static int ms_until(uint64_t t, uint64_t now)
 {
-	uint64_t ms;
+	int ms;
 
 	if (t == NEVER)
 		return -1;
-	if (t <= now)
-		return 0;
-	ms = (t - now + 999999) / 1000000;
-	return ms > 60000 ? 60000 : (int)ms;
+	ms = deadline_ms(t, now);
+	return ms > MAX_WAIT_MS ? MAX_WAIT_MS : ms;
 }
 
 /* One round: sweep if due, progress drains; returns ms until needed. */
@@ -286,7 +286,11 @@ static int maint_round(struct pool *pool, int wait_ms)
 	sweep_ms = ms_until(atomic_load(&pool->maint_due_ns), now_ns());
 	if (wait_ms != 0 && (wait_ms < 0 || (sweep_ms >= 0 && sweep_ms < wait_ms)))
 		wait_ms = sweep_ms;
+	/* Both are -1 (nothing pending) or a wait of 0..MAX_WAIT_MS: the
+	 * smaller of the two, -1 only when neither has anything pending. */
 	drain_ms = reaper_run(pool, wait_ms);
+	if (drain_ms > MAX_WAIT_MS)
+		drain_ms = MAX_WAIT_MS;
 	sweep_ms = ms_until(atomic_load(&pool->maint_due_ns), now_ns());
 	if (drain_ms < 0)
 		return sweep_ms;
@@ -312,7 +316,7 @@ int maint_start(struct pool *pool)
 	pool->maint_running = false;
 	if (pool->cfg->maintenance == MAINT_MANUAL)
 		return 0;
-	if (pthread_create(&pool->maint_thread, NULL, maint_thread, pool))
+	if (thread_start(&pool->maint_thread, maint_thread, pool))
 		return POOL_ESYS;
 	pool->maint_running = true;
 	return 0;
@@ -332,11 +336,13 @@ void maint_stop(struct pool *pool)
 
 POOL_API int pool_maintain(pool_t *pool, int *next_ms)
 {
-	int next;
+	int next, rc;
 
 	if (!pool)
 		return POOL_EINVAL;
-	fork_check(pool);
+	rc = fork_check(pool);
+	if (rc)
+		return rc;
 	next = maint_round(pool, 0);
 	if (next_ms)
 		*next_ms = next;
@@ -345,8 +351,10 @@ POOL_API int pool_maintain(pool_t *pool, int *next_ms)
 
 POOL_API int pool_maintenance_fd(pool_t *pool)
 {
+	int rc;
+
 	if (!pool)
 		return POOL_EINVAL;
-	fork_check(pool); /* a child gets its own epoll set, not the parent's */
-	return pool->reaper.epfd;
+	rc = fork_check(pool); /* a child gets its own epoll set, not the parent's */
+	return rc ? rc : pool->reaper.epfd;
 }

@@ -12,6 +12,7 @@
 #ifndef TCPOOL_POOL_INTERNAL_H
 #define TCPOOL_POOL_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -129,12 +130,44 @@ static inline uint64_t now_coarse_ns(void)
 
 #define MS_TO_NS(ms) ((uint64_t)(ms) * 1000000u)
 
+/* The timeout for poll(2), epoll_wait(2) and the like that ends no
+ * earlier than deadline_ns: the time left rounded up to whole ms, and
+ * clamped to [0, INT_MAX]. Every _ms key takes up to UINT32_MAX (49.7
+ * days), more than an int holds, and a negative timeout would mean
+ * "forever": a wait clamped to INT_MAX ms (24.8 days) is simply waited
+ * again. Waits recompute it after each wake-up (EINTR included), so a
+ * steady rate of signals cannot postpone a deadline. */
+static inline int deadline_ms(uint64_t deadline_ns, uint64_t now)
+{
+	uint64_t ns, ms;
+
+	if (deadline_ns <= now)
+		return 0;
+	ns = deadline_ns - now;
+	ms = ns / 1000000u + (ns % 1000000u != 0);
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
 /* ---- sockets (connect.c) ---- */
 
 /* Open a connected, non-blocking, close-on-exec socket to addr, trying
  * every resolved address in order, each bounded by the time left until
  * deadline_ns. Returns the fd, or a negative POOL_E* code with errno set. */
 int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns);
+/* What the refill thread adds to a connect: it is given up as soon as
+ * cancel_fd (-1: none) is readable (POOL_ESHUTDOWN, errno ECANCELED), and
+ * with lock set, the socket being connected is kept in *inflight (-1
+ * when none) under lock, for the atfork child handler. */
+struct connect_ctl {
+	int cancel_fd;
+	pthread_mutex_t *lock;
+	int *inflight;
+};
+int socket_connect_ctl(const struct endpoint_addr *addr, uint64_t deadline_ns,
+		       const struct connect_ctl *ctl);
+/* Close fd, a socket socket_connect_ctl returned, and clear *inflight
+ * under the same lock hold. */
+void connect_ctl_close(const struct connect_ctl *ctl, int fd);
 
 /* Liveness of an idle socket: true when nothing is waiting and the peer
  * has neither closed nor reset it. */
@@ -179,6 +212,9 @@ struct pool_conn {
 	bool reused;
 	bool leak_reported;
 	unsigned fork_gen;         /* fork generation it was opened in */
+	pthread_t holder;          /* the thread that got it (pool_get):
+	                            * a child of fork() keeps only the
+	                            * forking thread's ones */
 	struct pool_conn *prev, *next; /* idle list (utlist) */
 };
 
@@ -249,6 +285,10 @@ struct refiller {
 	unsigned n;
 	bool running, stop;
 	pthread_t thread;
+	int cancel_fd;             /* eventfd, made with the thread: readable
+	                            * once stopping, to cut a connect short */
+	int inflight_fd;           /* the socket being connected, until it is
+	                            * idle or closed; -1 when none */
 };
 
 /* Peer-first drains, progressed by whoever runs the maintenance. */
@@ -287,6 +327,8 @@ struct pool {
 	atomic_uint_fast64_t maint_due_ns; /* when the thread next wakes */
 	/* fork safety (fork.c) */
 	unsigned fork_gen;
+	atomic_bool fork_retry;    /* a child could not start its reaper or
+	                            * maintenance: each call tries again */
 	struct pool *reg_next, *reg_prev;
 };
 
@@ -415,6 +457,11 @@ void conn_set_expiry(struct pool_conn *c, uint64_t now);
 
 /* Peer-first drains (reaper.c). */
 int reaper_init(struct reaper *r);
+/* The parts of reaper_init: fresh locks, no drain, no descriptor; then
+ * the epoll set and its eventfd (POOL_EMFILE or POOL_ESYS, leaving both
+ * -1). A child of fork() does the two apart, and retries the second. */
+void reaper_init_state(struct reaper *r);
+int reaper_open(struct reaper *r);
 void reaper_fini(struct reaper *r);
 /* Track fd until the server's EOF or the deadline; takes the fd. */
 void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep);
@@ -423,6 +470,10 @@ void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep);
 int reaper_run(struct pool *pool, int timeout_ms);
 unsigned reaper_pending(struct pool *pool);
 void reaper_wake(struct pool *pool);
+
+/* Start a library thread with every signal blocked (thread.c); returns
+ * pthread_create's result. */
+int thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* Maintenance (maint.c). */
 int maint_start(struct pool *pool);
@@ -442,8 +493,10 @@ void refill_fini(struct pool *pool);
 /* Fork safety (fork.c). */
 int fork_register(struct pool *pool);
 void fork_unregister(struct pool *pool);
-/* In a child after fork(): drop inherited connections before any use. */
-void fork_check(struct pool *pool);
+/* In a child after fork(): drop inherited connections before any use,
+ * and start the child's own reaper and maintenance. 0, or POOL_EMFILE /
+ * POOL_ESYS while these cannot be made (tried again at each call). */
+int fork_check(struct pool *pool);
 
 /* A pool_put that could not be honoured (stats.c). */
 void pool_note_misuse(struct pool *pool, const struct pool_conn *c);

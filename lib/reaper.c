@@ -13,25 +13,49 @@
 
 #define REAPER_BATCH 64
 
-int reaper_init(struct reaper *r)
+void reaper_init_state(struct reaper *r)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_mutex_init(&r->run_lock, NULL);
 	r->list = NULL;
 	r->n = 0;
 	r->min_deadline_ns = UINT64_MAX;
-	r->epfd = epoll_create1(EPOLL_CLOEXEC);
-	r->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (r->epfd < 0 || r->wakefd < 0 ||
-	    epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wakefd, &ev) < 0) {
-		int err = errno;
+	r->epfd = r->wakefd = -1;
+}
 
-		reaper_fini(r);
-		return err == EMFILE || err == ENFILE ? POOL_EMFILE : POOL_ESYS;
+int reaper_open(struct reaper *r)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+	int wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int err;
+
+	if (epfd >= 0 && wakefd >= 0 &&
+	    epoll_ctl(epfd, EPOLL_CTL_ADD, wakefd, &ev) == 0) {
+		/* Under the lock: reaper_add reads epfd under it. */
+		pthread_mutex_lock(&r->lock);
+		r->epfd = epfd;
+		r->wakefd = wakefd;
+		pthread_mutex_unlock(&r->lock);
+		return 0;
 	}
-	return 0;
+	err = errno;
+	if (epfd >= 0)
+		close(epfd);
+	if (wakefd >= 0)
+		close(wakefd);
+	return err == EMFILE || err == ENFILE ? POOL_EMFILE : POOL_ESYS;
+}
+
+int reaper_init(struct reaper *r)
+{
+	int rc;
+
+	reaper_init_state(r);
+	rc = reaper_open(r);
+	if (rc)
+		reaper_fini(r);
+	return rc;
 }
 
 void reaper_fini(struct reaper *r)
@@ -84,24 +108,25 @@ void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep)
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
 	bool wake;
 
-	if (!d) {
-		/* No memory to wait: do not block the caller, fall back. */
-		count_drain(ep, false, 1);
-		count_drain(ep, false, -1);
-		teardown_now(fd, ep->set.fallback);
-		return;
-	}
+	count_drain(ep, false, 1);
+	if (!d)
+		goto fallback;
 	d->fd = fd;
 	d->ep = ep;
 	d->budget = DRAIN_BUDGET;
 	d->fallback = ep->set.fallback;
 	d->deadline_ns = now_ns() + MS_TO_NS(ep->set.close_timeout_ms);
 	ev.data.ptr = d;
-	count_drain(ep, false, 1);
 	pthread_mutex_lock(&r->lock);
+	/* No epoll set (a child of fork() that had no descriptor to make
+	 * one) or no room in it: the EOF could not be seen. */
+	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		pthread_mutex_unlock(&r->lock);
+		free(d);
+		goto fallback;
+	}
 	DL_APPEND(r->list, d);
 	r->n++;
-	epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev);
 	/* The runner already wakes by the earliest deadline it knows of (and
 	 * at once for the server's EOF, which epoll reports): only a drain
 	 * that is now the earliest needs it woken. Drains of one endpoint
@@ -113,6 +138,11 @@ void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep)
 	pthread_mutex_unlock(&r->lock);
 	if (wake)
 		reaper_wake(pool);
+	return;
+fallback:
+	/* Cannot wait: do not block the caller, fall back now. */
+	count_drain(ep, false, -1);
+	teardown_now(fd, ep->set.fallback);
 }
 
 /* Close a finished drain: EOF seen (ok) or fallback. No lock held. */
@@ -172,7 +202,27 @@ static int expire_overdue(struct reaper *r, uint64_t now, struct drain **done)
 	r->min_deadline_ns = next ? next : UINT64_MAX;
 	if (!next)
 		return -1;
-	return (int)((next - now + 999999) / 1000000);
+	return deadline_ms(next, now);
+}
+
+/* epoll_wait for up to timeout_ms (-1: no limit). After a signal the
+ * wait goes on for what is left of the timeout, not for all of it again:
+ * pool_destroy and pool_maintain run in the application's threads, which
+ * take its signals, and a signal every 20 ms would otherwise hold a
+ * 50 ms wait, and the drain deadlines behind it, for as long as the
+ * signals come. */
+static int wait_events(int epfd, struct epoll_event *evs, int timeout_ms)
+{
+	uint64_t deadline = timeout_ms > 0 ? now_ns() + MS_TO_NS(timeout_ms) : 0;
+	int n;
+
+	for (;;) {
+		n = epoll_wait(epfd, evs, REAPER_BATCH, timeout_ms);
+		if (n >= 0 || errno != EINTR)
+			return n;
+		if (timeout_ms > 0)
+			timeout_ms = deadline_ms(deadline, now_ns());
+	}
 }
 
 int reaper_run(struct pool *pool, int timeout_ms)
@@ -185,9 +235,7 @@ int reaper_run(struct pool *pool, int timeout_ms)
 	/* One runner at a time: a second one would race on the same drains. */
 	if (pthread_mutex_trylock(&r->run_lock) != 0)
 		return 1;
-	do {
-		n = epoll_wait(r->epfd, evs, REAPER_BATCH, timeout_ms);
-	} while (n < 0 && errno == EINTR);
+	n = wait_events(r->epfd, evs, timeout_ms);
 	pthread_mutex_lock(&r->lock);
 	if (n > 0)
 		handle_events(pool, evs, n, &done);

@@ -8,9 +8,12 @@
  * one after another. In manual mode there is no thread by the user's
  * choice, so pool_maintain() does them itself (tcpool.conf(5) says so).
  * The slots are reserved by the sweep (nactive, nconnecting) before a
- * refill is queued, so caps hold while it connects.
+ * refill is queued, so caps hold while it connects. The thread's connect
+ * also polls a cancel eventfd, so that stopping it (pool_destroy) does
+ * not wait for a connect to time out.
  */
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "pool-internal.h"
@@ -36,12 +39,22 @@ static void refill_release(struct pool *pool, struct pool_endpoint *ep, bool fai
  * Returns whether it connected. */
 static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *due)
 {
+	struct refiller *r = &pool->refill;
+	const struct connect_ctl ctl = { .cancel_fd = r->cancel_fd, .lock = &r->lock,
+					 .inflight = &r->inflight_fd };
 	uint64_t now = now_ns();
-	int fd = socket_connect(&ep->addr, now + MS_TO_NS(ep->set.connect_timeout_ms));
+	int fd = socket_connect_ctl(&ep->addr,
+				    now + MS_TO_NS(ep->set.connect_timeout_ms), &ctl);
 	struct pool_conn *c = fd >= 0 ? conn_new(ep, fd) : NULL;
 
+	if (fd == POOL_ESHUTDOWN) {
+		/* Cancelled by refill_stop: not the endpoint's failure. */
+		refill_release(pool, ep, false);
+		*due = 0;
+		return false;
+	}
 	if (fd >= 0 && !c)
-		close(fd);
+		connect_ctl_close(&ctl, fd);
 	if (!c) {
 		refill_release(pool, ep, true);
 		*due = now_ns() + REFILL_RETRY_NS;
@@ -56,6 +69,10 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 	idle_push(pool, ep, c, false); /* warm, but least recently used */
 	waiters_wake_ep(pool, ep);
 	plock_unlock(&ep->shard->lock);
+	/* The idle list has it now (a child closes it from there). */
+	pthread_mutex_lock(&r->lock);
+	r->inflight_fd = -1;
+	pthread_mutex_unlock(&r->lock);
 	if (pool->cfg->max_total)
 		waiters_wake_total(pool);
 	return true;
@@ -115,6 +132,18 @@ void refill_init(struct pool *pool)
 	r->n = 0;
 	r->running = false;
 	r->stop = false;
+	r->cancel_fd = -1;
+	r->inflight_fd = -1;
+}
+
+/* Start the thread (r->lock held), with its cancel eventfd: without one
+ * it could not be stopped at once, so it is not started. */
+static void refill_thread_start(struct pool *pool, struct refiller *r)
+{
+	if (r->cancel_fd < 0)
+		r->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->cancel_fd >= 0 && thread_start(&r->thread, refill_thread, pool) == 0)
+		r->running = true;
 }
 
 /* Queue reserved refills (thread mode) or do them now (manual mode). */
@@ -130,9 +159,8 @@ void refill_submit(struct pool *pool, struct pool_endpoint **eps, unsigned n)
 		return;
 	}
 	pthread_mutex_lock(&r->lock);
-	if (!r->running && !r->stop &&
-	    pthread_create(&r->thread, NULL, refill_thread, pool) == 0)
-		r->running = true;
+	if (!r->running && !r->stop)
+		refill_thread_start(pool, r);
 	for (i = 0; i < n && r->running && !r->stop && r->n < REFILL_QUEUE; i++)
 		r->queue[r->n++] = eps[i];
 	pthread_cond_signal(&r->cond);
@@ -142,16 +170,20 @@ void refill_submit(struct pool *pool, struct pool_endpoint **eps, unsigned n)
 		refill_release(pool, eps[i], false);
 }
 
-/* Stop the refill thread (it may finish the connect it is in) and give
- * back what was still queued. */
+/* Stop the refill thread, cutting short the connect it may be in, and
+ * give back what was still queued. */
 void refill_stop(struct pool *pool)
 {
 	struct refiller *r = &pool->refill;
+	uint64_t one = 1;
 	unsigned i;
 
 	pthread_mutex_lock(&r->lock);
 	r->stop = true;
 	pthread_cond_signal(&r->cond);
+	/* Cannot fail: the counter is far from full. */
+	if (r->cancel_fd >= 0 && write(r->cancel_fd, &one, sizeof(one)) < 0)
+		one = 0;
 	pthread_mutex_unlock(&r->lock);
 	if (r->running)
 		pthread_join(r->thread, NULL);
@@ -163,6 +195,9 @@ void refill_stop(struct pool *pool)
 
 void refill_fini(struct pool *pool)
 {
+	if (pool->refill.cancel_fd >= 0)
+		close(pool->refill.cancel_fd);
+	pool->refill.cancel_fd = -1;
 	pthread_mutex_destroy(&pool->refill.lock);
 	pthread_cond_destroy(&pool->refill.cond);
 }

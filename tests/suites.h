@@ -15,4 +15,5 @@ Suite *servers_suite(void);
 Suite *faults_suite(void);
 Suite *churn_suite(void);
 Suite *table_suite(void);
+Suite *robust_suite(void);
 #endif
