@@ -23,7 +23,6 @@
 
 #include "bench.h"
 
-#define MAX_REPS 15
 #define MAX_EPS 4
 
 enum variant_kind { V_MUTEX, V_STACK, V_LIBMC, V_POOL };
@@ -35,7 +34,7 @@ struct variant {
 	int threads, neps;
 	pool_t *pool;
 	struct libmc_pool *mc[MAX_EPS];
-	double ns[MAX_REPS];
+	double ns[BENCH_MAX_REPS];
 	double median;
 };
 
@@ -143,6 +142,7 @@ struct ctx {
 	struct row *rows;
 	int cap, n;
 	double floor_ns;   /* median mutex pair, one thread */
+	bool failed;
 };
 
 /* Without libmemcachedutil the reference variants are left out. */
@@ -289,6 +289,8 @@ static void variant_row(struct ctx *c, struct variant *v)
 	r->ratio = c->floor_ns > 0 ? r->ns_per_op / c->floor_ns : 0;
 	r->vs_libmc = ref && ref->median > 0 ? v->median / ref->median : 0;
 	r->requests = c->o->pair_ops * (uint64_t)v->threads;
+	r->nreps = c->o->reps;
+	memcpy(r->reps, v->ns, sizeof(r->reps));
 	snprintf(r->server, sizeof(r->server), "-");
 	snprintf(r->policy, sizeof(r->policy), "-");
 	if (v->kind == V_MUTEX) {
@@ -322,8 +324,8 @@ static int pairs_all(struct ctx *c)
 	for (size_t i = 0; i < NVARIANTS; i++)
 		if (variant_open(c, &variants[i]) != 0)
 			return -1;
+	progress("overhead: get+put pairs, %d repetitions", reps);
 	for (int r = 0; r < reps; r++) {
-		progress("overhead: get+put pairs, repetition %d/%d", r + 1, reps);
 		for (size_t i = 0; i < NVARIANTS; i++) {
 			if (!variant_on(&variants[i]))
 				continue;
@@ -356,6 +358,9 @@ static void pairs_close(void)
 	}
 }
 
+/* The pairs, then throughput: a failure of one keeps the other's rows,
+ * so that a reference that could not be measured is named as missing
+ * rather than taking every overhead row with it. */
 static intptr_t overhead_body(void *arg)
 {
 	struct ctx *c = arg;
@@ -363,23 +368,27 @@ static intptr_t overhead_body(void *arg)
 	int more;
 
 	pairs_close();
-	if (rc != 0)
-		return -1;
+	if (rc != 0) {
+		c->failed = true;
+		c->n = 0;
+	}
 	more = throughput_run(c->o, c->eps[0], c->rows + c->n, c->cap - c->n);
 	if (more < 0)
-		return -1;
-	c->n += more;
+		c->failed = true;
+	else
+		c->n += more;
 	return 0;
 }
 
 int overhead_run(const struct overhead_opts *o, const struct netenv *e,
-                 struct row *rows, int cap)
+                 struct row *rows, int cap, bool *failed)
 {
 	struct server srv[MAX_EPS];
 	struct ctx c = { .o = o, .rows = rows, .cap = cap };
 	int started = 0, rc = -1;
 
-	if (o->reps > MAX_REPS || cap < (int)NVARIANTS)
+	*failed = true;
+	if (o->reps > BENCH_MAX_REPS || cap < (int)NVARIANTS)
 		return -1;
 	c.cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (c.cores < 1)
@@ -389,8 +398,10 @@ int overhead_run(const struct overhead_opts *o, const struct netenv *e,
 			goto out;
 		c.eps[started] = srv[started].endpoint;
 	}
-	if (netenv_run(e, SIDE_CLIENT, overhead_body, &c) == 0)
+	if (netenv_run(e, SIDE_CLIENT, overhead_body, &c) == 0) {
 		rc = c.n;
+		*failed = c.failed;
+	}
 out:
 	while (started > 0)
 		server_stop(&srv[--started]);
