@@ -42,12 +42,12 @@ static void hand_out(struct pool_endpoint *ep, struct pool_conn *c,
 
 /* After a hand-out (no lock held): tell the maintenance about what it now
  * has to watch, only when that is earlier than what it already waits for
- * (maint_note_due is a compare-and-swap that rarely wakes anyone). */
+ * (maint_note_due is a compare-and-swap that rarely wakes anyone). A
+ * hand-out never calls for a min_idle refill: min_idle counts open
+ * connections, in use or idle, and a hand-out opens or closes none. */
 static void note_hand_out(struct pool *pool, struct pool_endpoint *ep,
-			  uint64_t now, bool below_min_idle)
+			  uint64_t now)
 {
-	if (below_min_idle)
-		maint_note_due(pool, now);
 	if (ep->set.leak_warn_ms)
 		maint_note_due(pool, now + MS_TO_NS(ep->set.leak_warn_ms));
 }
@@ -95,13 +95,16 @@ static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 	}
 	plock_lock(&ep->shard->lock);
 	if (c) {
-		bool below = ep->nidle < ep->set.min_idle;
+		/* The endpoint's first connections: warm ones may be due. */
+		bool below = ep->nactive < ep->set.min_idle;
 
 		now = now_ns();
 		ep->stats.connects++;
 		hand_out(ep, c, now, false);
 		plock_unlock(&ep->shard->lock);
-		note_hand_out(pool, ep, now, below);
+		note_hand_out(pool, ep, now);
+		if (below)
+			maint_note_due(pool, now);
 		*out = c;
 		return 0;
 	}
@@ -187,7 +190,6 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 	uint64_t deadline = 0;
 	struct pool_conn *c;
 	enum slot slot;
-	bool below;
 	int rc;
 
 	for (;;) {
@@ -198,9 +200,8 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 			if (!still_good(pool, ep, c, now))
 				continue;
 			hand_out(ep, c, now, true);
-			below = ep->nidle < ep->set.min_idle;
 			plock_unlock(&ep->shard->lock);
-			note_hand_out(pool, ep, now, below);
+			note_hand_out(pool, ep, now);
 			*out = c;
 			return 0;
 		}
@@ -234,7 +235,7 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 				continue;
 			hand_out(ep, c, now, true);
 			plock_unlock(&ep->shard->lock);
-			note_hand_out(pool, ep, now, false);
+			note_hand_out(pool, ep, now);
 			*out = c;
 			return 0;
 		}
@@ -265,17 +266,33 @@ POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 	return get_locked(pool, ep, out);
 }
 
-/* Keep a healthy connection idle if there is room (shard lock held). */
+/* Keep a healthy connection idle (shard lock held). Above max_idle it is
+ * kept too, unless idle_shrink_ms is 0: the maintenance retires such a
+ * surplus gradually, so that a burst's connections serve the next burst
+ * instead of each being closed (TIME_WAIT) and opened again. */
 static bool keep_idle(struct pool *pool, struct pool_conn *c, uint64_t now)
 {
 	struct pool_endpoint *ep = c->ep;
 
-	if (ep->nidle >= ep->set.max_idle ||
-	    atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
+	if (ep->nidle >= ep->set.max_idle && !ep->set.idle_shrink_ms)
+		return false;
+	if (atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
 		return false;
 	c->last_put_ns = now;
 	idle_push(pool, ep, c, true);
 	return true;
+}
+
+/* With idle connections above max_idle, start a shrink period unless one
+ * runs (shard lock held). Returns when the maintenance must look, 0 when
+ * there is no surplus. */
+static uint64_t shrink_arm(struct pool_endpoint *ep, uint64_t now)
+{
+	if (ep->nidle <= ep->set.max_idle)
+		return 0;
+	if (!ep->shrink_due_ns)
+		ep->shrink_due_ns = now + MS_TO_NS(ep->set.idle_shrink_ms);
+	return ep->shrink_due_ns;
 }
 
 static bool put_is_valid(struct pool *pool, struct pool_conn *c)
@@ -307,10 +324,13 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 		}
 		if (keep_idle(pool, conn, now)) {
 			uint64_t due = conn_idle_due(conn);
+			uint64_t shrink = shrink_arm(ep, now);
 
 			ep->nin_use--;
 			plock_unlock(&ep->shard->lock);
 			maint_note_due(pool, due);
+			if (shrink)
+				maint_note_due(pool, shrink);
 			/* A caller waiting under max_total can evict it now. */
 			if (pool->cfg->max_total)
 				waiters_wake_total(pool);

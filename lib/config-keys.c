@@ -30,7 +30,7 @@ _Static_assert(CONFIG_NKEYS <= 64, "too many keys for set_mask");
 
 /* The built-in defaults; tcpool.conf(5) says why each. Keys that came
  * after the contract's first table (min_idle, leak_warn_ms) default to
- * off, as SPEC.md requires. lifetime_jitter_pct is 5: it only ever
+ * off, as SPEC.md requires, except idle_shrink_ms (see below). lifetime_jitter_pct is 5: it only ever
  * shortens a lifetime, so max_lifetime_ms still bounds a connection's
  * age as the table says, and it has no effect while max_lifetime_ms is 0. */
 const struct config_key config_keys[CONFIG_NKEYS] = {
@@ -60,6 +60,9 @@ const struct config_key config_keys[CONFIG_NKEYS] = {
 	UINT_KEY(KEY_VALIDATE_IDLE_MS, validate_idle_ms, 0, UINT32_MAX, 0),
 	UINT_KEY(KEY_MIN_IDLE, min_idle, 0, UINT32_MAX, 0),
 	UINT_KEY(KEY_LEAK_WARN_MS, leak_warn_ms, 0, UINT32_MAX, 0),
+	/* On, unlike the other later keys (SPEC.md says so): retiring a
+	 * burst's surplus at once is the churn the pool exists to prevent. */
+	UINT_KEY(KEY_IDLE_SHRINK_MS, idle_shrink_ms, 0, UINT32_MAX, 5000),
 	[KEY_MAINTENANCE] = {
 		.name = "maintenance", .type = CT_MAINT, .pool_only = true,
 		.offset = offsetof(struct pool_config, maintenance),

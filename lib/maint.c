@@ -5,6 +5,8 @@
  *  - retire connections idle longer than idle_timeout_ms or older than
  *    their (jittered) max_lifetime_ms, a few per sweep so that a crowd
  *    expiring together is retired as a trickle, not a burst;
+ *  - retire idle connections above max_idle, half of the surplus per
+ *    idle_shrink_ms period, least recently used first;
  *  - refill min_idle warm connections on endpoints that have been used;
  *  - warn once about connections held longer than leak_warn_ms;
  *  - progress peer-first drains (reaper.c).
@@ -40,6 +42,21 @@ static void due_at(struct sweep *sw, uint64_t t)
 		sw->due = t;
 }
 
+/* Move an idle connection to the sweep's retire list, if the sweep's
+ * budget allows; otherwise ask for another sweep soon. */
+static bool take_idle(struct sweep *sw, struct pool_endpoint *ep,
+		      struct pool_conn *c)
+{
+	if (!sw->budget) {
+		due_at(sw, sw->now + SWEEP_AGAIN_NS);
+		return false;
+	}
+	sw->budget--;
+	idle_remove(ep->pool, ep, c);
+	DL_APPEND(sw->retire, c);
+	return true;
+}
+
 /* Oldest idle first (the list is most recently used first). */
 static void sweep_idle(struct sweep *sw, struct pool_endpoint *ep)
 {
@@ -53,13 +70,41 @@ static void sweep_idle(struct sweep *sw, struct pool_endpoint *ep)
 			due_at(sw, due);
 			continue;
 		}
-		if (!sw->budget) {
-			due_at(sw, sw->now + SWEEP_AGAIN_NS);
+		if (!take_idle(sw, ep, c))
 			return;
-		}
-		sw->budget--;
-		idle_remove(ep->pool, ep, c);
-		DL_APPEND(sw->retire, c);
+	}
+}
+
+/* Idle connections above max_idle (kept by pool_put, see keep_idle):
+ * each idle_shrink_ms period retires half of the surplus, rounded up,
+ * least recently used first, so a pool that saw a burst comes back to
+ * max_idle in a few periods and a burst that repeats finds most of its
+ * connections still open. */
+static void sweep_shrink(struct sweep *sw, struct pool_endpoint *ep)
+{
+	if (!ep->shrink_due_ns)
+		return;
+	if (ep->nidle <= ep->set.max_idle) {
+		ep->shrink_due_ns = 0; /* hand-outs took the surplus */
+		ep->shrink_left = 0;
+		return;
+	}
+	if (ep->shrink_due_ns > sw->now) {
+		due_at(sw, ep->shrink_due_ns);
+		return;
+	}
+	if (!ep->shrink_left) /* a new period */
+		ep->shrink_left = (ep->nidle - ep->set.max_idle + 1) / 2;
+	while (ep->shrink_left && ep->nidle > ep->set.max_idle) {
+		if (!take_idle(sw, ep, ep->idle->prev))
+			return; /* the rest of this period's share soon */
+		ep->shrink_left--;
+	}
+	ep->shrink_left = 0;
+	ep->shrink_due_ns = 0;
+	if (ep->nidle > ep->set.max_idle) {
+		ep->shrink_due_ns = sw->now + MS_TO_NS(ep->set.idle_shrink_ms);
+		due_at(sw, ep->shrink_due_ns);
 	}
 }
 
@@ -107,20 +152,37 @@ static void log_leaks(struct pool *pool, const struct sweep *sw)
 			 sw->leaks[i].warn_ms);
 }
 
+/* A max_total slot for a warm connection, never the pool's last free
+ * one: that one is for a caller, who would otherwise evict a warm
+ * connection to get it, which the next sweep would open again, and so
+ * on, a connection closed (TIME_WAIT) per turn. */
+static bool refill_reserve_total(struct pool *pool)
+{
+	unsigned cap = pool->cfg->max_total;
+
+	if (cap && atomic_load(&pool->total) + 1 >= cap)
+		return false;
+	return total_reserve(pool);
+}
+
 /* Reserve slots for the warm connections ep lacks; they are opened once
- * the shard lock is dropped. */
+ * the shard lock is dropped. min_idle counts every open connection, in
+ * use or idle (nactive includes refills under way): counting only idle
+ * ones would open more while callers hold theirs, and pool_put would
+ * then find the endpoint over max_idle and close the surplus, a connect
+ * and a close per request under steady load. */
 static void sweep_refill(struct pool *pool, struct sweep *sw, struct pool_endpoint *ep)
 {
 	const size_t cap = sizeof(sw->refill) / sizeof(sw->refill[0]);
 
-	while (ep->nidle + ep->nconnecting < ep->set.min_idle) {
+	while (ep->nactive < ep->set.min_idle) {
 		if (sw->nrefill == cap) {
 			due_at(sw, sw->now + SWEEP_AGAIN_NS);
 			return;
 		}
 		if (ep->set.max_active && ep->nactive >= ep->set.max_active)
 			return;
-		if (!total_reserve(pool))
+		if (!refill_reserve_total(pool))
 			return;
 		ep->nactive++;
 		ep->nconnecting++;
@@ -141,6 +203,7 @@ uint64_t maint_sweep(struct pool *pool, uint64_t now)
 		plock_lock(&sh->lock);
 		HASH_ITER(hh, sh->table, ep, tmp) {
 			sweep_idle(&sw, ep);
+			sweep_shrink(&sw, ep);
 			sweep_leaks(&sw, ep);
 			if (ep->set.min_idle && !atomic_load(&pool->shutting_down))
 				sweep_refill(pool, &sw, ep);

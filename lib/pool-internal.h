@@ -69,8 +69,9 @@ struct pool_settings {
 	uint32_t connect_timeout_ms;
 	uint32_t acquire_timeout_ms;
 	uint32_t validate_idle_ms; /* 0 = always */
-	uint32_t min_idle;
+	uint32_t min_idle;         /* connections kept open, idle or not */
 	uint32_t leak_warn_ms;     /* 0 = off */
+	uint32_t idle_shrink_ms;   /* surplus idle: period; 0 = at pool_put */
 };
 
 /* One [endpoint PATTERN] section: the keys it sets override the defaults. */
@@ -209,6 +210,8 @@ struct pool_endpoint {
 	uint32_t nin_use;          /* checked out + pool_get connects */
 	uint32_t nconnecting;      /* min_idle refills under way (in
 	                            * nactive, not in nin_use) */
+	uint64_t shrink_due_ns;    /* next surplus-idle retirement; 0: none */
+	uint32_t shrink_left;      /* surplus still to retire this period */
 	pool_stats_t stats;
 	UT_hash_handle hh;
 };

@@ -215,6 +215,7 @@ START_TEST(every_key_in_section)
 	        "validate_idle_ms = 11\n"
 	        "min_idle = 1\n"
 	        "leak_warn_ms = 13\n"
+	        "idle_shrink_ms = 14\n"
 	        "[pool]\n"
 	        "fallback = close\n"
 	        "teardown = close\n");

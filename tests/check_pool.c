@@ -103,7 +103,8 @@ START_TEST(max_idle_caps_kept_connections)
 {
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
-	pool_t *pool = pool_with("max_idle", "2", "teardown", "abort", NULL);
+	pool_t *pool = pool_with("max_idle", "2", "teardown", "abort",
+				 "idle_shrink_ms", "0", NULL);
 	pool_conn_t *c[4];
 	int i;
 
@@ -111,6 +112,7 @@ START_TEST(max_idle_caps_kept_connections)
 		ck_assert_int_eq(pool_get(pool, ep, &c[i]), 0);
 	for (i = 0; i < 4; i++)
 		pool_put(pool, c[i], POOL_REUSE);
+	/* idle_shrink_ms = 0: the surplus goes at pool_put. */
 	ck_assert_uint_eq(stats_of(pool, ep).idle, 2);
 	ck_assert_uint_eq(stats_of(pool, ep).retired_abort, 2);
 	pool_destroy(pool);
@@ -484,7 +486,8 @@ START_TEST(create_reads_env_config)
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/tcpool.conf", dir);
-	write_text(path, "[pool]\nmax_idle = 0\nteardown = abort\n");
+	write_text(path, "[pool]\nmax_idle = 0\nidle_shrink_ms = 0\n"
+		   "teardown = abort\n");
 	setenv("TCPOOL_CONFIG", path, 1);
 	ck_assert_int_eq(pool_create(&pool, NULL), 0);
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);

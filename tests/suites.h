@@ -13,4 +13,5 @@ Suite *lifecycle_suite(void);
 Suite *lineserver_suite(void);
 Suite *servers_suite(void);
 Suite *faults_suite(void);
+Suite *churn_suite(void);
 #endif
