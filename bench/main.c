@@ -294,7 +294,7 @@ static void run_overhead(const struct opts *o)
 		 * targets are judged on an interval of the median, which
 		 * narrows with repetitions, not with their length */
 		.reps = o->quick ? 9 : 15,
-		.pair_ops = o->quick ? 100000 : 300000,
+		.pair_ops = o->quick ? 150000 : 500000,
 		.tput_reps = o->quick ? 7 : 9,
 		.tput_reqs = o->quick ? 1500 : 10000,
 		.cpr_reqs = o->quick ? 300 : 1000,

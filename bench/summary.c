@@ -123,15 +123,14 @@ static void server_list(const struct row *rows, int n, char *buf,
 	}
 }
 
-static void tw_pool_notes(const struct row *rows, int n, bool mixed,
-                          unsigned max_uses)
+static void tw_pool_notes(const struct row *rows, int n, unsigned max_uses)
 {
 	const struct row *ex = find_run(rows, n, "exhaust", "close", 1);
 	const struct row *any = find_run(rows, n, "req-1t", "close", 1);
 
 	if (ex && !ex->failed)
-		printf("  Under exhaustion the pool (close) served %llu of %llu "
-		       "requests over %llu connections.\n",
+		printf("  Under exhaustion, the pool (close): %llu of %llu served "
+		       "over %llu connections.\n",
 		       (unsigned long long)(ex->requests - ex->connect_errors),
 		       (unsigned long long)ex->requests,
 		       (unsigned long long)ex->connects);
@@ -140,8 +139,6 @@ static void tw_pool_notes(const struct row *rows, int n, bool mixed,
 		       "(--max-uses): TIME_WAIT follows\n  retirements, not "
 		       "requests. Without the pool every request connects.\n",
 		       max_uses);
-	if (mixed)
-		printf("  a-b: the servers differ; --verbose shows each run.\n");
 }
 
 static void tw_summary(const struct row *rows, int n, unsigned max_uses)
@@ -162,9 +159,9 @@ static void tw_summary(const struct row *rows, int n, unsigned max_uses)
 	         (unsigned long long)req[0]);
 	snprintf(head[1], sizeof(head[1]), "pool, %llu req",
 	         (unsigned long long)req[1]);
-	printf("\nTIME_WAIT sockets left, client / server (1 client thread; "
-	       "%s):\n", servers);
-	printf("  %-11s %-18s %-16s %s\n", "policy", head[0], head[1],
+	printf("\nTIME_WAIT sockets left behind, client / server, 1 client "
+	       "thread:\n");
+	printf("  %-11s %-17s %-16s %s\n", "policy", head[0], head[1],
 	       "port exhaustion, 100 ports");
 	for (int p = 0; p < POL_COUNT; p++) {
 		for (int pl = 0; pl < 2; pl++)
@@ -172,10 +169,13 @@ static void tw_summary(const struct row *rows, int n, unsigned max_uses)
 			        sizeof(cell[pl]), &mixed);
 		exhaust_cell(find_run(rows, n, "exhaust", policy_name(p), 0), ex,
 		             sizeof(ex));
-		printf("  %-11s %-18s %-16s %s\n", policy_name(p), cell[0],
+		printf("  %-11s %-17s %-16s %s\n", policy_name(p), cell[0],
 		       cell[1], ex);
 	}
-	tw_pool_notes(rows, n, mixed, max_uses);
+	printf("  Servers: %s%s.\n", servers, mixed ? "; a-b: they differ, "
+	       "--verbose shows each" : strchr(servers, ',')
+	       ? " (the same counts for each)" : "");
+	tw_pool_notes(rows, n, max_uses);
 }
 
 /* ---- bursts ---- */
@@ -215,8 +215,8 @@ static void burst_summary(const struct row *rows, int n,
 	}
 	if (!first)
 		return;
-	printf("\nBursts: %llu x %d requests at once, %d ms apart, max_idle "
-	       "%d (connects; TIME_WAIT client / server):\n",
+	printf("\nBursts: %llu of %d requests at once, %d ms apart, "
+	       "max_idle %d.\nConnects; TIME_WAIT client / server:\n",
 	       (unsigned long long)(first->requests / BURST_THREADS),
 	       BURST_THREADS, ri->burst_gap_ms, BURST_MAX_IDLE);
 	snprintf(head, sizeof(head), "idle_shrink_ms %d (default)",
@@ -310,7 +310,7 @@ static void tput_line(const char *what, const struct row *r, const char *tail)
 {
 	struct fig f = fig_of(r->reps, r->nreps);
 
-	printf("  %-39s %6.0f req/s [%.0f-%.0f]%s\n", what, f.med, f.lo, f.hi,
+	printf("  %-30s %6.0f req/s [%.0f-%.0f]%s\n", what, f.med, f.lo, f.hi,
 	       tail);
 }
 
@@ -329,13 +329,13 @@ static void tput_summary(const struct row *rows, int n,
 		       : " (--no-overhead)");
 		return;
 	}
-	printf("\nThroughput, 1 client thread, built-in server, median "
-	       "[interval] of %d repetitions:\n", raw->nreps);
-	tput_line("without the pool (connect per request)", cpr, "");
+	printf("\nThroughput, 1 thread, built-in server: median [interval] of "
+	       "%d repetitions\n", raw->nreps);
+	tput_line("no pool (connect per request)", cpr, "");
 	if (pc.n > 0)
 		snprintf(tail, sizeof(tail), "  %.2fx without", pc.med);
 	tput_line("with the pool", pool, tail);
-	tput_line("raw persistent socket (the ceiling)", raw, "");
+	tput_line("raw socket (the ceiling)", raw, "");
 }
 
 /* ---- targets ---- */
@@ -353,7 +353,7 @@ static const char *verdict(struct fig f, double target, bool at_least)
 	return "within noise";
 }
 
-#define TARGET_FMT "  %-43s %-18s %s %-5.2f %s\n"
+#define TARGET_FMT "  %-39s %-17s %s%-5.2f %s\n"
 
 static void target_line(const char *what, struct fig f, bool at_least,
                         double target)
@@ -403,8 +403,8 @@ static void ceiling_line(const struct row *rows, int n, struct fig pc)
 		return;
 	snprintf(figs, sizeof(figs), "%.2f [%.2f-%.2f]", ceil.med, ceil.lo,
 	         ceil.hi);
-	printf("  %-43s %-18s (no pool can beat it)\n",
-	       "  ceiling here: raw socket / conn-per-req", figs);
+	printf("  %-39s %-17s (no pool beats it)\n",
+	       "  ceiling: raw / connect-per-request", figs);
 }
 
 static const char *noise_word(double worst)
@@ -454,14 +454,13 @@ static void targets_summary(const struct row *rows, int n,
 		return;
 	}
 	printf("\nPerformance targets (the project's own yardstick):\n");
-	printf("  %-43s %-18s %-8s %s\n", "", "median [interval]", "target",
+	printf("  %-39s %-17s %-7s %s\n", "", "median [interval]", "target",
 	       "verdict");
 	target_line("pool throughput / raw socket", pr, true, 0.95);
 	target_line("pool throughput / connect-per-request", pc, true, 2.5);
 	ceiling_line(rows, n, pc);
 	target_line("get+put pair / libmemcached's, 1 thread", lm, false, 1.0);
-	target_line("2-thread slowdown (2 endpoints) / machine's", sd, false,
-	            1.1);
+	target_line("2-thread slowdown / the machine's own", sd, false, 1.1);
 	printf("  [interval]: holds the median with %.0f%% (throughput) and "
 	       "%.0f%% (pairs) confidence;\n  met / not met: the whole "
 	       "interval is on that side, within noise: it straddles.\n",
@@ -530,8 +529,8 @@ static void files(const struct run_info *ri)
 	else if (ri->plot_why)
 		printf("  plot:                         not drawn: %s\n",
 		       ri->plot_why);
-	printf("  every run as a table:         tcpool-bench --verbose; "
-	       "columns: man tcpool-bench\n");
+	printf("  the columns:                  doc/tcpool-bench.1 "
+	       "(--verbose prints every run)\n");
 }
 
 void report_summary(const struct row *rows, int n, const struct run_info *ri)
@@ -549,9 +548,9 @@ void report_summary(const struct row *rows, int n, const struct run_info *ri)
 	failures(rows, n);
 	files(ri);
 	if (bad)
-		printf("\nDone in %.0f s: %d runs, %d FAILED (listed above).\n",
+		printf("\nDone in %.0f s: %d rows, %d FAILED (listed above).\n",
 		       ri->seconds, n, bad);
 	else
-		printf("\nDone in %.0f s: %d runs, none failed.\n", ri->seconds, n);
+		printf("\nDone in %.0f s: %d rows, none failed.\n", ri->seconds, n);
 	fflush(stdout);
 }
