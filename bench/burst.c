@@ -131,8 +131,8 @@ static void burst_collect(struct burst_ctx *c, struct burst_worker *w,
 	out->p99_us = (double)percentile_ns(c->lat, n, 99) / 1e3;
 }
 
-static int burst_threads(struct burst_ctx *c, int gap_ms,
-                         struct loop_result *out)
+static void burst_threads(struct burst_ctx *c, int gap_ms,
+                          struct loop_result *out)
 {
 	struct burst_worker w[BURST_THREADS];
 	int started = 0;
@@ -160,7 +160,6 @@ static int burst_threads(struct burst_ctx *c, int gap_ms,
 	pthread_barrier_destroy(&c->done);
 	pthread_barrier_destroy(&c->held);
 	burst_collect(c, w, out);
-	return 0;
 }
 
 struct burst_call {

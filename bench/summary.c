@@ -8,9 +8,10 @@
  * A target is judged on every repetition, not on the median alone: the
  * repetitions are interleaved, so each gives its own ratio, and on a
  * shared machine those spread by more than the margin of some targets.
- * "met" or "not met" when every repetition agrees, "within noise" when
- * they fall on both sides: a verdict then does not flip between runs on
- * noise, it says the run could not tell.
+ * The verdict is "met" or "not met" when a ~95% interval of the median
+ * ratio lies on one side of the target, "within noise" when it straddles
+ * it: a verdict then does not flip between runs on noise, it says the
+ * run could not tell.
  */
 #include "config.h"
 
