@@ -239,6 +239,7 @@ struct fig {
 	double med, lo, hi;     /* median and its confidence interval */
 	double q1, q3;          /* quartiles: the typical spread */
 	double conf;            /* the interval's confidence */
+	double noise;           /* spread of the loops compared, verdicts */
 	int n;
 };
 
@@ -341,20 +342,32 @@ static void tput_summary(const struct row *rows, int n,
 
 /* ---- targets ---- */
 
-/* met when the median's interval lies on the target's side, not met
- * when it lies on the other: a verdict noise is unlikely to turn. */
+/* The larger spread of two rows' repetitions, 0 when neither has one. */
+static double noise_of(const struct row *a, const struct row *b)
+{
+	double x = spread(a), y = spread(b);
+
+	return x > y ? x : y > 0 ? y : 0;
+}
+
+/* met when the median's interval clears the target by the run's noise
+ * (the spread of the loops compared), not met when it misses it by as
+ * much: a machine's load moves the figures between runs by about that,
+ * which an interval from one run cannot see. */
 static const char *verdict(struct fig f, double target, bool at_least)
 {
+	double up = target * (1 + f.noise), down = target / (1 + f.noise);
+
 	if (f.n == 0)
 		return "not measured";
-	if (at_least ? f.lo >= target : f.hi <= target)
+	if (at_least ? f.lo >= up : f.hi <= down)
 		return "met";
-	if (at_least ? f.hi < target : f.lo > target)
+	if (at_least ? f.hi < down : f.lo > up)
 		return "not met";
 	return "within noise";
 }
 
-#define TARGET_FMT "  %-39s %-17s %s%-5.2f %s\n"
+#define TARGET_FMT "  %-38s %-18s %s%-5.2f %s\n"
 
 static void target_line(const char *what, struct fig f, bool at_least,
                         double target)
@@ -372,12 +385,12 @@ static void target_line(const char *what, struct fig f, bool at_least,
  * slowdown (two vCPUs sharing a core slow every thread down). */
 static struct fig slowdown_fig(const struct row *rows, int n)
 {
-	struct fig none = { 0 };
+	struct fig none = { 0 }, f;
 	const struct row *one = find(rows, n, "overhead-1t-1ep");
 	const struct row *two = find(rows, n, "overhead-2t-2ep");
 	const struct row *m1 = find(rows, n, "overhead-mutex-1t");
 	const struct row *m2 = find(rows, n, "overhead-mutex-2t");
-	double v[BENCH_MAX_REPS];
+	double v[BENCH_MAX_REPS], a, b;
 	int k = 0;
 
 	if (!one || !two || !m1 || !m2)
@@ -389,7 +402,11 @@ static struct fig slowdown_fig(const struct row *rows, int n)
 		if (m > 0)
 			v[k++] = p / m;
 	}
-	return fig_of(v, k);
+	f = fig_of(v, k);
+	a = noise_of(one, two);
+	b = noise_of(m1, m2);
+	f.noise = a > b ? a : b;
+	return f;
 }
 
 /* No pool beats a raw persistent socket: raw / connect-per-request is
@@ -404,14 +421,12 @@ static void ceiling_line(const struct row *rows, int n, struct fig pc)
 		return;
 	snprintf(figs, sizeof(figs), "%.2f [%.2f-%.2f]", ceil.med, ceil.lo,
 	         ceil.hi);
-	printf("  %-39s %-17s (no pool beats it)\n",
+	printf("  %-38s %-18s (no pool beats it)\n",
 	       "  ceiling: raw / connect-per-request", figs);
 }
 
 static const char *noise_word(double worst)
 {
-	if (worst < 0)
-		return "not measured";
 	if (worst < 0.05)
 		return "a quiet run";
 	if (worst < 0.20)
@@ -419,10 +434,16 @@ static const char *noise_word(double worst)
 	return "a very noisy run";
 }
 
-static void noise_line(const struct row *rows, int n)
+static double max3(double a, double b, double c)
 {
-	double raw = spread(find(rows, n, "throughput-raw"));
-	double mtx = spread(find(rows, n, "overhead-mutex-1t"));
+	double m = a > b ? a : b;
+
+	return m > c ? m : c;
+}
+
+/* How the verdicts were reached, and how noisy the run was. */
+static void targets_notes(struct fig tput, struct fig pair, struct fig two)
+{
 	double load = -1;
 	FILE *f = fopen("/proc/loadavg", "r");
 
@@ -431,43 +452,50 @@ static void noise_line(const struct row *rows, int n)
 			load = -1;
 		fclose(f);
 	}
-	/* the middle half, so that one preempted repetition does not make
-	 * a quiet run look noisy */
-	printf("  Noise: repetitions of one loop spread by %.0f%% (middle half, "
-	       "raw socket; mutex\n  pair %.0f%%), load average %.1f on %ld "
-	       "CPUs: %s.\n", raw * 100, mtx * 100, load,
-	       sysconf(_SC_NPROCESSORS_ONLN), noise_word(raw > mtx ? raw : mtx));
+	printf("  [interval]: holds the median with %.0f%% confidence "
+	       "(throughput: %.0f%%).\n", two.conf * 100, tput.conf * 100);
+	/* the middle half of the repetitions, so that one preempted
+	 * repetition does not make a quiet run look noisy */
+	printf("  Noise: the loops compared varied by %.0f%% (throughput), "
+	       "%.0f%% (pair), %.0f%%\n  (2 threads) between repetitions, "
+	       "load average %.1f on %ld CPUs:\n  %s.\n", tput.noise * 100,
+	       pair.noise * 100, two.noise * 100, load,
+	       sysconf(_SC_NPROCESSORS_ONLN),
+	       noise_word(max3(tput.noise, pair.noise, two.noise)));
+	printf("  met / not met: the interval clears the target by that "
+	       "noise; within noise:\n  it does not, and this run cannot "
+	       "tell.\n");
 }
 
 static void targets_summary(const struct row *rows, int n,
                             const struct run_info *ri)
 {
 	const struct row *pool = find(rows, n, "throughput-pool");
-	struct fig pr = ratio_fig(pool, find(rows, n, "throughput-raw"));
-	struct fig pc = ratio_fig(pool, find(rows, n, "throughput-cpr"));
-	/* cost per pair: the pool's over libmemcached's */
-	struct fig lm = ratio_fig(find(rows, n, "overhead-1t-1ep"),
-	                          find(rows, n, "overhead-libmemcached-1t"));
+	const struct row *raw = find(rows, n, "throughput-raw");
+	const struct row *cpr = find(rows, n, "throughput-cpr");
+	const struct row *one = find(rows, n, "overhead-1t-1ep");
+	const struct row *lm1 = find(rows, n, "overhead-libmemcached-1t");
+	struct fig pr = ratio_fig(pool, raw), pc = ratio_fig(pool, cpr);
+	struct fig lm = ratio_fig(one, lm1);  /* cost per pair, pool's first */
 	struct fig sd = slowdown_fig(rows, n);
 
 	if (!ri->overhead) {
 		printf("\nPerformance targets: not measured (--no-overhead).\n");
 		return;
 	}
+	pr.noise = noise_of(pool, raw);
+	pc.noise = noise_of(pool, cpr);
+	lm.noise = noise_of(one, lm1);
 	printf("\nPerformance targets (the project's own yardstick):\n");
-	printf("  %-39s %-17s %-7s %s\n", "", "median [interval]", "target",
+	printf("  %-38s %-18s %-7s %s\n", "", "median [interval]", "target",
 	       "verdict");
 	target_line("pool throughput / raw socket", pr, true, 0.95);
 	target_line("pool throughput / connect-per-request", pc, true, 2.5);
 	ceiling_line(rows, n, pc);
-	target_line("get+put pair / libmemcached's, 1 thread", lm, false, 1.0);
+	target_line("1-thread get+put / libmemcached's pair", lm, false, 1.0);
 	target_line("2-thread slowdown / the machine's own", sd, false, 1.1);
-	printf("  [interval]: holds the median with %.0f%% (throughput) and "
-	       "%.0f%% (pairs) confidence;\n  met / not met: the whole "
-	       "interval is on that side, within noise: it straddles.\n",
-	       pr.conf * 100, lm.conf * 100);
 	report_missing_refs(stdout, rows, n);
-	noise_line(rows, n);
+	targets_notes(pr, lm, sd);
 }
 
 int report_missing_refs(FILE *f, const struct row *rows, int n)
@@ -475,7 +503,7 @@ int report_missing_refs(FILE *f, const struct row *rows, int n)
 	int missing = 0;
 
 	if (!find(rows, n, "overhead-libmemcached-1t")) {
-		fprintf(f, "  reference not measured: libmemcached's pool (%s)\n",
+		fprintf(f, "  reference not measured: libmemcached's pool\n    (%s)\n",
 		        libmc_available() ? "its runs failed, see above"
 		        : "built without libmemcachedutil: install "
 		          "libmemcached-dev, re-run configure");
