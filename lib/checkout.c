@@ -83,7 +83,7 @@ static enum slot slot_reserve(struct pool *pool, struct pool_endpoint *ep)
 static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 		       pool_conn_t **out)
 {
-	uint64_t now = now_ns();
+	uint64_t now = now_ns(), forget;
 	struct pool_conn *c = NULL;
 	int fd;
 
@@ -111,9 +111,11 @@ static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 	ep->stats.connect_failures++;
 	ep->nin_use--;
 	ep->nactive--;
+	forget = endpoint_note_quiet(ep);
 	waiters_wake_ep(pool, ep);
 	plock_unlock(&ep->shard->lock);
 	total_release(pool);
+	maint_note_due(pool, forget);
 	return fd < 0 ? fd : POOL_ENOMEM;
 }
 
@@ -211,12 +213,17 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 			return connect_new(pool, ep, out);
 		}
 		if (slot == SLOT_TOTAL_FULL) {
+			bool evicted;
+
+			/* Holding no slot, ep must be pinned while unlocked,
+			 * or the maintenance could forget it. */
+			ep->pins++;
 			plock_unlock(&ep->shard->lock);
-			if (evict_idle_elsewhere(pool, ep)) {
-				plock_lock(&ep->shard->lock);
-				continue;
-			}
+			evicted = evict_idle_elsewhere(pool, ep);
 			plock_lock(&ep->shard->lock);
+			ep->pins--;
+			if (evicted)
+				continue;
 			/* Something may have come back while unlocked. */
 			if (ep->idle)
 				continue;
@@ -225,8 +232,10 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 			deadline = now_ns() + MS_TO_NS(ep->set.acquire_timeout_ms);
 			ep->stats.waits++;
 		}
+		ep->pins++;
 		rc = wait_for_slot(pool, ep, slot == SLOT_TOTAL_FULL, deadline, &c);
 		plock_lock(&ep->shard->lock);
+		ep->pins--;
 		if (c) {
 			uint64_t now = now_coarse_ns();
 

@@ -98,6 +98,14 @@ void config_quote(char *out, size_t outlen, const char *s);
  * "[endpoint PATTERN] KEY: reason". */
 int config_validate(const struct pool_config *cfg, char *err, size_t errlen);
 
+/* Settings that are valid but likely to churn connections, such as
+ * max_idle below max_active (a burst above max_idle is retired, at once
+ * with idle_shrink_ms = 0). Calls warn once per finding, [pool] first,
+ * with "[pool] KEY: reason" or "[endpoint PATTERN] KEY: reason"; returns
+ * how many there were. */
+unsigned config_warnings(const struct pool_config *cfg,
+                         void (*warn)(const char *msg, void *ud), void *ud);
+
 /* Print the effective settings of [pool], then of each endpoint section,
  * in the file format. Returns 0, or POOL_ESYS when writing failed. */
 int config_dump(const struct pool_config *cfg, FILE *out);

@@ -775,6 +775,46 @@ int config_validate(const struct pool_config *cfg, char *err, size_t errlen)
 	return POOL_ECONFIG;
 }
 
+/* One section's settings (s): max_idle below max_active means a burst
+ * can leave more connections idle than max_idle keeps. */
+static unsigned settings_warn(const struct pool_settings *s, const char *name,
+                              void (*warn)(const char *msg, void *ud), void *ud)
+{
+	char msg[SHOWN + 256];
+
+	if (!s->max_active || s->max_idle >= s->max_active)
+		return 0;
+	if (s->idle_shrink_ms)
+		snprintf(msg, sizeof(msg), "%s max_idle: %u is below max_active (%u): "
+		         "after a burst, idle connections above %u are retired, half "
+		         "of them every idle_shrink_ms (%u ms)", name, s->max_idle,
+		         s->max_active, s->max_idle, s->idle_shrink_ms);
+	else
+		snprintf(msg, sizeof(msg), "%s max_idle: %u is below max_active (%u) "
+		         "and idle_shrink_ms is 0: every connection given back above "
+		         "%u idle is closed at once, and a burst opens them again",
+		         name, s->max_idle, s->max_active, s->max_idle);
+	warn(msg, ud);
+	return 1;
+}
+
+unsigned config_warnings(const struct pool_config *cfg,
+                         void (*warn)(const char *msg, void *ud), void *ud)
+{
+	struct pool_settings eff;
+	char name[SHOWN + 16];
+	unsigned n;
+	size_t i;
+
+	n = settings_warn(&cfg->defaults, "[pool]", warn, ud);
+	for (i = 0; i < cfg->nsections; i++) {
+		config_overlay(&eff, &cfg->defaults, &cfg->sections[i]);
+		section_name(name, sizeof(name), cfg, (long)i);
+		n += settings_warn(&eff, name, warn, ud);
+	}
+	return n;
+}
+
 /* Apply key = value to tmp in [pool] (pattern NULL) or its section;
  * prefix starts every message ("" or "[endpoint PATTERN] "). Rules across
  * keys are left to config_validate(): pool_config_set() is called one key

@@ -71,15 +71,20 @@ void total_release(struct pool *pool)
 
 void slot_release(struct pool *pool, struct pool_endpoint *ep)
 {
+	uint64_t due;
+
 	plock_lock(&ep->shard->lock);
 	ep->nactive--;
 	ep->stats.closed++;
-	waiters_wake_ep(pool, ep);
-	plock_unlock(&ep->shard->lock);
-	total_release(pool);
+	due = endpoint_note_quiet(ep);
 	/* A warm connection went: let the maintenance refill min_idle. */
 	if (ep->set.min_idle)
-		maint_note_due(pool, now_ns());
+		due = now_ns();
+	waiters_wake_ep(pool, ep);
+	plock_unlock(&ep->shard->lock);
+	/* ep may be forgotten from here on: not a byte of it is read. */
+	total_release(pool);
+	maint_note_due(pool, due);
 }
 
 void conn_drop(struct pool *pool, struct pool_conn *c)

@@ -11,6 +11,7 @@
  *  - warn once about connections held longer than leak_warn_ms;
  *  - progress peer-first drains (reaper.c).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -28,7 +29,7 @@ struct sweep {
 	struct pool_endpoint *refill[REFILL_QUEUE];
 	unsigned nrefill;
 	struct leak {                /* logged once no lock is held */
-		const char *endpoint;
+		char endpoint[POOL_MAX_HOST + POOL_MAX_PATH];
 		int fd;
 		uint64_t held_ms;
 		uint32_t warn_ms;
@@ -132,7 +133,8 @@ static void sweep_leaks(struct sweep *sw, struct pool_endpoint *ep)
 		}
 		c->leak_reported = true;
 		l = &sw->leaks[sw->nleaks++];
-		l->endpoint = ep->key; /* endpoints live as long as the pool */
+		/* A copy: the endpoint may be forgotten once unlocked. */
+		snprintf(l->endpoint, sizeof(l->endpoint), "%s", ep->key);
 		l->fd = c->fd;
 		l->held_ms = (sw->now - c->got_ns) / 1000000u;
 		l->warn_ms = warn;
@@ -190,6 +192,31 @@ static void sweep_refill(struct pool *pool, struct sweep *sw, struct pool_endpoi
 	}
 }
 
+/* An endpoint that holds nothing (no connection open, idle, checked out
+ * or draining) and that no pool_get is waiting for is forgotten once it
+ * has been so for its idle timeout (ENDPOINT_FORGET_MS when that is 0):
+ * a client that talks to many endpoints in turn must not keep every one
+ * it ever used, in memory and in every sweep. Its counters stay in the
+ * pool's totals. True when ep is gone. */
+static bool sweep_forget(struct sweep *sw, struct shard *sh, struct pool_endpoint *ep)
+{
+	uint64_t due = endpoint_forget_due(ep);
+
+	if (ep->nactive)
+		return false;
+	if (ep->pins || ep->stats.draining || ep->busy || ep->idle) {
+		/* Nothing says when a drain or a wait ends: look again. */
+		due_at(sw, sw->now + endpoint_forget_after_ns(ep));
+		return false;
+	}
+	if (due > sw->now) {
+		due_at(sw, due);
+		return false;
+	}
+	table_forget(sh, ep);
+	return true;
+}
+
 uint64_t maint_sweep(struct pool *pool, uint64_t now)
 {
 	struct sweep sw = { .now = now, .due = NEVER, .budget = SWEEP_MAX_RETIRE };
@@ -202,6 +229,8 @@ uint64_t maint_sweep(struct pool *pool, uint64_t now)
 
 		plock_lock(&sh->lock);
 		HASH_ITER(hh, sh->table, ep, tmp) {
+			if (sweep_forget(&sw, sh, ep))
+				continue;
 			sweep_idle(&sw, ep);
 			sweep_shrink(&sw, ep);
 			sweep_leaks(&sw, ep);

@@ -170,7 +170,7 @@ struct pool_conn {
 	int fd;
 	uint32_t magic;            /* CONN_MAGIC_OUT while checked out */
 	struct pool *pool;
-	struct pool_endpoint *ep;  /* never freed before the pool */
+	struct pool_endpoint *ep;  /* kept while it has connections */
 	uint64_t created_ns;
 	uint64_t expires_ns;       /* lifetime with jitter; 0 = never */
 	uint64_t last_put_ns;      /* when it went idle */
@@ -212,6 +212,9 @@ struct pool_endpoint {
 	                            * nactive, not in nin_use) */
 	uint64_t shrink_due_ns;    /* next surplus-idle retirement; 0: none */
 	uint32_t shrink_left;      /* surplus still to retire this period */
+	uint32_t pins;             /* pool_get callers without a slot (evicting
+	                            * or waiting): keep the endpoint */
+	uint64_t quiet_since_ns;   /* when nactive last dropped to 0 */
 	pool_stats_t stats;
 	UT_hash_handle hh;
 };
@@ -219,6 +222,9 @@ struct pool_endpoint {
 struct shard {
 	plock_t lock;
 	struct pool_endpoint *table; /* uthash head */
+	unsigned gen;              /* endpoints forgotten so far: a lookup
+	                            * record made at another gen is stale */
+	pool_stats_t gone;         /* counters of forgotten endpoints */
 } __attribute__((aligned(64)));
 
 #define POOL_NSHARDS 16
@@ -304,6 +310,31 @@ static inline uint64_t conn_idle_due(const struct pool_conn *c)
 	return due;
 }
 
+/* How long an endpoint with nothing open, draining or waiting is kept
+ * before it is forgotten: its idle timeout, or this when that is 0. */
+#define ENDPOINT_FORGET_MS 60000u
+
+static inline uint64_t endpoint_forget_after_ns(const struct pool_endpoint *ep)
+{
+	return MS_TO_NS(ep->set.idle_timeout_ms ? ep->set.idle_timeout_ms
+						: ENDPOINT_FORGET_MS);
+}
+
+static inline uint64_t endpoint_forget_due(const struct pool_endpoint *ep)
+{
+	return ep->quiet_since_ns + endpoint_forget_after_ns(ep);
+}
+
+/* nactive dropped (shard lock held): note when it reached 0, and return
+ * when the maintenance may forget the endpoint (0: it holds something). */
+static inline uint64_t endpoint_note_quiet(struct pool_endpoint *ep)
+{
+	if (ep->nactive)
+		return 0;
+	ep->quiet_since_ns = now_coarse_ns();
+	return endpoint_forget_due(ep);
+}
+
 /* The idle list of an endpoint (shard lock held). Every change goes
  * through these three, so nidle and the pool-wide count stay exact. The
  * pool-wide count is a shared cache line: only kept when max_total makes
@@ -339,8 +370,18 @@ static inline void idle_remove(struct pool *pool, struct pool_endpoint *ep,
 struct pool_endpoint *table_lookup(struct pool *pool, const char *key,
 				   struct shard **sh_out, unsigned *hashv_out);
 
+/* Forget ep (its shard lock held; it holds nothing and nobody waits for
+ * it): its counters join sh->gone and the shard's gen moves on. */
+void table_forget(struct shard *sh, struct pool_endpoint *ep);
+
+/* Add the counters (not the gauges) of st to sum (stats.c). */
+void stats_add_counters(pool_stats_t *sum, const pool_stats_t *st);
+
 /* Endpoint table (pool.c): the endpoint for key, created with its
- * settings resolved on first use; its shard is locked on success. */
+ * settings resolved on first use; its shard is locked on success.
+ * Endpoints with no connections are forgotten by the maintenance after
+ * a while (maint.c), so a pointer to one is only good under its shard
+ * lock, while it holds a slot (nactive), a drain or a pin. */
 int pool_endpoint_lock(struct pool *pool, const char *key,
 		       struct pool_endpoint **ep_out);
 static inline void pool_endpoint_unlock(struct pool_endpoint *ep)

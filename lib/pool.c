@@ -29,6 +29,7 @@ static struct pool_endpoint *endpoint_new(struct pool *pool, const char *key,
 	if (!ep->key)
 		goto fail;
 	ep->addr = *addr;
+	ep->quiet_since_ns = now_coarse_ns();
 	if (config_resolve(pool->cfg, &ep->addr, &ep->set))
 		goto fail;
 	return ep;
@@ -58,6 +59,8 @@ static int endpoint_insert(struct pool *pool, struct shard *sh, const char *key,
 	if (!ep)
 		return POOL_ENOMEM;
 	ep->shard = sh;
+	/* Should it never hold a connection, it is forgotten in time. */
+	maint_note_due(pool, endpoint_forget_due(ep));
 	plock_lock(&sh->lock);
 	HASH_FIND_BYHASHVALUE(hh, sh->table, key, len, hashv, found);
 	if (found) {
@@ -79,21 +82,38 @@ static int endpoint_insert(struct pool *pool, struct shard *sh, const char *key,
  * asks for the same endpoint again, and then a string compare replaces
  * hashing the key and walking a bucket. The pool's serial (never reused)
  * keeps a record of a destroyed pool from matching a new one at the same
- * address; endpoints live as long as their pool. */
+ * address. An endpoint may be forgotten (freed) since the record was
+ * made: the record is trusted only under its shard's lock, and only if no
+ * endpoint of that shard has been forgotten since (gen). */
 static __thread struct {
 	uint64_t pool_serial;
 	struct pool_endpoint *ep;
+	struct shard *shard;
+	unsigned gen;
 } last_lookup;
 
 static atomic_uint_fast64_t pool_serials;
 
+/* The recorded endpoint if it is key's, returned with its shard locked. */
 static struct pool_endpoint *cached_endpoint(struct pool *pool, const char *key)
 {
-	struct pool_endpoint *ep = last_lookup.ep;
+	struct shard *sh = last_lookup.shard;
 
-	if (ep && last_lookup.pool_serial == pool->serial && strcmp(ep->key, key) == 0)
-		return ep;
+	if (!sh || last_lookup.pool_serial != pool->serial)
+		return NULL;
+	plock_lock(&sh->lock);
+	if (sh->gen == last_lookup.gen && strcmp(last_lookup.ep->key, key) == 0)
+		return last_lookup.ep;
+	plock_unlock(&sh->lock);
 	return NULL;
+}
+
+void table_forget(struct shard *sh, struct pool_endpoint *ep)
+{
+	stats_add_counters(&sh->gone, &ep->stats);
+	sh->gen++;
+	HASH_DELETE(hh, sh->table, ep);
+	endpoint_free(ep);
 }
 
 struct pool_endpoint *table_lookup(struct pool *pool, const char *key,
@@ -122,7 +142,6 @@ int pool_endpoint_lock(struct pool *pool, const char *key,
 	int rc;
 
 	if (ep) {
-		plock_lock(&ep->shard->lock);
 		*ep_out = ep;
 		return 0;
 	}
@@ -140,6 +159,8 @@ int pool_endpoint_lock(struct pool *pool, const char *key,
 found:
 	last_lookup.pool_serial = pool->serial;
 	last_lookup.ep = ep;
+	last_lookup.shard = ep->shard;
+	last_lookup.gen = ep->shard->gen;
 	*ep_out = ep;
 	return 0;
 }

@@ -1,4 +1,5 @@
 /* Counters: per endpoint under its shard lock, summed for the pool. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "pool-internal.h"
@@ -10,7 +11,7 @@ static void snapshot(const struct pool_endpoint *ep, pool_stats_t *out)
 	out->idle = ep->nidle;
 }
 
-static void add(pool_stats_t *sum, const pool_stats_t *st)
+void stats_add_counters(pool_stats_t *sum, const pool_stats_t *st)
 {
 	sum->gets += st->gets;
 	sum->reuses += st->reuses;
@@ -25,6 +26,11 @@ static void add(pool_stats_t *sum, const pool_stats_t *st)
 	sum->peer_first_ok += st->peer_first_ok;
 	sum->peer_first_fallback += st->peer_first_fallback;
 	sum->closed += st->closed;
+}
+
+static void add(pool_stats_t *sum, const pool_stats_t *st)
+{
+	stats_add_counters(sum, st);
 	sum->in_use += st->in_use;
 	sum->idle += st->idle;
 	sum->draining += st->draining;
@@ -39,6 +45,7 @@ static void totals(struct pool *pool, pool_stats_t *out)
 	memset(out, 0, sizeof(*out));
 	for (i = 0; i < POOL_NSHARDS; i++) {
 		plock_lock(&pool->shards[i].lock);
+		stats_add_counters(out, &pool->shards[i].gone);
 		HASH_ITER(hh, pool->shards[i].table, ep, tmp) {
 			snapshot(ep, &st);
 			add(out, &st);
@@ -67,28 +74,109 @@ POOL_API int pool_stats(pool_t *pool, const char *endpoint, pool_stats_t *out)
 	return ep ? 0 : POOL_EINVAL;
 }
 
+/* A copy of one shard's endpoints: keys packed in one buffer. */
+struct shard_copy {
+	size_t n, cap;
+	char *keys;
+	size_t keys_used, keys_cap;
+	const char **key;
+	pool_stats_t *st;
+};
+
+static void copy_free(struct shard_copy *c)
+{
+	free(c->keys);
+	free(c->key);
+	free(c->st);
+}
+
+/* Room for what the shard held when we looked (shard lock NOT held:
+ * allocation is never done under a spin lock). */
+static int copy_alloc(struct shard_copy *c, size_t cap, size_t bytes)
+{
+	memset(c, 0, sizeof(*c));
+	c->cap = cap;
+	c->keys_cap = bytes;
+	c->keys = malloc(bytes + 1);
+	c->key = calloc(cap + 1, sizeof(*c->key));
+	c->st = calloc(cap + 1, sizeof(*c->st));
+	return c->keys && c->key && c->st ? 0 : POOL_ENOMEM;
+}
+
+/* Copy the shard (its lock held); false if it grew since it was sized. */
+static bool copy_fill(struct shard_copy *c, struct shard *sh)
+{
+	struct pool_endpoint *ep, *tmp;
+
+	HASH_ITER(hh, sh->table, ep, tmp) {
+		size_t len = strlen(ep->key) + 1;
+
+		if (c->n == c->cap || c->keys_used + len > c->keys_cap)
+			return false;
+		memcpy(c->keys + c->keys_used, ep->key, len);
+		c->key[c->n] = c->keys + c->keys_used;
+		c->keys_used += len;
+		snapshot(ep, &c->st[c->n++]);
+	}
+	return true;
+}
+
+static void shard_size(struct shard *sh, size_t *n, size_t *bytes)
+{
+	struct pool_endpoint *ep, *tmp;
+
+	*n = 0;
+	*bytes = 0;
+	plock_lock(&sh->lock);
+	HASH_ITER(hh, sh->table, ep, tmp) {
+		(*n)++;
+		*bytes += strlen(ep->key) + 1;
+	}
+	plock_unlock(&sh->lock);
+}
+
+/* fn runs with no lock held, and the maintenance may forget an endpoint
+ * meanwhile: so it is given a copy of the shard's keys and counters. */
+static int shard_foreach(struct shard *sh,
+			 void (*fn)(const char *endpoint,
+				    const pool_stats_t *st, void *ud),
+			 void *ud)
+{
+	struct shard_copy c;
+	size_t n, bytes, i;
+	bool whole;
+
+	do {
+		shard_size(sh, &n, &bytes);
+		if (copy_alloc(&c, n, bytes)) {
+			copy_free(&c);
+			return POOL_ENOMEM;
+		}
+		plock_lock(&sh->lock);
+		whole = copy_fill(&c, sh);
+		plock_unlock(&sh->lock);
+		if (!whole)
+			copy_free(&c); /* it grew meanwhile: size it again */
+	} while (!whole);
+	for (i = 0; i < c.n; i++)
+		fn(c.key[i], &c.st[i], ud);
+	copy_free(&c);
+	return 0;
+}
+
 POOL_API int pool_stats_foreach(pool_t *pool,
 				void (*fn)(const char *endpoint,
 					   const pool_stats_t *st, void *ud),
 				void *ud)
 {
-	struct pool_endpoint *ep, *tmp;
-	pool_stats_t st;
-	int i;
+	int i, rc;
 
 	if (!pool || !fn)
 		return POOL_EINVAL;
 	for (i = 0; i < POOL_NSHARDS; i++) {
-		plock_lock(&pool->shards[i].lock);
-		HASH_ITER(hh, pool->shards[i].table, ep, tmp) {
-			snapshot(ep, &st);
-			/* Endpoints are never freed before the pool, so the
-			 * key stays valid with the lock dropped for fn. */
-			plock_unlock(&pool->shards[i].lock);
-			fn(ep->key, &st, ud);
-			plock_lock(&pool->shards[i].lock);
-		}
-		plock_unlock(&pool->shards[i].lock);
+		rc = shard_foreach(&pool->shards[i], fn, ud);
+		if (rc)
+			return rc;
 	}
 	return 0;
 }

@@ -197,6 +197,20 @@ test_bad_configs() {
 		"missing file: its name and why"
 }
 
+# Valid but churning settings: accepted, with a warning naming the section.
+test_config_warnings() {
+	local f=$tmp/warn.conf
+
+	printf '[pool]\nmax_active = 64\nmax_idle = 4\n\n[endpoint *:11211]\nidle_shrink_ms = 0\n' >"$f"
+	run check-config "$f"
+	expect_rc 0 "max_idle below max_active: still valid"
+	expect_grep "^$f: warning: \[pool\] max_idle: 4 is below max_active (64): .*idle_shrink_ms (5000 ms)" err \
+		"max_idle below max_active: warned, with the shrink period"
+	expect_grep "^$f: warning: \[endpoint \*:11211\] max_idle: .*idle_shrink_ms is 0" err \
+		"max_idle below max_active, shrink off: warned per section"
+	expect_in_section pool "max_idle = 4"
+}
+
 # ---- tw ----
 
 # start_server: the line server on a free loopback port; sets $port.
@@ -293,6 +307,7 @@ test_tw_bad() {
 test_usage
 test_good_config
 test_bad_configs
+test_config_warnings
 test_tw
 test_tw_bad
 

@@ -848,6 +848,37 @@ START_TEST(random_input)
 }
 END_TEST
 
+static void collect_warning(const char *msg, void *ud)
+{
+	char *out = ud;
+
+	snprintf(out + strlen(out), 1024 - strlen(out), "%s\n", msg);
+}
+
+/* max_idle below max_active: valid, but a burst leaves a surplus that
+ * idle_shrink_ms retires (or, at 0, pool_put closes at once). */
+START_TEST(warns_max_idle_below_max_active)
+{
+	pool_config_t *cfg = pool_config_new();
+	char out[1024] = "";
+
+	load_ok(cfg, "[pool]\nmax_active = 10\nmax_idle = 10\n"
+	        "[endpoint a:1]\nmax_idle = 2\n"
+	        "[endpoint b:1]\nmax_idle = 3\nidle_shrink_ms = 0\n"
+	        "[endpoint c:1]\nmax_active = 0\nmax_idle = 0\n");
+	ck_assert_uint_eq(config_warnings(cfg, collect_warning, out), 2);
+	ck_assert_str_eq(out,
+	        "[endpoint a:1] max_idle: 2 is below max_active (10): after a "
+	        "burst, idle connections above 2 are retired, half of them every "
+	        "idle_shrink_ms (5000 ms)\n"
+	        "[endpoint b:1] max_idle: 3 is below max_active (10) and "
+	        "idle_shrink_ms is 0: every connection given back above 3 idle "
+	        "is closed at once, and a burst opens them again\n");
+	ck_assert_int_eq(config_validate(cfg, NULL, 0), 0);
+	pool_config_free(cfg);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -877,6 +908,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, copy_is_deep);
 	tcase_add_test(tc, dump_round_trip);
 	tcase_add_test(tc, random_input);
+	tcase_add_test(tc, warns_max_idle_below_max_active);
 	suite_add_tcase(s, tc);
 	return s;
 }

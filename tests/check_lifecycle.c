@@ -308,7 +308,20 @@ START_TEST(manual_maintenance)
 		pool_maintain(pool, &next);
 	}
 	ck_assert_uint_eq(stats_of(pool, ep).peer_first_ok, 1);
+	/* Left: forgetting the endpoint, which holds nothing now, once it
+	 * has been so for its idle timeout. */
+	ck_assert_int_ge(next, 0);
+	ck_assert_int_le(next, 100);
+	usleep((useconds_t)(next + 10) * 1000);
+	ck_assert_int_eq(pool_maintain(pool, &next), 0);
 	ck_assert_int_eq(next, -1);
+	{
+		pool_stats_t st;
+
+		ck_assert_int_eq(pool_stats(pool, ep, &st), POOL_EINVAL);
+		ck_assert_int_eq(pool_stats(pool, NULL, &st), 0);
+		ck_assert_uint_eq(st.peer_first_ok, 1);
+	}
 	pool_destroy(pool);
 	lineserver_stop(ls);
 }

@@ -14,4 +14,5 @@ Suite *lineserver_suite(void);
 Suite *servers_suite(void);
 Suite *faults_suite(void);
 Suite *churn_suite(void);
+Suite *table_suite(void);
 #endif

@@ -68,6 +68,11 @@ usage_error(const char *fmt, ...)
 
 /* ---- check-config ---- */
 
+static void print_warning(const char *msg, void *ud)
+{
+	fprintf(stderr, "%s: warning: %s\n", (const char *)ud, msg);
+}
+
 /* config_validate() repeats the rules pool_config_load() already applied
  * to the file, so today it cannot fail after a good load; it is run
  * anyway because pool_create() runs it, and this command promises the
@@ -90,6 +95,7 @@ static int check_config(const char *path)
 		fprintf(stderr, "%s: %s\n", path, err);
 		goto out;
 	}
+	config_warnings(cfg, print_warning, (void *)path);
 	if (config_dump(cfg, stdout) != 0) {
 		fprintf(stderr, "tcpool: writing the settings: %s\n",
 		        strerror(errno));
