@@ -263,6 +263,7 @@ struct run_info {
 	int burst_gap_ms;        /* the pause between bursts */
 	unsigned max_uses;       /* of the pooled request runs */
 	bool overhead;           /* the overhead runs were asked for */
+	const char *skipped;     /* servers not installed, "" when none */
 };
 
 /* The summary a user reads at the end: TIME_WAIT per policy, bursts,

@@ -35,6 +35,7 @@ struct opts {
 static struct netenv env;
 static struct row rows[MAX_ROWS];
 static int nrows;
+static char skipped[64];       /* servers whose program is missing */
 
 static void usage(FILE *f)
 {
@@ -251,8 +252,10 @@ static int build_plan(const struct opts *o, struct scenario *plan, int cap)
 		if (!server_available(k)) {
 			progress("skipping %s: %s is not installed",
 			         server_name(k), server_program(k));
-			printf("skipped: %s (%s is not installed)\n",
-			       server_name(k), server_program(k));
+			/* for the summary, which names what did not run */
+			snprintf(skipped + strlen(skipped),
+			         sizeof(skipped) - strlen(skipped), "%s%s",
+			         skipped[0] ? ", " : "", server_name(k));
 			continue;
 		}
 		for (int t = 0; t < (o->threads > 1 ? 2 : 1); t++)
@@ -422,6 +425,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tcpool-bench: cannot start the signal thread\n");
 		return 1;
 	}
+	ri.skipped = skipped;
 	ri.overhead = o.overhead;
 	ri.max_uses = o.max_uses;
 	setup_network(&o);

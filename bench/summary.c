@@ -142,15 +142,19 @@ static void tw_pool_notes(const struct row *rows, int n, unsigned max_uses)
 		       max_uses);
 }
 
-static void tw_summary(const struct row *rows, int n, unsigned max_uses)
+static void tw_summary(const struct row *rows, int n,
+                       const struct run_info *ri)
 {
 	char servers[96], cell[2][64], ex[48], head[2][40];
 	uint64_t req[2];
 	bool mixed = false;
 
 	server_list(rows, n, servers, sizeof(servers));
-	if (!servers[0])
+	if (!servers[0]) {
+		if (ri->skipped && ri->skipped[0])
+			printf("\nNo server ran; not installed: %s.\n", ri->skipped);
 		return;
+	}
 	for (int pl = 0; pl < 2; pl++) {
 		const struct row *r = find_run(rows, n, "req-1t", "close", pl);
 
@@ -176,7 +180,9 @@ static void tw_summary(const struct row *rows, int n, unsigned max_uses)
 	printf("  Servers: %s%s.\n", servers, mixed ? "; a-b: they differ, "
 	       "--verbose shows each" : strchr(servers, ',')
 	       ? " (the same counts for each)" : "");
-	tw_pool_notes(rows, n, max_uses);
+	if (ri->skipped && ri->skipped[0])
+		printf("  Skipped, not installed: %s.\n", ri->skipped);
+	tw_pool_notes(rows, n, ri->max_uses);
 }
 
 /* ---- bursts ---- */
@@ -593,7 +599,7 @@ void report_summary(const struct row *rows, int n, const struct run_info *ri)
 		bad += rows[i].failed;
 	printf("\n==== tcpool-bench: summary ====\n");
 	network_line(ri->env);
-	tw_summary(rows, n, ri->max_uses);
+	tw_summary(rows, n, ri);
 	burst_summary(rows, n, ri);
 	tput_summary(rows, n, ri);
 	targets_summary(rows, n, ri);
