@@ -4,9 +4,10 @@
  * The data flows one way: main.c reads the options and walks the plan;
  * netns.c gives the network (two namespaces joined by a veth pair, or
  * loopback); servers.c starts a server on a fresh port and stops it;
- * scenario.c and overhead.c run the request loops in the client's
- * namespace and fill rows (libmc.c gives overhead.c libmemcached's pool
- * as a reference); report.c prints the rows and plots them.
+ * scenario.c, burst.c and overhead.c run the request loops in the
+ * client's namespace and fill rows (libmc.c gives overhead.c
+ * libmemcached's pool as a reference); report.c prints the rows and
+ * writes the CSV, summary.c prints the result screen, plot.c draws.
  */
 #ifndef TCPOOL_BENCH_H
 #define TCPOOL_BENCH_H
@@ -14,11 +15,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "tcpool.h"
 
 /* ---- time and statistics (stats.c) ---- */
+
+/* Repetitions of the overhead and throughput runs, at most. */
+#define BENCH_MAX_REPS 15
 
 uint64_t bench_now_ns(void);
 uint64_t bench_thread_cpu_ns(void);
@@ -134,6 +139,10 @@ struct row {
 	double ratio;               /* overhead rows: vs the floor, else 0 */
 	double vs_libmc;            /* get+put rows: vs libmemcached's pair
 	                             * of the same shape; 0 when none */
+	double reps[BENCH_MAX_REPS]; /* overhead and throughput rows: each
+	                             * repetition's ns_per_op or req/s */
+	int nreps;
+	long idle_shrink_ms;        /* burst rows: the value they ran with */
 	bool failed;                /* an unexpected error happened */
 	char note[96];
 };
@@ -172,20 +181,49 @@ int pool_loop(pool_config_t *cfg, const char *endpoint,
               bool pooled, struct loop_result *out);
 /* Apply key=value to cfg's [pool] section; prints the error. 0 or -1. */
 int cfg_set(pool_config_t *cfg, const char *key, const char *value);
+/* (run.c) Set teardown = p on cfg's [pool], with kind's close request
+ * for peer-first. 0 or -1 (message printed). */
+int cfg_policy(pool_config_t *cfg, enum policy p, enum server_kind kind);
+/* Count the TIME_WAIT sockets of endpoint on each side until two counts
+ * 50 ms apart agree. 0 or -1. */
+int tw_settled(const struct netenv *e, const char *endpoint, long *client,
+               long *server);
+
+/* ---- bursts (burst.c) ---- */
+
+struct burst_opts {
+	int bursts;           /* bursts per policy and idle_shrink_ms value */
+	int gap_ms;           /* pause between bursts, < idle_shrink_ms */
+};
+
+/* Per policy, idle_shrink_ms 0 and its default: bursts of BURST_THREADS
+ * concurrent requests through a pool with max_idle = BURST_MAX_IDLE
+ * against the built-in server. Appends rows; returns how many, 0 when
+ * the library does not know idle_shrink_ms (message printed), -1 when
+ * the runs could not be made. */
+#define BURST_THREADS 64
+#define BURST_MAX_IDLE 4
+#define BURST_SHRINK_DEFAULT 5000
+int burst_run(const struct burst_opts *o, const struct netenv *e,
+              struct row *rows, int cap);
+/* Why burst_run made no rows, "" when it made some or was not run. */
+const char *burst_skipped(void);
 
 /* ---- overhead (overhead.c) ---- */
 
 struct overhead_opts {
-	int reps;             /* repetitions; medians are reported */
+	int reps;             /* repetitions of the pairs; medians reported */
+	int tput_reps;        /* repetitions of the throughput loops */
 	uint64_t pair_ops;    /* get+put pairs per thread per rep */
 	uint64_t tput_reqs;   /* requests per throughput rep (raw, pool) */
 	uint64_t cpr_reqs;    /* requests per connect-per-request rep */
 };
 
 /* Append the overhead and throughput rows to rows (capacity cap);
- * returns how many were added, or -1. */
+ * returns how many were added, or -1 when none could be. *failed is set
+ * when a part failed (the rows of the other parts are kept). */
 int overhead_run(const struct overhead_opts *o, const struct netenv *e,
-                 struct row *rows, int cap);
+                 struct row *rows, int cap, bool *failed);
 
 /* Raw socket / pool / connect-per-request throughput rows, run in the
  * caller's (client) namespace against endpoint; count added, or -1. */
@@ -209,9 +247,31 @@ void libmc_close(struct libmc_pool *p);
 
 /* ---- report (report.c) ---- */
 
-void report_table(const struct row *rows, int n, const struct netenv *e);
+/* The detailed tables (--verbose), each with a legend. */
+void report_table(const struct row *rows, int n);
 int report_csv(const char *path, const struct row *rows, int n,
                const struct netenv *e);
+
+/* ---- the result screen (summary.c) ---- */
+
+struct run_info {
+	const struct netenv *env;
+	double seconds;          /* the whole run */
+	const char *csv, *plot;  /* written files (absolute), NULL if none */
+	const char *plot_why;    /* why there is no plot, NULL if not asked */
+	const char *burst_why;   /* why there are no burst rows, or NULL */
+	int burst_gap_ms;        /* the pause between bursts */
+	unsigned max_uses;       /* of the pooled request runs */
+	bool overhead;           /* the overhead runs were asked for */
+	const char *skipped;     /* servers not installed, "" when none */
+};
+
+/* The summary a user reads at the end: TIME_WAIT per policy, bursts,
+ * throughput, the targets with their spread, where the files are. */
+void report_summary(const struct row *rows, int n, const struct run_info *ri);
+/* The reference rows that are missing, as a sentence each on f;
+ * returns how many. */
+int report_missing_refs(FILE *f, const struct row *rows, int n);
 /* Render with gnuplot; 1 when gnuplot is absent (skipped), 0, -1. */
 int report_plot(const char *path, const struct row *rows, int n);
 

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,9 +19,12 @@
 
 #define MAX_ROWS 160
 #define EXHAUST_REQUESTS 300
+/* shorter than idle_shrink_ms's default, so that its runs keep the
+ * surplus between bursts */
+#define BURST_GAP_MS 100
 
 struct opts {
-	bool quick, loopback, overhead;
+	bool quick, loopback, overhead, verbose, require_refs;
 	bool servers[SRV_COUNT];
 	uint64_t requests;      /* 0: the defaults below */
 	int threads;
@@ -31,6 +35,7 @@ struct opts {
 static struct netenv env;
 static struct row rows[MAX_ROWS];
 static int nrows;
+static char skipped[64];       /* servers whose program is missing */
 
 static void usage(FILE *f)
 {
@@ -46,6 +51,9 @@ static void usage(FILE *f)
 	"  --max-uses N       pooled runs retire a connection after N uses (100)\n"
 	"  --loopback         measure on loopback even as root\n"
 	"  --no-overhead      skip the pool overhead and throughput runs\n"
+	"  --require-references  exit 1 when a reference (libmemcached's\n"
+	"                     pool, the raw-socket ceiling) is not measured\n"
+	"  --verbose          print every run as a table before the summary\n"
 	"  --csv FILE         write one CSV row per scenario\n"
 	"  --plot FILE.png    draw TIME_WAIT and throughput with gnuplot\n"
 	"  --help             this text\n");
@@ -95,6 +103,8 @@ static int parse_opt(struct opts *o, int c, const char *arg)
 	case 'q': o->quick = true; return 0;
 	case 'l': o->loopback = true; return 0;
 	case 'O': o->overhead = false; return 0;
+	case 'v': o->verbose = true; return 0;
+	case 'R': o->require_refs = true; return 0;
 	case 'c': o->csv = arg; return 0;
 	case 'p': o->plot = arg; return 0;
 	case 's': return parse_servers(o, arg);
@@ -129,6 +139,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{ "max-uses", required_argument, NULL, 'u' },
 		{ "loopback", no_argument, NULL, 'l' },
 		{ "no-overhead", no_argument, NULL, 'O' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "require-references", no_argument, NULL, 'R' },
 		{ "csv", required_argument, NULL, 'c' },
 		{ "plot", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
@@ -159,6 +171,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (o->quick && !servers_given)
 		parse_servers(o, "builtin");
+	if (o->require_refs && !o->overhead) {
+		fprintf(stderr, "tcpool-bench: --require-references needs the "
+		        "overhead runs: drop --no-overhead\n");
+		return 2;
+	}
 	return 0;
 }
 
@@ -235,8 +252,10 @@ static int build_plan(const struct opts *o, struct scenario *plan, int cap)
 		if (!server_available(k)) {
 			progress("skipping %s: %s is not installed",
 			         server_name(k), server_program(k));
-			printf("skipped: %s (%s is not installed)\n",
-			       server_name(k), server_program(k));
+			/* for the summary, which names what did not run */
+			snprintf(skipped + strlen(skipped),
+			         sizeof(skipped) - strlen(skipped), "%s%s",
+			         skipped[0] ? ", " : "", server_name(k));
 			continue;
 		}
 		for (int t = 0; t < (o->threads > 1 ? 2 : 1); t++)
@@ -274,19 +293,50 @@ static int build_exhaust(struct scenario *plan, int cap)
 static void run_overhead(const struct opts *o)
 {
 	struct overhead_opts oo = {
-		.reps = o->quick ? 3 : 5,
-		.pair_ops = o->quick ? 100000 : 300000,
-		.tput_reqs = o->quick ? 3000 : 20000,
-		.cpr_reqs = o->quick ? 500 : 2000,
+		/* many short repetitions rather than a few long ones: the
+		 * targets are judged on an interval of the median, which
+		 * narrows with repetitions, not with their length */
+		.reps = o->quick ? 9 : 15,
+		.pair_ops = o->quick ? 150000 : 500000,
+		.tput_reps = o->quick ? 7 : 9,
+		.tput_reqs = o->quick ? 1500 : 10000,
+		.cpr_reqs = o->quick ? 300 : 1000,
 	};
-	int n = overhead_run(&oo, &env, rows + nrows, MAX_ROWS - nrows);
+	bool failed = false;
+	int n = overhead_run(&oo, &env, rows + nrows, MAX_ROWS - nrows,
+	                     &failed);
 
-	if (n < 0) {
+	if (n < 0 || failed) {
 		fprintf(stderr, "tcpool-bench: overhead runs failed\n");
 		any_failed = true;
-		return;
 	}
+	if (n > 0)
+		nrows += n;
+}
+
+/* The bursts run against the built-in server; --quick makes fewer. */
+static const char *run_bursts(const struct opts *o)
+{
+	struct burst_opts bo = { .bursts = o->quick ? 5 : 10,
+	                         .gap_ms = BURST_GAP_MS };
+	int n;
+
+	if (!o->servers[SRV_BUILTIN])
+		return NULL;
+	n = burst_run(&bo, &env, rows + nrows, MAX_ROWS - nrows);
+	if (n < 0) {
+		fprintf(stderr, "tcpool-bench: burst runs failed\n");
+		any_failed = true;
+		return NULL;
+	}
+	for (int i = 0; i < n; i++)
+		any_failed |= rows[nrows + i].failed;
 	nrows += n;
+	if (n == 0 && burst_skipped()[0]) {
+		progress("burst: skipped: %s", burst_skipped());
+		return burst_skipped();
+	}
+	return NULL;
 }
 
 static void setup_network(const struct opts *o)
@@ -307,7 +357,7 @@ static void setup_network(const struct opts *o)
 		         "for connect(), which hides port exhaustion");
 }
 
-static void run_all(const struct opts *o)
+static void run_all(const struct opts *o, struct run_info *ri)
 {
 	static struct scenario plan[MAX_ROWS];
 	int n = build_plan(o, plan, MAX_ROWS);
@@ -315,31 +365,81 @@ static void run_all(const struct opts *o)
 	n += build_exhaust(plan + n, MAX_ROWS - n);
 	for (int i = 0; i < n; i++)
 		run_one(&plan[i], i + 1, n);
+	ri->burst_why = run_bursts(o);
 	if (o->overhead)
 		run_overhead(o);
 }
 
+/* The files for the summary, by absolute path: the user may have run
+ * the bench from anywhere (make bench runs it in the build tree). */
+static void write_files(const struct opts *o, struct run_info *ri)
+{
+	static char csv[PATH_MAX], png[PATH_MAX];
+	int rc;
+
+	if (o->csv && report_csv(o->csv, rows, nrows, &env) == 0)
+		ri->csv = realpath(o->csv, csv) ? csv : o->csv;
+	else if (o->csv)
+		any_failed = true;
+	if (!o->plot)
+		return;
+	rc = report_plot(o->plot, rows, nrows);
+	if (rc == 0)
+		ri->plot = realpath(o->plot, png) ? png : o->plot;
+	else if (rc == 1)
+		ri->plot_why = "gnuplot is not installed (Debian: gnuplot-nox)";
+	else
+		ri->plot_why = "gnuplot failed, see above";
+	any_failed |= rc < 0;
+}
+
+/* --require-references: a comparison the run was told to make must not
+ * vanish from it. 0 when every reference was measured. */
+static int check_references(void)
+{
+	fprintf(stderr, "tcpool-bench: --require-references:\n");
+	if (report_missing_refs(stderr, rows, nrows) == 0) {
+		fprintf(stderr, "  every reference was measured\n");
+		return 0;
+	}
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
+	uint64_t t0 = bench_now_ns();
+	struct run_info ri = { .env = &env, .burst_gap_ms = BURST_GAP_MS };
 	struct opts o;
 	int rc = parse_args(argc, argv, &o);
 
 	if (rc != 0)
 		return rc == 1 ? 0 : 2;
+	if (o.require_refs && !libmc_available()) {
+		fprintf(stderr, "tcpool-bench: --require-references: "
+		        "libmemcached's pool cannot be measured: built without "
+		        "libmemcachedutil (install libmemcached-dev, re-run "
+		        "configure)\n");
+		return 1;
+	}
 	if (start_signal_thread() != 0) {
 		fprintf(stderr, "tcpool-bench: cannot start the signal thread\n");
 		return 1;
 	}
+	ri.skipped = skipped;
+	ri.overhead = o.overhead;
+	ri.max_uses = o.max_uses;
 	setup_network(&o);
-	run_all(&o);
-	report_table(rows, nrows, &env);
-	if (o.csv && report_csv(o.csv, rows, nrows, &env) != 0)
-		any_failed = true;
-	if (o.plot && report_plot(o.plot, rows, nrows) < 0)
-		any_failed = true;
+	run_all(&o, &ri);
+	write_files(&o, &ri);
 	netenv_teardown(&env);
+	if (o.verbose)
+		report_table(rows, nrows);
+	ri.seconds = (double)(bench_now_ns() - t0) / 1e9;
+	report_summary(rows, nrows, &ri);
+	if (o.require_refs && check_references() != 0)
+		any_failed = true;
 	if (any_failed)
-		fprintf(stderr, "tcpool-bench: some scenarios failed (see "
-		        "FAILED above)\n");
+		fprintf(stderr, "tcpool-bench: some runs failed (see FAILED "
+		        "above)\n");
 	return any_failed ? 1 : 0;
 }

@@ -23,7 +23,6 @@
 
 #include "bench.h"
 
-#define MAX_REPS 15
 #define MAX_EPS 4
 
 enum variant_kind { V_MUTEX, V_STACK, V_LIBMC, V_POOL };
@@ -35,7 +34,7 @@ struct variant {
 	int threads, neps;
 	pool_t *pool;
 	struct libmc_pool *mc[MAX_EPS];
-	double ns[MAX_REPS];
+	double ns[BENCH_MAX_REPS];
 	double median;
 };
 
@@ -56,6 +55,15 @@ static struct variant variants[] = {
 	{ .kind = V_POOL, .threads = 4, .neps = 4 },
 };
 #define NVARIANTS (sizeof(variants) / sizeof(variants[0]))
+
+/* The order the variants run in within a repetition: each pool variant
+ * next to the floor and the libmemcached reference it is compared with,
+ * so that a ratio's two figures see the same moment of a shared machine
+ * (another program taking a CPU for a while halves a 2-thread variant's
+ * speed, and the floor measured a few variants earlier would not know). */
+static const unsigned run_order[] = { 0, 6, 3, 2, 1, 8, 4, 7, 5, 9, 10 };
+_Static_assert(sizeof(run_order) / sizeof(run_order[0]) == NVARIANTS,
+               "run_order must name every variant");
 
 /* A mutex-guarded stack, one per thread, each on its own cache lines.
  * The lock's address escapes into pthread calls, so the compiler keeps
@@ -143,6 +151,7 @@ struct ctx {
 	struct row *rows;
 	int cap, n;
 	double floor_ns;   /* median mutex pair, one thread */
+	bool failed;
 };
 
 /* Without libmemcachedutil the reference variants are left out. */
@@ -289,6 +298,8 @@ static void variant_row(struct ctx *c, struct variant *v)
 	r->ratio = c->floor_ns > 0 ? r->ns_per_op / c->floor_ns : 0;
 	r->vs_libmc = ref && ref->median > 0 ? v->median / ref->median : 0;
 	r->requests = c->o->pair_ops * (uint64_t)v->threads;
+	r->nreps = c->o->reps;
+	memcpy(r->reps, v->ns, sizeof(r->reps));
 	snprintf(r->server, sizeof(r->server), "-");
 	snprintf(r->policy, sizeof(r->policy), "-");
 	if (v->kind == V_MUTEX) {
@@ -322,13 +333,15 @@ static int pairs_all(struct ctx *c)
 	for (size_t i = 0; i < NVARIANTS; i++)
 		if (variant_open(c, &variants[i]) != 0)
 			return -1;
+	progress("overhead: get+put pairs, %d repetitions", reps);
 	for (int r = 0; r < reps; r++) {
-		progress("overhead: get+put pairs, repetition %d/%d", r + 1, reps);
-		for (size_t i = 0; i < NVARIANTS; i++) {
-			if (!variant_on(&variants[i]))
+		for (size_t k = 0; k < NVARIANTS; k++) {
+			struct variant *v = &variants[run_order[k]];
+
+			if (!variant_on(v))
 				continue;
-			variants[i].ns[r] = variant_once(c, &variants[i]);
-			if (variants[i].ns[r] < 0)
+			v->ns[r] = variant_once(c, v);
+			if (v->ns[r] < 0)
 				return -1;
 		}
 	}
@@ -356,6 +369,9 @@ static void pairs_close(void)
 	}
 }
 
+/* The pairs, then throughput: a failure of one keeps the other's rows,
+ * so that a reference that could not be measured is named as missing
+ * rather than taking every overhead row with it. */
 static intptr_t overhead_body(void *arg)
 {
 	struct ctx *c = arg;
@@ -363,23 +379,27 @@ static intptr_t overhead_body(void *arg)
 	int more;
 
 	pairs_close();
-	if (rc != 0)
-		return -1;
+	if (rc != 0) {
+		c->failed = true;
+		c->n = 0;
+	}
 	more = throughput_run(c->o, c->eps[0], c->rows + c->n, c->cap - c->n);
 	if (more < 0)
-		return -1;
-	c->n += more;
+		c->failed = true;
+	else
+		c->n += more;
 	return 0;
 }
 
 int overhead_run(const struct overhead_opts *o, const struct netenv *e,
-                 struct row *rows, int cap)
+                 struct row *rows, int cap, bool *failed)
 {
 	struct server srv[MAX_EPS];
 	struct ctx c = { .o = o, .rows = rows, .cap = cap };
 	int started = 0, rc = -1;
 
-	if (o->reps > MAX_REPS || cap < (int)NVARIANTS)
+	*failed = true;
+	if (o->reps > BENCH_MAX_REPS || cap < (int)NVARIANTS)
 		return -1;
 	c.cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (c.cores < 1)
@@ -389,8 +409,10 @@ int overhead_run(const struct overhead_opts *o, const struct netenv *e,
 			goto out;
 		c.eps[started] = srv[started].endpoint;
 	}
-	if (netenv_run(e, SIDE_CLIENT, overhead_body, &c) == 0)
+	if (netenv_run(e, SIDE_CLIENT, overhead_body, &c) == 0) {
 		rc = c.n;
+		*failed = c.failed;
+	}
 out:
 	while (started > 0)
 		server_stop(&srv[--started]);

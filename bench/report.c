@@ -1,6 +1,7 @@
 /*
- * Results for people (an aligned table on stdout, with the targets
- * checked) and for programs (CSV with the SPEC's columns first).
+ * Every row for people (--verbose: aligned tables, each with a legend)
+ * and for programs (CSV with the SPEC's columns first). The summary a
+ * user reads at the end is summary.c's.
  */
 #include "config.h"
 
@@ -20,29 +21,26 @@ static bool is_tput(const struct row *r)
 	return strncmp(r->scenario, "throughput-", 11) == 0;
 }
 
-static const struct row *find(const struct row *rows, int n,
-                              const char *scenario)
-{
-	for (int i = 0; i < n; i++)
-		if (strcmp(rows[i].scenario, scenario) == 0)
-			return &rows[i];
-	return NULL;
-}
-
-static void network_line(FILE *f, const struct netenv *e)
-{
-	if (e->isolated)
-		fprintf(f, "Network: servers and client in two network namespaces "
-		        "joined by a veth pair, tcp_tw_reuse=0 in the client's.\n");
-	else
-		fprintf(f, "Network: LOOPBACK. tcp_tw_reuse=2 (the default) "
-		        "recycles loopback TIME_WAIT for connect(), which hides "
-		        "port exhaustion; run as root without --loopback for the "
-		        "honest figures.\n");
-	fprintf(f, "TIME_WAIT is counted per side through NETLINK_SOCK_DIAG "
-	        "and kept apart between scenarios by a fresh server port "
-	        "for each.\n");
-}
+static const char tw_legend[] =
+	"  scenario  req-1t, req-mt: 1 or --threads client threads; exhaust: "
+	"a 100-port range;\n"
+	"            burst: 64 requests at once, max_idle 4 (note: "
+	"idle_shrink_ms;\n"
+	"            its latency is pool_get + round trip, without the put)\n"
+	"  pool      yes: kept connections (POOL_REUSE); no: connect, one "
+	"request, teardown\n"
+	"  thr reqs  client threads, requests made; secs req/s: time and "
+	"rate of the run\n"
+	"  p50us p99us  latency of pool_get + round trip + pool_put, "
+	"microseconds\n"
+	"  put99us   p99 of pool_put alone; connects: connections opened; "
+	"errs: connect errors\n"
+	"  retired   connections the pool retired (pool_destroy's "
+	"included)\n"
+	"  cl_tw sv_tw  TIME_WAIT sockets left on the client / the server "
+	"side, counted\n"
+	"            through NETLINK_SOCK_DIAG right after the scenario "
+	"(-1: not counted)\n";
 
 static void tw_table(const struct row *rows, int n)
 {
@@ -67,6 +65,7 @@ static void tw_table(const struct row *rows, int n)
 		if (r->note[0])
 			printf("%-10s   %s\n", "", r->note);
 	}
+	printf("%s", tw_legend);
 }
 
 /* Width of the overhead table's first column: its longest name. */
@@ -97,6 +96,16 @@ static void overhead_line(const struct row *r, int w)
 		       r->p99_us, r->ratio, vs, r->note);
 }
 
+static const char overhead_legend[] =
+	"  ns/op     core-ns per pair: wall time x min(threads, cores) / "
+	"pairs; medians\n"
+	"  req/s p50us p99us  throughput rows: one thread, built-in server, "
+	"medians\n"
+	"  ratio     to the 1-thread mutex pair (overhead-) or to the raw "
+	"socket (throughput-)\n"
+	"  vs_lmc    a get+put pair's cost over libmemcached's pair of the "
+	"same shape\n";
+
 /* ratio: to the mutex pair (overhead) or the raw socket (throughput);
  * vs_lmc: a get+put pair to libmemcached's pair of the same shape. */
 static void overhead_table(const struct row *rows, int n)
@@ -116,92 +125,15 @@ static void overhead_table(const struct row *rows, int n)
 		any = true;
 		overhead_line(r, w);
 	}
+	if (any)
+		printf("%s", overhead_legend);
 }
 
-static void target(const char *what, bool known, bool met, double fig)
+void report_table(const struct row *rows, int n)
 {
-	printf("  %-56s %-9s (%.2f)\n", what,
-	       !known ? "not run" : met ? "met" : "NOT MET", fig);
-}
-
-/* The pair against libmemcached's, 1 thread; the 2-thread shapes as
- * information. */
-static void libmc_target(const struct row *rows, int n)
-{
-	const struct row *one = find(rows, n, "overhead-1t-1ep");
-	const struct row *lm1 = find(rows, n, "overhead-libmemcached-1t");
-	const struct row *two = find(rows, n, "overhead-2t-2ep");
-	const struct row *sh = find(rows, n, "overhead-2t-1ep");
-
-	target("get+put pair <= libmemcached fetch+release pair", one && lm1,
-	       one && lm1 && one->vs_libmc <= 1.0, one ? one->vs_libmc : 0);
-	if (one && !lm1) {
-		printf("    libmemcached's pool unavailable: built without "
-		       "libmemcachedutil (install libmemcached-dev, re-run "
-		       "configure)\n");
-		return;
-	}
-	if (!one || !lm1)
-		return;
-	printf("    1 thread: tcpool %.1f ns, libmemcached %.1f ns "
-	       "(%.2fx a mutex pair, tcpool %.2fx)\n", one->ns_per_op,
-	       lm1->ns_per_op, lm1->ratio, one->ratio);
-	printf("    2 threads: an endpoint / a pool each %.2fx, one shared "
-	       "%.2fx libmemcached\n", two ? two->vs_libmc : 0,
-	       sh ? sh->vs_libmc : 0);
-}
-
-static void targets(const struct row *rows, int n)
-{
-	const struct row *pool = find(rows, n, "throughput-pool");
-	const struct row *cpr = find(rows, n, "throughput-cpr");
-	const struct row *one = find(rows, n, "overhead-1t-1ep");
-	const struct row *two = find(rows, n, "overhead-2t-2ep");
-	const struct row *m1 = find(rows, n, "overhead-mutex-1t");
-	const struct row *m2 = find(rows, n, "overhead-mutex-2t");
-	const struct row *l1 = find(rows, n, "overhead-libmemcached-1t");
-	const struct row *l2 = find(rows, n, "overhead-libmemcached-2t");
-	double cr = pool && cpr && cpr->req_per_s > 0
-	            ? pool->req_per_s / cpr->req_per_s : 0;
-	double slow = one && two && one->ns_per_op > 0
-	              ? two->ns_per_op / one->ns_per_op : 0;
-	double machine;
-
-	if (!pool && !one)
-		return;
-	printf("\nTargets:\n");
-	target("pool throughput >= 0.95x raw socket", pool != NULL,
-	       pool && pool->ratio >= 0.95, pool ? pool->ratio : 0);
-	target("pool throughput >= 2.5x connect-per-request", cr > 0,
-	       cr >= 2.5, cr);
-	/* No pool beats a raw persistent socket: raw / connect-per-request
-	 * is the ceiling of this ratio, set by what a connect and a close
-	 * cost on this path, not by the pool. Print it beside. */
-	if (pool && cpr && pool->ratio > 0 && cpr->req_per_s > 0)
-		printf("    (ceiling here: raw socket / connect-per-request = "
-		       "%.2fx)\n", pool->req_per_s / pool->ratio / cpr->req_per_s);
-	libmc_target(rows, n);
-	/* a machine whose two vCPUs share a core slows every thread down
-	 * when two run; judge the pool against that, not against 1.0 */
-	machine = m1 && m2 && m1->ns_per_op > 0 ? m2->ns_per_op / m1->ns_per_op
-	                                        : 0;
-	target("2 threads, 2 endpoints: per-op slowdown <= 1.1x the",
-	       slow > 0 && machine > 0, slow <= 1.1 * machine,
-	       machine > 0 ? slow / machine : 0);
-	printf("    machine's own (2 threads on private mutexes: %.2fx, "
-	       "pool: %.2fx)\n", machine, slow);
-	if (l1 && l2 && l1->ns_per_op > 0)
-		printf("    (libmemcached, a pool per thread: %.2fx)\n",
-		       l2->ns_per_op / l1->ns_per_op);
-}
-
-void report_table(const struct row *rows, int n, const struct netenv *e)
-{
-	printf("\n");
-	network_line(stdout, e);
+	printf("\nEvery run (the CSV has the same rows):\n");
 	tw_table(rows, n);
 	overhead_table(rows, n);
-	targets(rows, n);
 	fflush(stdout);
 }
 
@@ -237,7 +169,12 @@ static void csv_row(FILE *f, const struct row *r, const char *network)
 	/* after the note, so that older readers of the columns before it
 	 * keep working; empty where there is no libmemcached counterpart */
 	if (r->vs_libmc > 0)
-		fprintf(f, ",%.3f\n", r->vs_libmc);
+		fprintf(f, ",%.3f", r->vs_libmc);
+	else
+		fputc(',', f);
+	/* only the burst rows ran with a chosen idle_shrink_ms */
+	if (strcmp(r->scenario, "burst") == 0)
+		fprintf(f, ",%ld\n", r->idle_shrink_ms);
 	else
 		fputs(",\n", f);
 }
@@ -254,7 +191,7 @@ int report_csv(const char *path, const struct row *rows, int n,
 	fputs("scenario,server,policy,pooled,requests,seconds,req_per_s,"
 	      "p50_us,p99_us,connects,connect_errors,client_tw,server_tw,"
 	      "put_p99_us,threads,retired,ns_per_op,ratio,network,status,note,"
-	      "vs_libmemcached\n",
+	      "vs_libmemcached,idle_shrink_ms\n",
 	      f);
 	for (int i = 0; i < n; i++)
 		csv_row(f, &rows[i], e->isolated ? "netns" : "loopback");

@@ -14,6 +14,18 @@
 /* The ephemeral range of the port exhaustion scenario: 100 ports. */
 #define EXHAUST_RANGE "40000 40099"
 
+int cfg_policy(pool_config_t *cfg, enum policy p, enum server_kind kind)
+{
+	int bad = cfg_set(cfg, "teardown", policy_name(p));
+
+	if (p == POL_PEER_FIRST) {
+		bad |= cfg_set(cfg, "close_request", proto_for(kind)->close_request);
+		bad |= cfg_set(cfg, "close_timeout_ms", "2000");
+		bad |= cfg_set(cfg, "fallback", "abort");
+	}
+	return bad ? -1 : 0;
+}
+
 static pool_config_t *scenario_config(const struct scenario *sc)
 {
 	pool_config_t *cfg = pool_config_new();
@@ -22,13 +34,7 @@ static pool_config_t *scenario_config(const struct scenario *sc)
 
 	if (!cfg)
 		return NULL;
-	bad |= cfg_set(cfg, "teardown", policy_name(sc->policy));
-	if (sc->policy == POL_PEER_FIRST) {
-		bad |= cfg_set(cfg, "close_request",
-		               proto_for(sc->kind)->close_request);
-		bad |= cfg_set(cfg, "close_timeout_ms", "2000");
-		bad |= cfg_set(cfg, "fallback", "abort");
-	}
+	bad |= cfg_policy(cfg, sc->policy, sc->kind);
 	snprintf(num, sizeof(num), "%d", sc->pooled ? sc->threads : 0);
 	bad |= cfg_set(cfg, "max_idle", num);
 	snprintf(num, sizeof(num), "%u", sc->pooled ? sc->max_uses : 0);
@@ -76,8 +82,8 @@ static int tw_once(const struct netenv *e, const char *endpoint,
 
 /* Count until two counts 50 ms apart agree: the last FIN/ACK exchanges
  * of a scenario may still be in flight when pool_destroy returns. */
-static int tw_settled(const struct netenv *e, const char *endpoint,
-                      long *client, long *server)
+int tw_settled(const struct netenv *e, const char *endpoint, long *client,
+               long *server)
 {
 	struct timespec pause = { 0, 50 * 1000000 };
 	long c0 = -1, s0 = -1;

@@ -20,12 +20,10 @@
 
 #include "bench.h"
 
-#define MAX_REPS 15
-
 enum { T_RAW, T_POOL, T_CPR, T_COUNT };
 
 struct figures {
-	double rps[MAX_REPS], p50[MAX_REPS], p99[MAX_REPS];
+	double rps[BENCH_MAX_REPS], p50[BENCH_MAX_REPS], p99[BENCH_MAX_REPS];
 };
 
 /* A connected non-blocking socket to "a.b.c.d:port", or -1. */
@@ -151,6 +149,8 @@ static void tput_row(struct row *r, int t, const struct figures *f,
 	r->pooled = t == T_POOL;
 	r->threads = 1;
 	r->requests = requests;
+	r->nreps = reps;
+	memcpy(r->reps, f->rps, sizeof(r->reps));
 	r->req_per_s = median_d(copy.rps, (size_t)reps);
 	r->p50_us = median_d(copy.p50, (size_t)reps);
 	r->p99_us = median_d(copy.p99, (size_t)reps);
@@ -168,18 +168,17 @@ int throughput_run(const struct overhead_opts *o, const char *endpoint,
 	struct figures f[T_COUNT];
 	double raw, cpr;
 
-	if (cap < T_COUNT || o->reps > MAX_REPS)
+	if (cap < T_COUNT || o->tput_reps > BENCH_MAX_REPS)
 		return -1;
-	for (int rep = 0; rep < o->reps; rep++) {
-		progress("throughput: raw socket / pool / connect-per-request, "
-		         "repetition %d/%d", rep + 1, o->reps);
+	progress("throughput: raw socket / pool / connect-per-request, %d "
+	         "repetitions", o->tput_reps);
+	for (int rep = 0; rep < o->tput_reps; rep++)
 		if (one_rep(o, endpoint, f, rep) != 0)
 			return -1;
-	}
-	raw = median_d(f[T_RAW].rps, (size_t)o->reps);
-	cpr = median_d(f[T_CPR].rps, (size_t)o->reps);
+	raw = median_d(f[T_RAW].rps, (size_t)o->tput_reps);
+	cpr = median_d(f[T_CPR].rps, (size_t)o->tput_reps);
 	for (int t = 0; t < T_COUNT; t++)
-		tput_row(&rows[t], t, &f[t], o->reps,
+		tput_row(&rows[t], t, &f[t], o->tput_reps,
 		         t == T_CPR ? o->cpr_reqs : o->tput_reqs, raw, cpr);
 	return T_COUNT;
 }
