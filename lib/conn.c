@@ -144,6 +144,7 @@ static bool peer_closed(int fd)
 static void retire_peer_first(struct pool *pool, int fd, struct pool_endpoint *ep,
 			      bool broken)
 {
+	size_t budget = DRAIN_BUDGET;
 	enum drain_status st;
 
 	/* A broken connection's protocol state is unknown: a close request
@@ -156,8 +157,11 @@ static void retire_peer_first(struct pool *pool, int fd, struct pool_endpoint *e
 		reaper_add(pool, fd, ep);
 		return;
 	}
+	if (st == DRAIN_EOF)
+		teardown_now(fd, TEARDOWN_CLOSE);
+	else if (teardown_fallback(fd, ep->set.fallback, &budget))
+		st = DRAIN_EOF;
 	count_peer_first(ep, st == DRAIN_EOF);
-	teardown_now(fd, st == DRAIN_EOF ? TEARDOWN_CLOSE : ep->set.fallback);
 }
 
 void conn_retire(struct pool *pool, struct pool_conn *c, bool broken)

@@ -184,6 +184,10 @@ enum drain_status {
 
 /* Close fd at once: plain close() or abortive (RST) close. */
 void teardown_now(int fd, enum pool_teardown how);
+/* Close fd by a peer-first fallback: for a plain close, first read what
+ * is waiting (within *budget), or close() would send an RST. Returns true
+ * if the server turned out to have closed. */
+bool teardown_fallback(int fd, enum pool_teardown how, size_t *budget);
 
 /* Start a peer-first close: send the close request (non-blocking).
  * Returns DRAIN_EOF if the peer had already closed, DRAIN_FAILED if the

@@ -106,6 +106,7 @@ void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep)
 	struct reaper *r = &pool->reaper;
 	struct drain *d = calloc(1, sizeof(*d));
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+	size_t budget;
 	bool wake;
 
 	count_drain(ep, false, 1);
@@ -141,14 +142,17 @@ void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep)
 	return;
 fallback:
 	/* Cannot wait: do not block the caller, fall back now. */
-	count_drain(ep, false, -1);
-	teardown_now(fd, ep->set.fallback);
+	budget = DRAIN_BUDGET;
+	count_drain(ep, teardown_fallback(fd, ep->set.fallback, &budget), -1);
 }
 
 /* Close a finished drain: EOF seen (ok) or fallback. No lock held. */
 static void drain_finish(struct drain *d, bool ok)
 {
-	teardown_now(d->fd, ok ? TEARDOWN_CLOSE : d->fallback);
+	if (ok)
+		teardown_now(d->fd, TEARDOWN_CLOSE);
+	else
+		ok = teardown_fallback(d->fd, d->fallback, &d->budget);
 	count_drain(d->ep, ok, -1);
 	free(d);
 }

@@ -52,6 +52,19 @@ void teardown_now(int fd, enum pool_teardown how)
 		close(fd); /* EINTR on close must not be retried on Linux */
 }
 
+bool teardown_fallback(int fd, enum pool_teardown how, size_t *budget)
+{
+	enum drain_status st = DRAIN_AGAIN;
+
+	/* The server may have answered the close request after our last
+	 * read: unread, those bytes would turn the FIN into an RST. An abort
+	 * sends an RST anyway. A peer past the budget gets one too. */
+	if (how == TEARDOWN_CLOSE)
+		st = drain_step(fd, budget);
+	teardown_now(fd, st == DRAIN_EOF ? TEARDOWN_CLOSE : how);
+	return st == DRAIN_EOF;
+}
+
 static enum drain_status send_close_request(int fd, const struct pool_settings *s)
 {
 	size_t off = 0;

@@ -16,4 +16,5 @@ Suite *faults_suite(void);
 Suite *churn_suite(void);
 Suite *table_suite(void);
 Suite *robust_suite(void);
+Suite *waits_suite(void);
 #endif
