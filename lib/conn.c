@@ -79,7 +79,8 @@ void total_release(struct pool *pool)
 	waiters_wake_total(pool);
 }
 
-void slot_release(struct pool *pool, struct pool_endpoint *ep)
+/* Free the endpoint slot of a connection closed or left to drain. */
+static void ep_slot_release(struct pool *pool, struct pool_endpoint *ep)
 {
 	uint64_t due;
 
@@ -93,8 +94,13 @@ void slot_release(struct pool *pool, struct pool_endpoint *ep)
 	waiters_wake_ep(pool, ep);
 	plock_unlock(&ep->shard->lock);
 	/* ep may be forgotten from here on: not a byte of it is read. */
-	total_release(pool);
 	maint_note_due(pool, due);
+}
+
+void slot_release(struct pool *pool, struct pool_endpoint *ep)
+{
+	ep_slot_release(pool, ep);
+	total_release(pool);
 }
 
 void conn_drop(struct pool *pool, struct pool_conn *c)
@@ -140,8 +146,9 @@ static bool peer_closed(int fd)
 
 /* Peer-first: the request goes out now, from the caller, so the server
  * starts closing at once; the wait for its EOF runs in the maintenance
- * context, so the caller never waits for the peer. */
-static void retire_peer_first(struct pool *pool, int fd, struct pool_endpoint *ep,
+ * context, so the caller never waits for the peer. True if the socket was
+ * left to drain (the drain then holds its max_total slot). */
+static bool retire_peer_first(struct pool *pool, int fd, struct pool_endpoint *ep,
 			      bool broken)
 {
 	size_t budget = DRAIN_BUDGET;
@@ -155,13 +162,14 @@ static void retire_peer_first(struct pool *pool, int fd, struct pool_endpoint *e
 		st = drain_start(fd, &ep->set);
 	if (st == DRAIN_AGAIN) {
 		reaper_add(pool, fd, ep);
-		return;
+		return true;
 	}
 	if (st == DRAIN_EOF)
 		teardown_now(fd, TEARDOWN_CLOSE);
 	else if (teardown_fallback(fd, ep->set.fallback, &budget))
 		st = DRAIN_EOF;
 	count_peer_first(ep, st == DRAIN_EOF);
+	return false;
 }
 
 void conn_retire(struct pool *pool, struct pool_conn *c, bool broken)
@@ -169,12 +177,18 @@ void conn_retire(struct pool *pool, struct pool_conn *c, bool broken)
 	struct pool_endpoint *ep = c->ep;
 	enum pool_teardown policy = ep->set.teardown;
 	int fd = c->fd;
+	bool draining = false;
 
 	conn_free(c);
 	count_retired(ep, policy);
 	if (policy == TEARDOWN_PEER_FIRST)
-		retire_peer_first(pool, fd, ep, broken);
+		draining = retire_peer_first(pool, fd, ep, broken);
 	else
 		teardown_now(fd, peer_closed(fd) ? TEARDOWN_CLOSE : policy);
-	slot_release(pool, ep);
+	/* A drain's socket is still open: it keeps its max_total slot until
+	 * the drain ends, so open sockets never exceed max_total. It is no
+	 * longer the endpoint's: max_active counts in use plus idle. */
+	ep_slot_release(pool, ep);
+	if (!draining)
+		total_release(pool);
 }

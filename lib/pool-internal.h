@@ -5,8 +5,9 @@
  * Locking (see pool.c for the order):
  *  - struct shard.lock guards the shard's endpoint table and, for every
  *    endpoint in it, the idle list, the counts, the waiters and the stats.
- *  - pool->total is atomic: it counts open connections pool-wide for
- *    max_total without a pool-wide lock on the hot path.
+ *  - pool->total is atomic: it counts open sockets pool-wide (peer-first
+ *    drains included) for max_total without a pool-wide lock on the hot
+ *    path.
  *  - pool->reaper.lock guards the drain list (peer-first drains under way).
  */
 #ifndef TCPOOL_POOL_INTERNAL_H
@@ -467,7 +468,8 @@ int reaper_init(struct reaper *r);
 void reaper_init_state(struct reaper *r);
 int reaper_open(struct reaper *r);
 void reaper_fini(struct reaper *r);
-/* Track fd until the server's EOF or the deadline; takes the fd. */
+/* Track fd until the server's EOF or the deadline; takes the fd and its
+ * max_total slot, released when the drain ends. */
 void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep);
 /* Progress drains, waiting up to timeout_ms for events; returns the ms
  * until the next drain deadline, or -1 when none is pending. */

@@ -144,17 +144,22 @@ fallback:
 	/* Cannot wait: do not block the caller, fall back now. */
 	budget = DRAIN_BUDGET;
 	count_drain(ep, teardown_fallback(fd, ep->set.fallback, &budget), -1);
+	total_release(pool);
 }
 
-/* Close a finished drain: EOF seen (ok) or fallback. No lock held. */
+/* Close a finished drain: EOF seen (ok) or fallback; its max_total slot
+ * is free then. No lock held. */
 static void drain_finish(struct drain *d, bool ok)
 {
+	struct pool *pool = d->ep->pool;
+
 	if (ok)
 		teardown_now(d->fd, TEARDOWN_CLOSE);
 	else
 		ok = teardown_fallback(d->fd, d->fallback, &d->budget);
 	count_drain(d->ep, ok, -1);
 	free(d);
+	total_release(pool);
 }
 
 /* Unlink d (reaper lock held) and queue it on done with its outcome. */

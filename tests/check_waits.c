@@ -1,6 +1,6 @@
 /*
- * Waiting for a slot and the slots drains hold: a fallback close sends a
- * FIN.
+ * Waiting for a slot and the slots drains hold: a peer-first drain counts
+ * toward max_total until it ends, and a fallback close sends a FIN.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,6 +14,94 @@
 
 #include "fixtures.h"
 #include "suites.h"
+
+/* A peer-first drain keeps its socket open until the server's EOF or the
+ * fallback: it counts toward max_total until then. Here the server
+ * ignores the close request, so two drains hold both slots for
+ * close_timeout_ms; a caller (to another endpoint) meanwhile waits, and
+ * gets its connection when they end. */
+START_TEST(drains_count_toward_max_total)
+{
+	struct lineserver *deaf = server_start(LS_QUIT_IGNORE);
+	struct lineserver *other = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(deaf);
+	pool_t *pool = pool_with("max_total", "2", "acquire_timeout_ms", "150",
+				 "teardown", "peer-first",
+				 "close_request", "\"quit\\n\"",
+				 "close_timeout_ms", "800", NULL);
+	struct lineserver_stats ss;
+	pool_conn_t *c[2], *d;
+	long long t0;
+	int i;
+
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(pool_get(pool, ep, &c[i]), 0);
+	t0 = mono_ms();
+	for (i = 0; i < 2; i++)
+		pool_put(pool, c[i], POOL_RETIRE);
+	ck_assert_uint_eq(stats_of(pool, NULL).draining, 2);
+	/* Two sockets still open: no room for a third. */
+	ck_assert_int_eq(pool_get(pool, lineserver_endpoint(other), &d), POOL_EBUSY);
+	lineserver_get_stats(other, &ss);
+	ck_assert_uint_eq(ss.accepted, 0);
+	ck_assert_int_lt(mono_ms() - t0, 700); /* that was during the drains */
+	/* Once they fall back, the slots are free again. */
+	wait_drains(pool, 5000);
+	ck_assert_int_eq(pool_get(pool, lineserver_endpoint(other), &d), 0);
+	ping(d);
+	pool_put(pool, d, POOL_RETIRE);
+	pool_destroy(pool);
+	lineserver_stop(deaf);
+	lineserver_stop(other);
+}
+END_TEST
+
+struct getter {
+	pool_t *pool;
+	const char *ep;
+	int rc;
+	long long ms;
+};
+
+static void *get_thread(void *arg)
+{
+	struct getter *g = arg;
+	long long t0 = mono_ms();
+	pool_conn_t *c;
+
+	g->rc = pool_get(g->pool, g->ep, &c);
+	g->ms = mono_ms() - t0;
+	if (g->rc == 0)
+		pool_put(g->pool, c, POOL_RETIRE);
+	return NULL;
+}
+
+/* A caller waiting under max_total is woken when a drain ends: the slot
+ * it frees is its, long before its acquire timeout. */
+START_TEST(drain_end_wakes_total_waiter)
+{
+	struct lineserver *deaf = server_start(LS_QUIT_IGNORE);
+	struct lineserver *other = server_start(LS_QUIT_CLOSE);
+	pool_t *pool = pool_with("max_total", "1", "acquire_timeout_ms", "4000",
+				 "teardown", "peer-first",
+				 "close_request", "\"quit\\n\"",
+				 "close_timeout_ms", "300", NULL);
+	struct getter g = { .pool = pool, .ep = lineserver_endpoint(other) };
+	pthread_t t;
+	pool_conn_t *c;
+
+	ck_assert_int_eq(pool_get(pool, lineserver_endpoint(deaf), &c), 0);
+	pool_put(pool, c, POOL_RETIRE);
+	pthread_create(&t, NULL, get_thread, &g);
+	pthread_join(t, NULL);
+	ck_assert_msg(g.rc == 0, "pool_get: %s after %lld ms", pool_strerror(g.rc), g.ms);
+	ck_assert_int_lt(g.ms, 2500);
+	ck_assert_uint_eq(stats_of(pool, lineserver_endpoint(other)).waits, 1);
+	pool_destroy(pool);
+	lineserver_stop(deaf);
+	lineserver_stop(other);
+}
+END_TEST
 
 /* A server that answers "quit" with "+OK" and never closes, and records
  * how each client connection ended: FIN (EOF) or RST (ECONNRESET). */
@@ -142,6 +230,8 @@ Suite *waits_suite(void)
 
 	tcase_set_timeout(tc, 30);
 	tcase_add_checked_fixture(tc, fixture_test_setup, fixture_test_teardown);
+	tcase_add_test(tc, drains_count_toward_max_total);
+	tcase_add_test(tc, drain_end_wakes_total_waiter);
 	tcase_add_test(tc, fallback_close_sends_fin);
 	suite_add_tcase(s, tc);
 	return s;
