@@ -68,14 +68,21 @@ static struct pool_conn *idle_pop(struct pool_endpoint *ep)
 
 enum slot { SLOT_OK, SLOT_ENDPOINT_FULL, SLOT_TOTAL_FULL };
 
-/* Reserve a slot for a new connection (shard lock held). */
-static enum slot slot_reserve(struct pool *pool, struct pool_endpoint *ep)
+/* Reserve the slots for a new connection (shard lock held): the
+ * endpoint's, then a max_total one, neither ahead of a waiter queued for
+ * it. w keeps what it got while it waits for the rest. */
+static enum slot slot_reserve(struct pool *pool, struct pool_endpoint *ep,
+			      struct waiter *w)
 {
-	if (ep->set.max_active && ep->nactive >= ep->set.max_active)
+	if (!w->has_ep && !ep_slot_take(ep, w))
 		return SLOT_ENDPOINT_FULL;
-	if (!total_reserve(pool))
-		return SLOT_TOTAL_FULL;
-	ep->nactive++;
+	if (!w->has_total) {
+		if (!total_reserve(pool))
+			return SLOT_TOTAL_FULL;
+		w->has_total = true;
+	}
+	/* Both now belong to the connection about to be opened. */
+	w->has_ep = w->has_total = false;
 	ep->nin_use++;
 	return SLOT_OK;
 }
@@ -84,7 +91,7 @@ static enum slot slot_reserve(struct pool *pool, struct pool_endpoint *ep)
 static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 		       pool_conn_t **out)
 {
-	uint64_t now = now_ns(), forget;
+	uint64_t now = now_ns();
 	struct pool_conn *c = NULL;
 	int fd;
 
@@ -111,12 +118,8 @@ static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 	}
 	ep->stats.connect_failures++;
 	ep->nin_use--;
-	ep->nactive--;
-	forget = endpoint_note_quiet(ep);
-	waiters_wake_ep(pool, ep);
-	plock_unlock(&ep->shard->lock);
+	ep_slot_put_unlock(pool, ep); /* ep may be forgotten from here on */
 	total_release(pool);
-	maint_note_due(pool, forget);
 	return fd < 0 ? fd : POOL_ENOMEM;
 }
 
@@ -187,73 +190,106 @@ static bool still_good(struct pool *pool, struct pool_endpoint *ep,
 	return alive;
 }
 
+/* A connection handed to a waiter that had got another meanwhile: back
+ * to the pool, as its holder's pool_put would have done. */
+static void give_back(struct pool *pool, struct pool_conn *c)
+{
+	plock_lock(&c->ep->shard->lock);
+	c->magic = CONN_MAGIC_OUT;
+	DL_APPEND(c->ep->busy, c);
+	plock_unlock(&c->ep->shard->lock);
+	pool_put(pool, c, POOL_REUSE);
+}
+
+/* Done waiting, if the caller waited (no lock held). */
+static void leave_wait(struct pool *pool, struct waiter *w)
+{
+	struct pool_conn *late = waiter_leave(pool, w);
+
+	if (late)
+		give_back(pool, late);
+}
+
+/* Hand out c, popped or handed over, checked (shard lock held, released). */
+static int got_conn(struct pool *pool, struct pool_endpoint *ep,
+		    struct waiter *w, struct pool_conn *c, uint64_t now,
+		    pool_conn_t **out)
+{
+	hand_out(ep, c, now, true);
+	plock_unlock(&ep->shard->lock);
+	leave_wait(pool, w);
+	note_hand_out(pool, ep, now);
+	*out = c;
+	return 0;
+}
+
+/* At max_total, try evicting an idle connection elsewhere (shard lock
+ * held, dropped meanwhile). True if the caller should look again. */
+static bool evict_and_retry(struct pool *pool, struct pool_endpoint *ep,
+			    struct waiter *w)
+{
+	bool evicted;
+
+	/* Holding no slot, ep must be pinned while unlocked, or the
+	 * maintenance could forget it; waiter_leave unpins. */
+	waiter_pin(w);
+	plock_unlock(&ep->shard->lock);
+	evicted = evict_idle_elsewhere(pool, ep);
+	plock_lock(&ep->shard->lock);
+	/* Something may have come back while unlocked. */
+	return evicted || ep->idle;
+}
+
 static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 		      pool_conn_t **out)
 {
 	uint64_t deadline = 0;
-	struct pool_conn *c;
+	struct pool_conn *c = NULL;
+	struct waiter w;
+	bool may_evict = true;
 	enum slot slot;
 	int rc;
 
+	waiter_init(&w, ep);
 	for (;;) {
-		c = idle_pop(ep);
-		if (c) {
+		/* Handed over by a pool_put, or idle: checked alike. */
+		if (c || (c = idle_pop(ep))) {
 			uint64_t now = now_coarse_ns();
 
-			if (!still_good(pool, ep, c, now))
-				continue;
-			hand_out(ep, c, now, true);
-			plock_unlock(&ep->shard->lock);
-			note_hand_out(pool, ep, now);
-			*out = c;
-			return 0;
+			if (still_good(pool, ep, c, now))
+				return got_conn(pool, ep, &w, c, now, out);
+			c = NULL;
+			continue;
 		}
-		slot = slot_reserve(pool, ep);
+		slot = slot_reserve(pool, ep, &w);
 		if (slot == SLOT_OK) {
 			plock_unlock(&ep->shard->lock);
+			leave_wait(pool, &w);
 			return connect_new(pool, ep, out);
 		}
-		if (slot == SLOT_TOTAL_FULL) {
-			bool evicted;
-
-			/* Holding no slot, ep must be pinned while unlocked,
-			 * or the maintenance could forget it. */
-			ep->pins++;
-			plock_unlock(&ep->shard->lock);
-			evicted = evict_idle_elsewhere(pool, ep);
-			plock_lock(&ep->shard->lock);
-			ep->pins--;
-			if (evicted)
-				continue;
-			/* Something may have come back while unlocked. */
-			if (ep->idle)
+		/* One eviction per wake-up: a peer-first one keeps its
+		 * max_total slot while it drains, and evicting again and
+		 * again would empty every idle list for one caller. */
+		if (slot == SLOT_TOTAL_FULL && may_evict) {
+			may_evict = false;
+			if (evict_and_retry(pool, ep, &w))
 				continue;
 		}
 		if (!deadline) {
 			deadline = now_ns() + MS_TO_NS(ep->set.acquire_timeout_ms);
 			ep->stats.waits++;
 		}
-		ep->pins++;
-		rc = wait_for_slot(pool, ep, slot == SLOT_TOTAL_FULL, deadline, &c);
-		plock_lock(&ep->shard->lock);
-		ep->pins--;
-		if (c) {
-			uint64_t now = now_coarse_ns();
-
-			/* Handed over by a pool_put: checked like an idle one. */
-			if (!still_good(pool, ep, c, now))
-				continue;
-			hand_out(ep, c, now, true);
-			plock_unlock(&ep->shard->lock);
-			note_hand_out(pool, ep, now);
-			*out = c;
-			return 0;
-		}
-		if (rc) {
+		/* Holding no slot, ep must be pinned while unlocked, or
+		 * the maintenance could forget it; waiter_leave unpins. */
+		waiter_pin(&w);
+		rc = waiter_wait(pool, &w, slot == SLOT_TOTAL_FULL, deadline, &c);
+		if (rc && !c) {
 			ep->stats.wait_timeouts++;
 			plock_unlock(&ep->shard->lock);
+			leave_wait(pool, &w);
 			return rc;
 		}
+		may_evict = may_evict || w.woken;
 	}
 }
 
@@ -310,6 +346,20 @@ static bool put_is_valid(struct pool *pool, struct pool_conn *c)
 	return pool && c && c->magic == CONN_MAGIC_OUT && c->pool == pool;
 }
 
+/* A waiter gets c directly: it stays in use, by someone else. The shard
+ * lock must not be held while the waiters are looked at, so c is in no
+ * list meanwhile. Called with the lock held; false if nobody took c,
+ * with the lock held again. */
+static bool hand_to_waiter(struct pool *pool, struct pool_conn *c)
+{
+	c->magic = CONN_MAGIC_IDLE; /* a second put of it is misuse */
+	plock_unlock(&c->ep->shard->lock);
+	if (waiters_handoff(pool, c))
+		return true;
+	plock_lock(&c->ep->shard->lock);
+	return false;
+}
+
 POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 {
 	struct pool_endpoint *ep;
@@ -326,12 +376,8 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 	plock_lock(&ep->shard->lock);
 	DL_DELETE(ep->busy, conn);
 	if (mode == POOL_REUSE && !conn_expired(conn, now)) {
-		/* A waiter gets it directly: it stays in use, by someone else. */
-		if (waiters_handoff(pool, conn)) {
-			conn->magic = CONN_MAGIC_IDLE;
-			plock_unlock(&ep->shard->lock);
+		if (atomic_load(&pool->nwaiters) && hand_to_waiter(pool, conn))
 			return;
-		}
 		if (keep_idle(pool, conn, now)) {
 			uint64_t due = conn_idle_due(conn);
 			uint64_t shrink = shrink_arm(ep, now);
@@ -341,6 +387,10 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 			maint_note_due(pool, due);
 			if (shrink)
 				maint_note_due(pool, shrink);
+			/* A caller that began waiting while c was offered
+			 * to the waiters: it may have looked before c was
+			 * idle. */
+			waiters_wake_ep(pool, ep);
 			/* A caller waiting under max_total can evict it now. */
 			if (pool->cfg->max_total)
 				waiters_wake_total(pool);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "pool-internal.h"
+#include "wait.h"
 
 struct pool_conn *conn_new(struct pool_endpoint *ep, int fd)
 {
@@ -61,40 +62,33 @@ void conn_set_expiry(struct pool_conn *c, uint64_t now)
 	c->expires_ns = now + life - cut;
 }
 
-bool total_reserve(struct pool *pool)
-{
-	unsigned cap = pool->cfg->max_total;
-	unsigned cur = atomic_load(&pool->total);
-
-	do {
-		if (cap && cur >= cap)
-			return false;
-	} while (!atomic_compare_exchange_weak(&pool->total, &cur, cur + 1));
-	return true;
-}
-
 void total_release(struct pool *pool)
 {
+	if (atomic_load(&pool->nwant_total)) {
+		waiters_give_total(pool, true);
+		return;
+	}
 	atomic_fetch_sub(&pool->total, 1);
-	waiters_wake_total(pool);
+	/* A waiter may have registered meanwhile: it looks at total after
+	 * registering as we look at nwant_total after lowering total (both
+	 * seq_cst), so if it missed the slot we see it here. */
+	if (atomic_load(&pool->nwant_total))
+		waiters_give_total(pool, false);
 }
 
 /* Free the endpoint slot of a connection closed or left to drain. */
 static void ep_slot_release(struct pool *pool, struct pool_endpoint *ep)
 {
-	uint64_t due;
+	bool refill;
 
 	plock_lock(&ep->shard->lock);
-	ep->nactive--;
 	ep->stats.closed++;
-	due = endpoint_note_quiet(ep);
-	/* A warm connection went: let the maintenance refill min_idle. */
-	if (ep->set.min_idle)
-		due = now_ns();
-	waiters_wake_ep(pool, ep);
-	plock_unlock(&ep->shard->lock);
-	/* ep may be forgotten from here on: not a byte of it is read. */
-	maint_note_due(pool, due);
+	refill = ep->set.min_idle != 0;
+	ep_slot_put_unlock(pool, ep);
+	/* ep may be forgotten from here on: not a byte of it is read. A
+	 * warm connection went: let the maintenance refill min_idle. */
+	if (refill)
+		maint_note_due(pool, now_ns());
 }
 
 void slot_release(struct pool *pool, struct pool_endpoint *ep)

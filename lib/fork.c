@@ -168,6 +168,7 @@ static void child_reset_endpoint(struct pool_endpoint *ep)
 	ep->nactive = 0;
 	ep->nin_use = 0;
 	ep->nconnecting = 0;
+	ep->wantq = NULL;
 	ep->stats.draining = 0;
 }
 
@@ -220,6 +221,7 @@ static void child_reset(struct pool *pool)
 	 * exist here, and a put must not hand a connection to one. */
 	pool->waiters = NULL;
 	atomic_store(&pool->nwaiters, 0);
+	atomic_store(&pool->nwant_total, 0);
 	/* Nor does the refill thread; its queued reservations were reset
 	 * with the counts above. Its lock may have been held: make anew. */
 	refill_init(pool);

@@ -8,6 +8,8 @@
  *  - pool->total is atomic: it counts open sockets pool-wide (peer-first
  *    drains included) for max_total without a pool-wide lock on the hot
  *    path.
+ *  - pool->wait_lock guards the waiters; it is never taken, nor a waiter
+ *    signalled, while a shard lock is held (see wait.c).
  *  - pool->reaper.lock guards the drain list (peer-first drains under way).
  */
 #ifndef TCPOOL_POOL_INTERNAL_H
@@ -227,15 +229,28 @@ struct pool_conn {
 #define CONN_MAGIC_IDLE 0x7C9002u
 #define CONN_MAGIC_DEAD 0x7C90DEu
 
-/* A pool_get waiting for a slot; lives on the waiter's stack and is only
- * touched under pool->wait_lock. */
+/* A pool_get waiting for a slot (wait.c); lives on the waiter's stack.
+ * Other threads touch it only under the lock named, and only while it is
+ * queued there. */
 struct waiter {
 	pthread_cond_t cond;
 	struct pool_endpoint *ep;  /* what it waits for */
-	bool need_total;           /* blocked by max_total, not max_active */
+	/* under ep's shard lock */
+	bool in_wantq;             /* in ep->wantq, for an endpoint slot */
+	bool ep_grant;             /* an endpoint slot was handed to it */
+	struct waiter *ep_prev, *ep_next; /* ep->wantq */
+	/* under pool->wait_lock */
+	bool queued;               /* in pool->waiters */
+	bool want_total;           /* counted in pool->nwant_total */
+	bool grant_total;          /* a max_total slot was handed to it */
+	bool kicked;               /* something changed: look again */
 	struct pool_conn *handed;  /* a connection handed over directly */
-	bool woken;                /* a slot freed: retry from the top */
 	struct waiter *prev, *next;
+	/* its own thread only */
+	bool registered_ep;        /* has been in ep->wantq */
+	bool pinned;               /* holds one of ep->pins */
+	bool has_ep, has_total;    /* slots it holds */
+	bool woken;                /* the last wait ended by a kick */
 };
 
 struct pool_endpoint {
@@ -256,6 +271,8 @@ struct pool_endpoint {
 	uint32_t pins;             /* pool_get callers without a slot (evicting
 	                            * or waiting): keep the endpoint */
 	uint64_t quiet_since_ns;   /* when nactive last dropped to 0 */
+	struct waiter *wantq;      /* waiting for a slot here, in order; a
+	                            * slot granted to one stays in nactive */
 	pool_stats_t stats;
 	UT_hash_handle hh;
 };
@@ -314,9 +331,12 @@ struct pool {
 	struct pool_config *cfg;
 	atomic_uint total;         /* open connections, for max_total */
 	atomic_bool shutting_down;
-	pthread_mutex_t wait_lock; /* guards waiters; taken after a shard lock */
+	pthread_mutex_t wait_lock; /* guards waiters; never taken under a
+	                            * shard lock, but by fork.c's atfork */
 	struct waiter *waiters;    /* FIFO over all endpoints */
 	atomic_uint nwaiters;      /* lets the hot path skip wait_lock */
+	atomic_uint nwant_total;   /* waiters for a max_total slot (changed
+	                            * under wait_lock, read without) */
 	atomic_uint nidle_total;   /* idle connections pool-wide; kept only
 	                            * under max_total, for its waiters */
 	atomic_uint_fast64_t misuse; /* bad pool_put calls seen */
@@ -445,17 +465,22 @@ void conn_retire(struct pool *pool, struct pool_conn *c, bool broken);
 /* Close c's socket at once and free its slot: for connections found dead,
  * where the peer already closed (no TIME_WAIT either way). */
 void conn_drop(struct pool *pool, struct pool_conn *c);
-/* Free the slot a connection held (shard lock NOT held). */
+/* Free the slots a connection held (shard lock NOT held). */
 void slot_release(struct pool *pool, struct pool_endpoint *ep);
-/* Wake waiters after capacity came free on ep (shard lock held). */
+/* Give back an endpoint slot, to a waiter for it if one is queued, and
+ * unlock ep's shard (held on entry). Never signals under the lock. */
+void ep_slot_put_unlock(struct pool *pool, struct pool_endpoint *ep);
+/* A connection went idle on ep: wake a waiter for ep (no lock held). */
 void waiters_wake_ep(struct pool *pool, struct pool_endpoint *ep);
 /* Hand c to the first waiter for its endpoint; false if none waits
- * (shard lock held). */
+ * (no lock held). */
 bool waiters_handoff(struct pool *pool, struct pool_conn *c);
-/* After pool->total dropped: wake one waiter blocked by max_total. */
+/* A connection went idle under max_total: wake a waiter for a max_total
+ * slot, which may evict it (no lock held). */
 void waiters_wake_total(struct pool *pool);
-/* Release a max_total slot. */
+/* Release a max_total slot: to the first waiter for one, if any. */
 void total_release(struct pool *pool);
+/* Take a max_total slot, unless waiters are queued for one. */
 bool total_reserve(struct pool *pool);
 /* Mark when c expires by lifetime, with jitter. */
 void conn_set_expiry(struct pool_conn *c, uint64_t now);

@@ -25,11 +25,9 @@ static void refill_release(struct pool *pool, struct pool_endpoint *ep, bool fai
 {
 	plock_lock(&ep->shard->lock);
 	ep->nconnecting--;
-	ep->nactive--;
 	if (failed)
 		ep->stats.connect_failures++;
-	waiters_wake_ep(pool, ep);
-	plock_unlock(&ep->shard->lock);
+	ep_slot_put_unlock(pool, ep); /* to a waiter, if one is queued */
 	total_release(pool);
 }
 
@@ -67,8 +65,8 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 	/* c may be popped, retired and freed once the lock drops: nothing
 	 * of it is read after this point. */
 	idle_push(pool, ep, c, false); /* warm, but least recently used */
-	waiters_wake_ep(pool, ep);
 	plock_unlock(&ep->shard->lock);
+	waiters_wake_ep(pool, ep);
 	/* The idle list has it now (a child closes it from there). */
 	pthread_mutex_lock(&r->lock);
 	r->inflight_fd = -1;

@@ -2,7 +2,45 @@
 #define TCPOOL_WAIT_H
 #include "pool-internal.h"
 
-/* Wait, FIFO, for a connection or a slot on ep (see wait.c). */
-int wait_for_slot(struct pool *pool, struct pool_endpoint *ep, bool need_total,
-		  uint64_t deadline_ns, struct pool_conn **handed);
+/* Waiting, first come first served, for a connection or the slots for a
+ * new one (see wait.c). A waiter starts zeroed and not queued. */
+static inline void waiter_init(struct waiter *w, struct pool_endpoint *ep)
+{
+	*w = (struct waiter){ .ep = ep };
+}
+
+/* Pin w's endpoint (shard lock held) until waiter_leave: a caller that
+ * holds no slot yet drops the lock while it evicts or waits, and an
+ * endpoint holding nothing may be forgotten meanwhile (maint.c). */
+static inline void waiter_pin(struct waiter *w)
+{
+	if (!w->pinned) {
+		w->ep->pins++;
+		w->pinned = true;
+	}
+}
+
+/* An endpoint slot for w (shard lock held): the one granted to it, or a
+ * free one unless waiters are in line for it; a queued w that gets none
+ * gets in line. True if w now holds one (w->has_ep). */
+bool ep_slot_take(struct pool_endpoint *ep, struct waiter *w);
+
+/* Called with w->ep's shard lock held; returns with it held (dropped
+ * meanwhile). The first call queues w and returns at once: the caller
+ * looks again, and registers for what it lacks. blocked_total: w holds
+ * its endpoint slot and lacks a max_total one. *handed gets a connection
+ * handed over by a pool_put, if any. Returns 0 to look again, or
+ * POOL_EBUSY when the deadline passed. w->woken says whether it was
+ * kicked (something changed, such as an idle connection to evict). */
+int waiter_wait(struct pool *pool, struct waiter *w, bool blocked_total,
+		uint64_t deadline_ns, struct pool_conn **handed);
+
+/* Leave the queue (no lock held), giving back the slots w holds or was
+ * granted, to the next waiters. Returns a connection handed over too late
+ * to be used, for the caller to put back, or NULL. */
+struct pool_conn *waiter_leave(struct pool *pool, struct waiter *w);
+
+/* A max_total slot for the waiters: one the caller gives up (held), or
+ * one found free after a release raced with a registration. */
+void waiters_give_total(struct pool *pool, bool held);
 #endif

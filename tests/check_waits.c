@@ -1,11 +1,13 @@
 /*
- * Waiting for a slot and the slots drains hold: a peer-first drain counts
- * toward max_total until it ends, and a fallback close sends a FIN.
+ * Waiting for a slot and the slots drains hold: waiters are served in
+ * order (a stream of new callers cannot starve one), a peer-first drain
+ * counts toward max_total until it ends, and a fallback close sends a FIN.
  */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +16,114 @@
 
 #include "fixtures.h"
 #include "suites.h"
+
+/* A stream of new callers on one endpoint: get, use for a millisecond,
+ * then give the connection up for good, so each slot frees by a close,
+ * never by a hand-over, and the next get follows at once. */
+struct stream {
+	pool_t *pool;
+	const char *ep;
+	atomic_bool stop;
+	atomic_uint gets;
+};
+
+static void *stream_thread(void *arg)
+{
+	struct stream *s = arg;
+
+	while (!atomic_load(&s->stop)) {
+		pool_conn_t *c;
+
+		if (pool_get(s->pool, s->ep, &c) != 0)
+			continue;
+		atomic_fetch_add(&s->gets, 1);
+		usleep(1000);
+		pool_put(s->pool, c, POOL_RETIRE);
+	}
+	return NULL;
+}
+
+/* One pool_get in a thread of its own, timed. */
+struct getter {
+	pool_t *pool;
+	const char *ep;
+	bool idle_prio;            /* run only when nothing else would */
+	int rc;
+	long long ms;
+};
+
+static void *get_thread(void *arg)
+{
+	struct getter *g = arg;
+	struct sched_param sp = { .sched_priority = 0 };
+	long long t0;
+	pool_conn_t *c;
+
+	if (g->idle_prio)
+		pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	t0 = mono_ms();
+	g->rc = pool_get(g->pool, g->ep, &c);
+	g->ms = mono_ms() - t0;
+	if (g->rc == 0) {
+		if (!line_roundtrip(pool_conn_fd(c), "PING", "PONG"))
+			g->rc = -1000;
+		pool_put(g->pool, c, POOL_RETIRE);
+	}
+	return NULL;
+}
+
+/* While a stream of get + retire runs on stream_ep, one caller for
+ * wait_ep must get its connection within a few turns of the stream,
+ * not lose every freed slot to the stream's next get until its acquire
+ * timeout. The caller's thread is SCHED_IDLE: woken, it does not preempt
+ * the stream but runs only while the stream sleeps, holding its
+ * connection (what a busy machine does to a woken thread anyway); only a
+ * slot handed to it, and kept from the stream, reaches it. */
+static void expect_no_starvation(pool_t *pool, const char *stream_ep,
+				 const char *wait_ep)
+{
+	struct stream s = { .pool = pool, .ep = stream_ep };
+	struct getter g = { .pool = pool, .ep = wait_ep, .idle_prio = true };
+	pthread_t ts, tg;
+
+	pthread_create(&ts, NULL, stream_thread, &s);
+	wait_for(atomic_load(&s.gets) >= 50, 5000); /* the stream is flowing */
+	pthread_create(&tg, NULL, get_thread, &g);
+	pthread_join(tg, NULL);
+	atomic_store(&s.stop, true);
+	pthread_join(ts, NULL);
+	ck_assert_msg(g.rc == 0, "pool_get: %s after %lld ms",
+		      g.rc == -1000 ? "no PONG" : pool_strerror(g.rc), g.ms);
+	ck_assert_msg(g.ms < 1000, "waited %lld ms for a slot", g.ms);
+}
+
+/* max_active = 1: the stream and the caller want the same endpoint. */
+START_TEST(waiter_not_starved_by_newcomers)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	pool_t *pool = pool_with("max_active", "1", "acquire_timeout_ms", "2000",
+				 "teardown", "abort", NULL);
+
+	expect_no_starvation(pool, lineserver_endpoint(ls), lineserver_endpoint(ls));
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
+/* max_total = 1: the stream on one endpoint, the caller on another. */
+START_TEST(total_waiter_not_starved_by_newcomers)
+{
+	struct lineserver *a = server_start(LS_QUIT_CLOSE);
+	struct lineserver *b = server_start(LS_QUIT_CLOSE);
+	pool_t *pool = pool_with("max_total", "1", "acquire_timeout_ms", "2000",
+				 "teardown", "abort", NULL);
+
+	expect_no_starvation(pool, lineserver_endpoint(a), lineserver_endpoint(b));
+	pool_destroy(pool);
+	lineserver_stop(a);
+	lineserver_stop(b);
+}
+END_TEST
 
 /* A peer-first drain keeps its socket open until the server's EOF or the
  * fallback: it counts toward max_total until then. Here the server
@@ -56,26 +166,6 @@ START_TEST(drains_count_toward_max_total)
 }
 END_TEST
 
-struct getter {
-	pool_t *pool;
-	const char *ep;
-	int rc;
-	long long ms;
-};
-
-static void *get_thread(void *arg)
-{
-	struct getter *g = arg;
-	long long t0 = mono_ms();
-	pool_conn_t *c;
-
-	g->rc = pool_get(g->pool, g->ep, &c);
-	g->ms = mono_ms() - t0;
-	if (g->rc == 0)
-		pool_put(g->pool, c, POOL_RETIRE);
-	return NULL;
-}
-
 /* A caller waiting under max_total is woken when a drain ends: the slot
  * it frees is its, long before its acquire timeout. */
 START_TEST(drain_end_wakes_total_waiter)
@@ -100,6 +190,80 @@ START_TEST(drain_end_wakes_total_waiter)
 	pool_destroy(pool);
 	lineserver_stop(deaf);
 	lineserver_stop(other);
+}
+END_TEST
+
+/* Many threads on three endpoints under both caps, with hand-overs,
+ * retirements into drains, broken puts and evictions: no caller times out,
+ * and every slot comes back, so the caps still allow what they say. */
+struct mixer {
+	pool_t *pool;
+	const char *eps[3];
+	int id, failures;
+};
+
+static void *mixer_thread(void *arg)
+{
+	struct mixer *m = arg;
+	int i;
+
+	for (i = 0; i < 150; i++) {
+		pool_conn_t *c;
+		int k = (i + m->id) % 3;
+
+		if (pool_get(m->pool, m->eps[k], &c) != 0) {
+			m->failures++;
+			continue;
+		}
+		if (!line_roundtrip(pool_conn_fd(c), "PING", "PONG"))
+			m->failures++;
+		pool_put(m->pool, c, i % 5 == 0 ? POOL_RETIRE :
+				     i % 11 == 0 ? POOL_BROKEN : POOL_REUSE);
+	}
+	return NULL;
+}
+
+START_TEST(threads_under_both_caps)
+{
+	struct lineserver *ls[3];
+	pool_t *pool = pool_with("max_total", "3", "max_active", "2", "max_idle", "1",
+				 "acquire_timeout_ms", "10000",
+				 "teardown", "peer-first",
+				 "close_request", "\"quit\\n\"", NULL);
+	struct mixer m[6];
+	pthread_t t[6];
+	pool_conn_t *c[3];
+	pool_stats_t st;
+	int i;
+
+	for (i = 0; i < 3; i++)
+		ls[i] = server_start(LS_QUIT_CLOSE);
+	for (i = 0; i < 6; i++) {
+		m[i] = (struct mixer){ .pool = pool, .id = i };
+		m[i].eps[0] = lineserver_endpoint(ls[0]);
+		m[i].eps[1] = lineserver_endpoint(ls[1]);
+		m[i].eps[2] = lineserver_endpoint(ls[2]);
+		pthread_create(&t[i], NULL, mixer_thread, &m[i]);
+	}
+	for (i = 0; i < 6; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(m[i].failures, 0);
+	}
+	wait_drains(pool, 5000);
+	st = stats_of(pool, NULL);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_uint_eq(st.connects, st.closed + st.idle);
+	ck_assert_uint_eq(st.wait_timeouts, 0);
+	/* All three slots are free (or idle, to evict): one each, at once. */
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(pool_get(pool, lineserver_endpoint(ls[i]), &c[i]), 0);
+	for (i = 0; i < 3; i++) {
+		ping(c[i]);
+		pool_put(pool, c[i], POOL_RETIRE);
+	}
+	pool_destroy(pool);
+	for (i = 0; i < 3; i++)
+		lineserver_stop(ls[i]);
 }
 END_TEST
 
@@ -230,8 +394,11 @@ Suite *waits_suite(void)
 
 	tcase_set_timeout(tc, 30);
 	tcase_add_checked_fixture(tc, fixture_test_setup, fixture_test_teardown);
+	tcase_add_test(tc, waiter_not_starved_by_newcomers);
+	tcase_add_test(tc, total_waiter_not_starved_by_newcomers);
 	tcase_add_test(tc, drains_count_toward_max_total);
 	tcase_add_test(tc, drain_end_wakes_total_waiter);
+	tcase_add_test(tc, threads_under_both_caps);
 	tcase_add_test(tc, fallback_close_sends_fin);
 	suite_add_tcase(s, tc);
 	return s;
