@@ -253,6 +253,7 @@ START_TEST(threads_under_both_caps)
 	st = stats_of(pool, NULL);
 	ck_assert_uint_eq(st.in_use, 0);
 	ck_assert_uint_eq(st.connects, st.closed + st.idle);
+	ck_assert_uint_gt(st.waits, 0); /* the caps did bite */
 	ck_assert_uint_eq(st.wait_timeouts, 0);
 	/* All three slots are free (or idle, to evict): one each, at once. */
 	for (i = 0; i < 3; i++)
