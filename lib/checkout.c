@@ -204,8 +204,11 @@ static void give_back(struct pool *pool, struct pool_conn *c)
 /* Done waiting, if the caller waited (no lock held). */
 static void leave_wait(struct pool *pool, struct waiter *w)
 {
-	struct pool_conn *late = waiter_leave(pool, w);
+	struct pool_conn *late;
 
+	if (!waiter_holds(w))
+		return; /* never waited: the hot path */
+	late = waiter_leave(pool, w);
 	if (late)
 		give_back(pool, late);
 }
@@ -390,7 +393,8 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 			/* A caller that began waiting while c was offered
 			 * to the waiters: it may have looked before c was
 			 * idle. */
-			waiters_wake_ep(pool, ep);
+			if (atomic_load(&pool->nwaiters))
+				waiters_wake_ep(pool, ep);
 			/* A caller waiting under max_total can evict it now. */
 			if (pool->cfg->max_total)
 				waiters_wake_total(pool);

@@ -214,6 +214,8 @@ static void enqueue(struct pool *pool, struct waiter *w)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&w->cond, &ca);
 	pthread_condattr_destroy(&ca);
+	w->want_total = w->grant_total = w->kicked = false;
+	w->handed = NULL;
 	DL_APPEND(pool->waiters, w);
 	atomic_fetch_add(&pool->nwaiters, 1);
 	w->queued = true;

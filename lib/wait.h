@@ -3,10 +3,22 @@
 #include "pool-internal.h"
 
 /* Waiting, first come first served, for a connection or the slots for a
- * new one (see wait.c). A waiter starts zeroed and not queued. */
+ * new one (see wait.c). Every pool_get has a waiter, so only what the
+ * caller reads before it ever waits is set here; enqueue sets the rest. */
 static inline void waiter_init(struct waiter *w, struct pool_endpoint *ep)
 {
-	*w = (struct waiter){ .ep = ep };
+	w->ep = ep;
+	w->in_wantq = w->ep_grant = false;
+	w->queued = false;
+	w->registered_ep = w->pinned = false;
+	w->has_ep = w->has_total = false;
+	w->woken = false;
+}
+
+/* Whether w has anything for waiter_leave to give back. */
+static inline bool waiter_holds(const struct waiter *w)
+{
+	return w->queued || w->pinned || w->has_ep || w->has_total;
 }
 
 /* Pin w's endpoint (shard lock held) until waiter_leave: a caller that
