@@ -2,6 +2,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -264,4 +267,27 @@ void wait_drains(pool_t *pool, int ms)
 	while (stats_of(pool, NULL).draining && mono_ms() < end)
 		usleep(5000);
 	ck_assert_uint_eq(stats_of(pool, NULL).draining, 0);
+}
+
+/* Fill a paused server's accept queue with raw connects until one hangs
+ * (its SYN dropped). Returns how many sockets went into fill[]. */
+int fill_backlog(uint16_t port, int *fill, int max)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int n;
+
+	for (n = 0; n < max; n++) {
+		struct pollfd p = { .events = POLLOUT };
+
+		fill[n] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(fill[n], 0);
+		if (connect(fill[n], (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			continue;
+		ck_assert_int_eq(errno, EINPROGRESS);
+		p.fd = fill[n];
+		if (poll(&p, 1, 100) == 0)
+			return n + 1; /* this one hangs: the queue is full */
+	}
+	return n;
 }
