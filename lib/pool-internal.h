@@ -429,9 +429,19 @@ static inline uint64_t endpoint_forget_after_ns(const struct pool_endpoint *ep)
 						: ENDPOINT_FORGET_MS);
 }
 
+/* Not before a minute after its last rate-limited warning either: a new
+ * record would warn again at once, and an endpoint that goes quiet
+ * between retirements would warn more than once a minute. */
 static inline uint64_t endpoint_forget_due(const struct pool_endpoint *ep)
 {
-	return ep->quiet_since_ns + endpoint_forget_after_ns(ep);
+	uint64_t due = ep->quiet_since_ns + endpoint_forget_after_ns(ep);
+	uint64_t fb = ep->fallback_log.last_ns, hk = ep->hook_log.last_ns;
+
+	if (fb && fb + RATELIMIT_NS > due)
+		due = fb + RATELIMIT_NS;
+	if (hk && hk + RATELIMIT_NS > due)
+		due = hk + RATELIMIT_NS;
+	return due;
 }
 
 /* nactive dropped (shard lock held): note when it reached 0, and return
