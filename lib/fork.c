@@ -281,15 +281,14 @@ static void child_reset(struct pool *pool, struct data_free **frees)
 	pool->maint_running = false;
 }
 
-int fork_check(struct pool *pool)
+/* After a fork, or while the child's threads could not start: apart from
+ * fork_check so that its check, on every pool_get and pool_put, stays a
+ * leaf without a stack frame. */
+static int __attribute__((noinline)) fork_check_slow(struct pool *pool, unsigned gen)
 {
-	unsigned gen = atomic_load_explicit(&fork_generation, memory_order_relaxed);
 	struct data_free *frees = NULL;
 	int rc = 0;
 
-	if (pool->fork_gen == gen &&
-	    !atomic_load_explicit(&pool->fork_retry, memory_order_relaxed))
-		return 0;
 	pthread_mutex_lock(&registry_lock);
 	if (pool->fork_gen != gen) {
 		child_reset(pool, &frees);
@@ -303,6 +302,16 @@ int fork_check(struct pool *pool)
 	pthread_mutex_unlock(&registry_lock);
 	run_frees(frees);
 	return rc;
+}
+
+int fork_check(struct pool *pool)
+{
+	unsigned gen = atomic_load_explicit(&fork_generation, memory_order_relaxed);
+
+	if (pool->fork_gen == gen &&
+	    !atomic_load_explicit(&pool->fork_retry, memory_order_relaxed))
+		return 0;
+	return fork_check_slow(pool, gen);
 }
 
 bool fork_put_inherited(struct pool *pool, struct pool_conn *c)
