@@ -177,6 +177,9 @@ static void fallback_text(char *out, size_t outlen, const struct pool_endpoint *
 	else if (why == FB_BUDGET)
 		snprintf(what, sizeof(what), "the server sent more than the drain "
 			 "budget (%u bytes) without closing, after", DRAIN_BUDGET);
+	else if (why == FB_UNREAD)
+		snprintf(what, sizeof(what), "more than the drain budget (%u bytes) "
+			 "was waiting unread, so it did not send", DRAIN_BUDGET);
 	else if (why == FB_NOWAIT)
 		snprintf(what, sizeof(what), "the drain could not be tracked "
 			 "(memory or descriptors) for");
@@ -258,7 +261,7 @@ static enum drain_status request_close(struct pool_conn *c, enum fallback_why *w
 	size_t budget = DRAIN_BUDGET;
 	enum drain_status st = drain_step(c->fd, &budget);
 
-	*why = FB_BUDGET;
+	*why = FB_UNREAD;
 	if (st != DRAIN_AGAIN)
 		return st;
 	if (!h || !h->close_request) {

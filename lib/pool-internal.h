@@ -225,6 +225,7 @@ enum fallback_why {
 	FB_SEND,     /* the close request bytes could not be sent whole */
 	FB_HOOK,     /* the close_request hook returned < 0 */
 	FB_BUDGET,   /* the server sent more than DRAIN_BUDGET, no EOF */
+	FB_UNREAD,   /* more than DRAIN_BUDGET waited unread: none sent */
 	FB_NOWAIT    /* no room to track the drain (memory, descriptors) */
 };
 
