@@ -279,13 +279,43 @@ static int section_get(struct pool_config *cfg, const char *pattern, int line,
 	return rc;
 }
 
-int config_resolve(const struct pool_config *cfg, const struct endpoint_addr *addr,
-                   struct pool_settings *out)
+const pool_hooks_t *config_hooks(const struct pool_config *cfg,
+                                  const struct pool_section *sec)
+{
+	if (sec && sec->hooks_set)
+		return &sec->hooks;
+	return cfg->hooks_set ? &cfg->hooks : NULL;
+}
+
+/* For pool_config_set_hooks: the section for pattern (*idx), added when
+ * absent if add is true (else *idx = -1). A bad pattern is
+ * POOL_EENDPOINT; nothing is added on failure. */
+static int section_lookup_or_add(struct pool_config *cfg, const char *pattern,
+                                 bool add, long *idx, char *why, size_t whylen)
+{
+	struct endpoint_addr addr;
+	int rc;
+
+	*idx = -1;
+	if (*pattern == '\0' || endpoint_parse(pattern, true, &addr, why, whylen))
+		return POOL_EENDPOINT;
+	*idx = section_find(cfg, &addr);
+	if (*idx >= 0 || !add)
+		return 0;
+	rc = section_get(cfg, pattern, 0, idx, why, whylen);
+	if (rc) {
+		*idx = -1;
+		return rc == POOL_ECONFIG ? POOL_ECONFIG : POOL_ENOMEM;
+	}
+	return 0;
+}
+
+/* The section whose keys (and hooks) an endpoint gets, or NULL. */
+static const struct pool_section *section_best(const struct pool_config *cfg,
+                                               const struct endpoint_addr *addr)
 {
 	const struct pool_section *best = NULL;
-	struct pool_settings eff;
 	size_t i;
-	int rc;
 
 	for (i = 0; addr && i < cfg->nsections; i++) {
 		const struct pool_section *sec = &cfg->sections[i];
@@ -296,7 +326,22 @@ int config_resolve(const struct pool_config *cfg, const struct endpoint_addr *ad
 		if (!best || (best->addr.wildcard_host && !sec->addr.wildcard_host))
 			best = sec;
 	}
-	config_overlay(&eff, &cfg->defaults, best);
+	return best;
+}
+
+const pool_hooks_t *config_resolve_hooks(const struct pool_config *cfg,
+                                         const struct endpoint_addr *addr)
+{
+	return config_hooks(cfg, section_best(cfg, addr));
+}
+
+int config_resolve(const struct pool_config *cfg, const struct endpoint_addr *addr,
+                   struct pool_settings *out)
+{
+	struct pool_settings eff;
+	int rc;
+
+	config_overlay(&eff, &cfg->defaults, section_best(cfg, addr));
 	*out = eff;
 	rc = bytes_dup(&out->close_request, eff.close_request,
 	               eff.close_request_len);
@@ -316,10 +361,14 @@ void settings_release(struct pool_settings *s)
 
 /* ---- validation of a whole configuration ---- */
 
-static bool settings_broken(const struct pool_settings *s, struct violation *v)
+/* hooks: the section's effective hooks (a close_request hook stands in
+ * for the close_request bytes). */
+static bool settings_broken(const struct pool_settings *s, const pool_hooks_t *hooks,
+                            struct violation *v)
 {
 	v->key = v->other = -1;
-	if (s->teardown == TEARDOWN_PEER_FIRST && s->close_request_len == 0) {
+	if (s->teardown == TEARDOWN_PEER_FIRST && s->close_request_len == 0 &&
+	    !(hooks && hooks->close_request)) {
 		v->key = KEY_TEARDOWN;
 		v->other = KEY_CLOSE_REQUEST;
 		snprintf(v->why, sizeof(v->why), "peer-first needs a close_request");
@@ -348,12 +397,12 @@ static bool config_broken(const struct pool_config *cfg, struct violation *v)
 	size_t i;
 
 	v->idx = -1;
-	if (settings_broken(&cfg->defaults, v))
+	if (settings_broken(&cfg->defaults, config_hooks(cfg, NULL), v))
 		return true;
 	for (i = 0; i < cfg->nsections; i++) {
 		config_overlay(&eff, &cfg->defaults, &cfg->sections[i]);
 		v->idx = (long)i;
-		if (settings_broken(&eff, v))
+		if (settings_broken(&eff, config_hooks(cfg, &cfg->sections[i]), v))
 			return true;
 	}
 	return false;
@@ -885,4 +934,60 @@ out:
 	free(pat);
 	config_destroy(tmp);
 	return rc;
+}
+
+POOL_API int pool_config_check(const pool_config_t *cfg, char *err, size_t errlen)
+{
+	if (!cfg) {
+		set_err(err, errlen, "invalid argument");
+		return POOL_EINVAL;
+	}
+	if (config_validate(cfg, err, errlen))
+		return POOL_ECONFIG;
+	set_err(err, errlen, "%s", "");
+	return 0;
+}
+
+POOL_API int pool_config_set_hooks(pool_config_t *cfg, const char *endpoint,
+                                   const pool_hooks_t *hooks)
+{
+	struct pool_section *sec;
+	char why[256];
+	char *pat;
+	long idx;
+	int rc;
+
+	if (!cfg)
+		return POOL_EINVAL;
+	if (!endpoint) {
+		cfg->hooks_set = hooks != NULL;
+		memset(&cfg->hooks, 0, sizeof(cfg->hooks));
+		if (hooks)
+			cfg->hooks = *hooks;
+		return 0;
+	}
+	pat = strdup(endpoint);
+	if (!pat)
+		return POOL_ENOMEM;
+	/* Adds the section when absent (pool_config_set does the same);
+	 * clearing the hooks of a section that does not exist adds none. */
+	rc = section_lookup_or_add(cfg, trim(pat), hooks != NULL, &idx, why,
+	                           sizeof(why));
+	free(pat);
+	if (rc || idx < 0)
+		return rc;
+	sec = &cfg->sections[idx];
+	sec->hooks_set = hooks != NULL;
+	memset(&sec->hooks, 0, sizeof(sec->hooks));
+	if (hooks)
+		sec->hooks = *hooks;
+	return 0;
+}
+
+POOL_API void pool_config_set_log(pool_config_t *cfg, pool_log_fn fn, void *ud)
+{
+	if (!cfg)
+		return;
+	cfg->log_fn = fn;
+	cfg->log_ud = fn ? ud : NULL;
 }

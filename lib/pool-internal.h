@@ -85,6 +85,8 @@ struct pool_section {
 	struct pool_settings set;
 	uint64_t set_mask;         /* bit i: key i of the key table was set */
 	int line;
+	pool_hooks_t hooks;        /* pool_config_set_hooks; when hooks_set */
+	bool hooks_set;            /* replaces [pool]'s hooks */
 };
 
 struct pool_config {
@@ -93,6 +95,10 @@ struct pool_config {
 	struct pool_settings defaults; /* built-in defaults plus [pool] keys */
 	struct pool_section *sections;
 	size_t nsections;
+	pool_hooks_t hooks;        /* [pool]'s, when hooks_set */
+	bool hooks_set;
+	pool_log_fn log_fn;        /* pool_config_set_log; NULL: stderr */
+	void *log_ud;
 };
 
 /* A deep copy, or NULL when out of memory. */
@@ -105,6 +111,10 @@ int config_resolve(const struct pool_config *cfg,
                    const struct endpoint_addr *addr,
                    struct pool_settings *out);
 void settings_release(struct pool_settings *s);
+/* The hooks of the same section (pool_config_set_hooks), or NULL: points
+ * into cfg, so valid as long as cfg is unchanged (a pool's own copy). */
+const pool_hooks_t *config_resolve_hooks(const struct pool_config *cfg,
+                                         const struct endpoint_addr *addr);
 
 /* Configured name of a policy ("close", "abort", "peer-first"). */
 const char *teardown_name(enum pool_teardown t);
@@ -197,12 +207,36 @@ bool teardown_fallback(int fd, enum pool_teardown how, size_t *budget);
  * request could not be sent whole, DRAIN_AGAIN otherwise. */
 enum drain_status drain_start(int fd, const struct pool_settings *s);
 
+/* Send the configured close request bytes (non-blocking): DRAIN_AGAIN
+ * when sent whole, DRAIN_EOF if the peer is gone, DRAIN_FAILED if there
+ * are none or they could not be sent whole. */
+enum drain_status drain_send(int fd, const struct pool_settings *s);
+
 /* Read and discard what the server sent; *budget bounds the bytes read
  * over the whole drain so a peer cannot keep us reading forever. */
 enum drain_status drain_step(int fd, size_t *budget);
 
 /* Bytes a drain may discard before it gives up and falls back. */
 #define DRAIN_BUDGET (256u * 1024u)
+
+/* Why a peer-first retirement fell back (for the log). */
+enum fallback_why {
+	FB_TIMEOUT,  /* no EOF within close_timeout_ms */
+	FB_SEND,     /* the close request bytes could not be sent whole */
+	FB_HOOK,     /* the close_request hook returned < 0 */
+	FB_BUDGET,   /* the server sent more than DRAIN_BUDGET, no EOF */
+	FB_UNREAD,   /* more than DRAIN_BUDGET waited unread: none sent */
+	FB_NOWAIT    /* no room to track the drain (memory, descriptors) */
+};
+
+/* A warning logged at once the first time, then at most once a period,
+ * with how many happened meanwhile (under the owner's lock). */
+struct ratelimit {
+	uint64_t last_ns;          /* when last logged; 0: never */
+	uint32_t quiet;            /* occurrences since, not logged */
+};
+
+#define RATELIMIT_NS MS_TO_NS(60000)
 
 /* ---- the pool ---- */
 
@@ -223,6 +257,9 @@ struct pool_conn {
 	                            * a child of fork() keeps only the
 	                            * forking thread's ones */
 	struct pool_conn *prev, *next; /* idle list (utlist) */
+	/* pool_conn_set_data: off the hot path, read at retirement only */
+	void *data;
+	void (*free_fn)(void *data);
 };
 
 #define CONN_MAGIC_OUT  0x7C9001u
@@ -275,6 +312,10 @@ struct pool_endpoint {
 	                            * slot granted to one stays in nactive */
 	pool_stats_t stats;
 	UT_hash_handle hh;
+	/* Last, off the hot path's cache lines; under the shard lock. */
+	struct ratelimit fallback_log; /* peer-first fallbacks */
+	struct ratelimit hook_log;     /* warm connections' on_connect fails */
+	const pool_hooks_t *hooks;     /* NULL: none; in pool->cfg */
 };
 
 struct shard {
@@ -283,6 +324,15 @@ struct shard {
 	unsigned gen;              /* endpoints forgotten so far: a lookup
 	                            * record made at another gen is stale */
 	pool_stats_t gone;         /* counters of forgotten endpoints */
+	/* The warning state of endpoints forgotten within the last minute
+	 * (by key hash), given back to a new record of the same key: an
+	 * endpoint that goes quiet between retirements must not warn more
+	 * than once a minute. A few suffice; the oldest is overwritten. */
+	struct warn_memo {
+		unsigned hashv;
+		struct ratelimit fallback_log, hook_log;
+	} memo[4];
+	unsigned memo_next;
 } __attribute__((aligned(64)));
 
 #define POOL_NSHARDS 16
@@ -294,6 +344,8 @@ struct drain {
 	size_t budget;
 	enum pool_teardown fallback;
 	struct pool_endpoint *ep;
+	void *data;                /* the connection's, freed when it ends */
+	void (*free_fn)(void *data);
 	bool ok;                   /* outcome, once finished */
 	struct drain *prev, *next;
 };
@@ -462,6 +514,29 @@ void conn_free(struct pool_conn *c);
 /* Tear c down by its endpoint's policy (broken: never send the close
  * request) and free its slot. Called without any lock held. */
 void conn_retire(struct pool *pool, struct pool_conn *c, bool broken);
+/* Run a connection's free_fn (if any) on its data: once, after its
+ * socket is closed, with no lock held. */
+static inline void data_release(void *data, void (*free_fn)(void *data))
+{
+	if (free_fn)
+		free_fn(data);
+}
+/* Run the on_connect hook of a new connection (no lock held). On
+ * failure c is aborted (its socket unpublished from ctl, if not NULL),
+ * its data freed and c freed, and POOL_EHOOK returned: its slot is the
+ * caller's to release. */
+int conn_on_connect(struct pool_conn *c, const struct connect_ctl *ctl);
+/* Shard lock held: count a peer-first fallback on ep; true if msg got a
+ * warning to log once the lock is dropped (rate-limited). */
+bool fallback_count_locked(struct pool_endpoint *ep, enum fallback_why why,
+			   char *msg, size_t msglen);
+/* Count a peer-first fallback on ep and log it, rate-limited (no lock
+ * held; ep still held by the caller's slot or drain). */
+void fallback_note(struct pool *pool, struct pool_endpoint *ep,
+		   enum fallback_why why);
+/* Decide, under the owner's lock, whether an occurrence is logged now:
+ * returns 0 for not, else how many it stands for (this one included). */
+uint32_t ratelimit_hit(struct ratelimit *rl, uint64_t now);
 /* Close c's socket at once and free its slot: for connections found dead,
  * where the peer already closed (no TIME_WAIT either way). */
 void conn_drop(struct pool *pool, struct pool_conn *c);
@@ -493,9 +568,11 @@ int reaper_init(struct reaper *r);
 void reaper_init_state(struct reaper *r);
 int reaper_open(struct reaper *r);
 void reaper_fini(struct reaper *r);
-/* Track fd until the server's EOF or the deadline; takes the fd and its
- * max_total slot, released when the drain ends. */
-void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep);
+/* Track fd until the server's EOF or the deadline; takes the fd, its
+ * max_total slot, released when the drain ends, and the connection's
+ * data, freed (free_fn) once the socket is closed. */
+void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep,
+		void *data, void (*free_fn)(void *data));
 /* Progress drains, waiting up to timeout_ms for events; returns the ms
  * until the next drain deadline, or -1 when none is pending. */
 int reaper_run(struct pool *pool, int timeout_ms);
