@@ -345,13 +345,14 @@ int main(int argc, char **argv)
 	curl_global_cleanup();
 	usleep(100 * 1000); /* let the last FIN/ACK exchanges land */
 	tw_ok = pool_tw_count(app.endpoint, &tw) == 0;
-	printf("curl-pool -m %s: %.0f requests/s, %ld connections opened\n",
+	printf("curl-pool -m %s: %.0f requests/s, %ld connections opened",
 	       mode_names[app.mode], app.requests / secs, connects);
 	if (tw_ok)
-		printf("%d requests, %d failed, client TIME_WAIT %u\n",
+		printf(", server TIME_WAIT %u\n%d requests, %d failed, "
+		       "client TIME_WAIT %u\n", (unsigned)tw.server,
 		       app.requests, failed, (unsigned)tw.client);
 	else
-		printf("%d requests, %d failed, client TIME_WAIT n/a\n",
+		printf("\n%d requests, %d failed, client TIME_WAIT n/a\n",
 		       app.requests, failed);
 	return failed ? 1 : 0;
 }

@@ -329,15 +329,16 @@ int main(int argc, char **argv)
 	}
 	usleep(100 * 1000); /* let the last FIN/ACK exchanges land */
 	tw_ok = pool_tw_count(o.endpoint, &tw) == 0;
-	printf("%s: %d threads, %.0f requests/s, %llu connections opened\n",
+	printf("%s: %d threads, %.0f requests/s, %llu connections opened",
 	       o.baseline ? "baseline (a hiredis context per thread)" :
 	       "tcpool (peer-first, min_idle 2)", o.threads, total / secs,
 	       (unsigned long long)(pool ? st.connects : (uint64_t)o.threads));
 	if (tw_ok)
-		printf("%d requests, %d failed, client TIME_WAIT %u\n", total,
-		       failed, (unsigned)tw.client);
+		printf(", server TIME_WAIT %u\n%d requests, %d failed, "
+		       "client TIME_WAIT %u\n", (unsigned)tw.server, total, failed,
+		       (unsigned)tw.client);
 	else
-		printf("%d requests, %d failed, client TIME_WAIT n/a\n", total,
+		printf("\n%d requests, %d failed, client TIME_WAIT n/a\n", total,
 		       failed);
 	return failed ? 1 : 0;
 }
