@@ -24,8 +24,11 @@
  * connected, and tcpool has no call to take over a socket it did not
  * connect: so on 7.88 the policy is applied by hand (-m abort).
  *
- * Usage: curl-pool [-m own|abort|pool] [-n REQUESTS] [-k K] [-p POLICY]
- *                  HOST:PORT
+ * Usage: curl-pool [-m own|abort|pool] [-n REQUESTS] [-H HANDLES] [-k K]
+ *                  [-p POLICY] HOST:PORT
+ *   -H HANDLES the requests are spread over this many easy handles, one
+ *              after the other (default 1). curl's cache lives and dies
+ *              with its handle; tcpool's pool outlives them.
  *   -k K       every K-th request is made with CURLOPT_FORBID_REUSE, so
  *              curl closes (and, in abort and pool modes, retires) that
  *              connection: the churn a real client sees from servers'
@@ -59,6 +62,7 @@ struct app {
 	const char *policy;         /* pool mode's teardown */
 	char url[300];
 	int requests;
+	int handles;                /* easy handles, one after the other */
 	int forbid_every;
 	pool_t *pool;               /* pool mode only */
 	/* Which pool connection a socket curl holds belongs to. One thread
@@ -247,7 +251,7 @@ static const char *const mode_names[] = { "own", "abort", "pool" };
 static void usage(void)
 {
 	fprintf(stderr, "usage: curl-pool [-m own|abort|pool] [-n REQUESTS] "
-		"[-k K] [-p POLICY] HOST:PORT\n");
+		"[-H HANDLES] [-k K] [-p POLICY] HOST:PORT\n");
 	exit(2);
 }
 
@@ -258,7 +262,8 @@ static void parse(int argc, char **argv, struct app *app)
 	app->mode = MODE_ABORT;
 	app->policy = "peer-first";
 	app->requests = 1000;
-	while ((c = getopt(argc, argv, "m:n:k:p:")) != -1) {
+	app->handles = 1;
+	while ((c = getopt(argc, argv, "m:n:H:k:p:")) != -1) {
 		if (c == 'm' && strcmp(optarg, "own") == 0)
 			app->mode = MODE_OWN;
 		else if (c == 'm' && strcmp(optarg, "abort") == 0)
@@ -267,6 +272,8 @@ static void parse(int argc, char **argv, struct app *app)
 			app->mode = MODE_POOL;
 		else if (c == 'n')
 			app->requests = atoi(optarg);
+		else if (c == 'H')
+			app->handles = atoi(optarg);
 		else if (c == 'k')
 			app->forbid_every = atoi(optarg);
 		else if (c == 'p')
@@ -274,7 +281,8 @@ static void parse(int argc, char **argv, struct app *app)
 		else
 			usage();
 	}
-	if (optind != argc - 1 || app->requests < 1 || app->forbid_every < 0)
+	if (optind != argc - 1 || app->requests < 1 || app->handles < 1 ||
+	    app->handles > app->requests || app->forbid_every < 0)
 		usage();
 	app->endpoint = argv[optind];
 	snprintf(app->url, sizeof(app->url), "http://%s/", app->endpoint);
@@ -294,23 +302,39 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* All the requests on one handle; returns how many failed. */
-static int run(struct app *app, long *connects, double *secs)
+/* Requests first to last on one handle; returns how many failed. */
+static int run_handle(struct app *app, int first, int last, long *connects)
 {
 	struct body b;
 	CURL *h = curl_easy_init();
 	int i, failed = 0;
-	double t0 = now_s();
 
 	if (!h || setup_handle(h, app, &b)) {
 		curl_easy_cleanup(h);
-		return app->requests;
+		return last - first;
 	}
-	for (i = 0; i < app->requests; i++)
+	for (i = first; i < last; i++)
 		failed += get(h, app, &b, i, connects) != 0;
 	/* Closes the connection curl still caches, through pool_close or
-	 * abort_close: outside a transfer, so pool mode keeps it. */
+	 * abort_close: outside a transfer, so pool mode keeps it for the
+	 * next handle. */
 	curl_easy_cleanup(h);
+	return failed;
+}
+
+/* The requests, spread over app->handles handles one after the other
+ * (as a program that makes a handle per task does); returns how many
+ * failed. */
+static int run(struct app *app, long *connects, double *secs)
+{
+	int k, per = app->requests / app->handles, failed = 0;
+	double t0 = now_s();
+
+	for (k = 0; k < app->handles; k++) {
+		int last = k == app->handles - 1 ? app->requests : (k + 1) * per;
+
+		failed += run_handle(app, k * per, last, connects);
+	}
 	*secs = now_s() - t0;
 	return failed;
 }
@@ -319,6 +343,7 @@ int main(int argc, char **argv)
 {
 	static struct app app;
 	pool_tw_count_t tw = { 0 };
+	pool_stats_t st = { 0 };
 	long connects = 0;
 	double secs = 0;
 	int failed, tw_ok;
@@ -339,14 +364,18 @@ int main(int argc, char **argv)
 			return 1;
 	}
 	failed = run(&app, &connects, &secs);
+	if (app.pool)
+		pool_stats(app.pool, app.endpoint, &st);
 	/* Retires the connections the pool kept, by its policy; peer-first
 	 * waits for nginx to close each one first. */
 	pool_destroy(app.pool);
 	curl_global_cleanup();
 	usleep(100 * 1000); /* let the last FIN/ACK exchanges land */
 	tw_ok = pool_tw_count(app.endpoint, &tw) == 0;
-	printf("curl-pool -m %s: %.0f requests/s, %ld connections opened",
-	       mode_names[app.mode], app.requests / secs, connects);
+	printf("curl-pool -m %s: %.0f requests/s, %ld connections opened by "
+	       "curl", mode_names[app.mode], app.requests / secs, connects);
+	if (app.pool)
+		printf(" (%llu connects by tcpool)", (unsigned long long)st.connects);
 	if (tw_ok)
 		printf(", server TIME_WAIT %u\n%d requests, %d failed, "
 		       "client TIME_WAIT %u\n", (unsigned)tw.server,
