@@ -76,8 +76,6 @@ struct pool_settings {
 	uint32_t min_idle;         /* connections kept open, idle or not */
 	uint32_t leak_warn_ms;     /* 0 = off */
 	uint32_t idle_shrink_ms;   /* surplus idle: period; 0 = at pool_put */
-	const pool_hooks_t *hooks; /* NULL: none; points into the config
-	                            * resolved from (the pool's own copy) */
 };
 
 /* One [endpoint PATTERN] section: the keys it sets override the defaults. */
@@ -113,6 +111,10 @@ int config_resolve(const struct pool_config *cfg,
                    const struct endpoint_addr *addr,
                    struct pool_settings *out);
 void settings_release(struct pool_settings *s);
+/* The hooks of the same section (pool_config_set_hooks), or NULL: points
+ * into cfg, so valid as long as cfg is unchanged (a pool's own copy). */
+const pool_hooks_t *config_resolve_hooks(const struct pool_config *cfg,
+                                         const struct endpoint_addr *addr);
 
 /* Configured name of a policy ("close", "abort", "peer-first"). */
 const char *teardown_name(enum pool_teardown t);
@@ -312,6 +314,7 @@ struct pool_endpoint {
 	/* Last, off the hot path's cache lines; under the shard lock. */
 	struct ratelimit fallback_log; /* peer-first fallbacks */
 	struct ratelimit hook_log;     /* warm connections' on_connect fails */
+	const pool_hooks_t *hooks;     /* NULL: none; in pool->cfg */
 };
 
 struct shard {
@@ -320,6 +323,15 @@ struct shard {
 	unsigned gen;              /* endpoints forgotten so far: a lookup
 	                            * record made at another gen is stale */
 	pool_stats_t gone;         /* counters of forgotten endpoints */
+	/* The warning state of endpoints forgotten within the last minute
+	 * (by key hash), given back to a new record of the same key: an
+	 * endpoint that goes quiet between retirements must not warn more
+	 * than once a minute. A few suffice; the oldest is overwritten. */
+	struct warn_memo {
+		unsigned hashv;
+		struct ratelimit fallback_log, hook_log;
+	} memo[4];
+	unsigned memo_next;
 } __attribute__((aligned(64)));
 
 #define POOL_NSHARDS 16
