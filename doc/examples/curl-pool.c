@@ -127,11 +127,12 @@ static int pool_close(void *clientp, curl_socket_t fd)
 	flags = fcntl(fd, F_GETFL);
 	if (flags != -1)
 		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-	/* Outside a transfer (curl_easy_cleanup, cache eviction) the
-	 * connection sits between two HTTP exchanges: healthy. Inside one,
-	 * curl closes on an error, on the server's "Connection: close" or on
-	 * FORBID_REUSE, and cannot tell us which: BROKEN sends no close
-	 * request and applies the fallback, which leaves no TIME_WAIT. */
+	/* Outside a transfer (curl_easy_cleanup) the connection sits
+	 * between two HTTP exchanges: healthy, kept for the next handle.
+	 * Inside one, curl closes on an error, on the server's "Connection:
+	 * close", on FORBID_REUSE or to make room in its cache, and does not
+	 * tell us which: BROKEN sends no close request (under peer-first the
+	 * fallback, abort here, applies: no TIME_WAIT either way). */
 	pool_put(app->pool, conn, app->in_transfer ? POOL_BROKEN : POOL_REUSE);
 	return 0;
 }
