@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config-keys.h"
@@ -444,6 +445,46 @@ START_TEST(destroy_leaves_checked_out_data)
 	ck_assert_int_ne(fcntl(fd, F_GETFD), -1);
 	close(fd);
 	tdata_free(d);
+	lineserver_stop(ls);
+}
+END_TEST
+
+/* A child of fork() frees none of the parent's connections' data (its
+ * copy of the descriptor is closed, the parent's conversation goes on);
+ * its own connections' data it frees as usual. */
+START_TEST(fork_child_frees_only_its_own)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("teardown", "abort", NULL);
+	pool_conn_t *c;
+	int status;
+	pid_t pid;
+
+	frees_reset();
+	use_once(pool, ep, POOL_REUSE); /* idle, with data */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int rc = pool_get(pool, ep, &c); /* a new connection */
+
+		if (rc == 0) {
+			attach(c);
+			pool_put(pool, c, POOL_RETIRE);
+		}
+		pool_destroy(pool);
+		_exit(rc == 0 ? atomic_load(&frees) : 100);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 1); /* its own only */
+	ck_assert_int_eq(atomic_load(&frees), 0);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0); /* the parent's, alive */
+	ck_assert_ptr_nonnull(pool_conn_data(c));
+	ping(c);
+	pool_put(pool, c, POOL_REUSE);
+	pool_destroy(pool);
+	frees_expect(1);
 	lineserver_stop(ls);
 }
 END_TEST
@@ -1158,6 +1199,7 @@ Suite *hooks_suite(void)
 	tcase_add_test(tc, free_when_found_stale);
 	tcase_add_test(tc, free_when_evicted);
 	tcase_add_test(tc, destroy_leaves_checked_out_data);
+	tcase_add_test(tc, fork_child_frees_only_its_own);
 	tcase_add_test(tc, free_after_peer_first_drain);
 	tcase_add_test(tc, free_after_drain_fallback_at_destroy);
 	suite_add_tcase(s, tc);
