@@ -113,7 +113,7 @@ static int on_connect(pool_conn_t *conn, void *ud)
 		return -1;
 	/* Attached first, so that the pool frees it whatever fails next. */
 	pool_conn_set_data(conn, ctx, context_free);
-	return session_setup(ctx, ud);
+	return ctx->err ? -1 : session_setup(ctx, ud);
 }
 
 /* ---- one request --------------------------------------------------------- */
@@ -157,6 +157,8 @@ static int pooled_request(struct worker *w, int i)
 			return -1;
 		}
 		reused = pool_conn_reused(conn);
+		/* Every connection of this endpoint went through on_connect,
+		 * so its data is a ready context. */
 		rc = request(pool_conn_data(conn), w->id, i);
 		/* After a hiredis error the context is unusable and the bytes
 		 * in flight unknown: BROKEN, so no QUIT is sent on it. */
