@@ -760,6 +760,12 @@ START_TEST(set_hooks_bad_input_changes_nothing)
 	ck_assert_uint_eq(cfg->nsections, 1);
 	ck_assert(cfg->sections[0].hooks_set);
 	ck_assert_ptr_eq(cfg->sections[0].hooks.ud, &h);
+	/* Keys set later, in the same section or elsewhere, keep them. */
+	ck_assert_int_eq(pool_config_set(cfg, "*:80", "max_idle", "3", NULL, 0), 0);
+	ck_assert_int_eq(pool_config_set(cfg, "*:81", "max_idle", "3", NULL, 0), 0);
+	ck_assert(cfg->sections[0].hooks_set);
+	ck_assert(!cfg->sections[1].hooks_set);
+	ck_assert_ptr_eq(cfg->sections[0].hooks.on_connect, hook_connect);
 	pool_config_free(cfg);
 }
 END_TEST
