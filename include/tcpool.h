@@ -135,6 +135,17 @@ POOL_API int pool_conn_last_use(const pool_conn_t *conn);
 /* The endpoint string conn was got for. Valid until pool_put(). */
 POOL_API const char *pool_conn_endpoint(const pool_conn_t *conn);
 
+/* The value of configuration key `key` in effect for conn's endpoint
+ * ([pool] overridden by its section), written into buf as a config file
+ * would hold it after '=' (a close_request quoted and escaped, an unset
+ * path as ""). Like snprintf: returns the length of the whole text, and
+ * writes at most len bytes, NUL included (buf may be NULL when len is 0);
+ * a close_request that does not fit is not written at all (buf gets "").
+ * POOL_EINVAL for a NULL argument or an unknown key. For hooks that act
+ * on keys of their own, such as libtcpool-tls's tls_* keys. */
+POOL_API int pool_conn_setting(const pool_conn_t *conn, const char *key,
+                               char *buf, size_t len);
+
 /* ---- maintenance ------------------------------------------------------ */
 
 /* In manual maintenance mode (maintenance = manual), the application calls
