@@ -57,7 +57,10 @@ enum {
 	POOL_ESHUTDOWN = -12,    /* the pool is being destroyed */
 	POOL_ESYS = -13,         /* a system call failed; errno tells why */
 	POOL_ENOTSUP = -14,      /* not supported on this system */
-	POOL_ERR_LAST = -14      /* the lowest code; for iterating over all */
+	POOL_EHOOK = -15,        /* an on_connect hook failed (returned non-zero) */
+	POOL_EINPROGRESS = -16,  /* not done yet: wait for the fd, then go on */
+	POOL_EBACKOFF = -17,     /* connects to the endpoint fail; backing off */
+	POOL_ERR_LAST = -17      /* the lowest code; for iterating over all */
 };
 
 /* Text for a POOL_E* code (or 0). Static storage; cannot fail: an unknown
@@ -87,6 +90,44 @@ POOL_API int pool_config_set(pool_config_t *cfg, const char *endpoint,
 
 /* Free a configuration. NULL is fine. */
 POOL_API void pool_config_free(pool_config_t *cfg);
+
+/* Check the rules that span keys, exactly as pool_create() does (for
+ * instance: peer-first needs a close_request, or a close_request hook).
+ * Returns 0, POOL_ECONFIG with err = "KEY: reason" or
+ * "[endpoint PATTERN] KEY: reason", or POOL_EINVAL for cfg NULL. Does not
+ * change cfg. */
+POOL_API int pool_config_check(const pool_config_t *cfg, char *err, size_t errlen);
+
+/* Callbacks run by the pool for the connections of some endpoints.
+ * Every one runs with no pool lock held, and may block. */
+typedef struct pool_hooks {
+	/* Once per new connection, before its first hand-out: the warm
+	 * min_idle ones too, in whichever thread opened it (pool_get's, the
+	 * refill thread, or pool_maintain's caller in manual mode). It may do
+	 * blocking I/O on pool_conn_fd(conn) (TLS handshake, AUTH, SELECT)
+	 * and call pool_conn_set_data(). Non-zero: the connection is aborted
+	 * (RST), its data freed, and pool_get returns POOL_EHOOK. May be
+	 * NULL. */
+	int (*on_connect)(pool_conn_t *conn, void *ud);
+	/* Peer-first retirement: send the close request yourself (through
+	 * TLS, say) instead of the close_request bytes, which are then not
+	 * required. 0 = sent, negative = could not (the fallback applies).
+	 * The pool then waits for the server's EOF as usual. Never called
+	 * for POOL_BROKEN. conn is valid for pool_conn_fd(), pool_conn_data()
+	 * and pool_conn_endpoint() during the call only. May be NULL. */
+	int (*close_request)(pool_conn_t *conn, void *ud);
+	void *ud; /* passed to both; owned by the caller */
+} pool_hooks_t;
+
+/* Set the hooks of the [pool] section (endpoint NULL), the defaults of
+ * every endpoint, or of the section [endpoint ENDPOINT] (created as
+ * pool_config_set would). A section's hooks replace [pool]'s whole.
+ * hooks is copied; hooks NULL clears the section's hooks (an endpoint
+ * section then inherits [pool]'s); a zeroed pool_hooks_t sets "no hooks".
+ * Returns 0, POOL_EINVAL (cfg NULL), POOL_EENDPOINT (bad pattern) or
+ * POOL_ENOMEM; on failure cfg is unchanged. */
+POOL_API int pool_config_set_hooks(pool_config_t *cfg, const char *endpoint,
+                                   const pool_hooks_t *hooks);
 
 /* ---- the pool --------------------------------------------------------- */
 
@@ -135,6 +176,25 @@ POOL_API int pool_conn_last_use(const pool_conn_t *conn);
 /* The endpoint string conn was got for. Valid until pool_put(). */
 POOL_API const char *pool_conn_endpoint(const pool_conn_t *conn);
 
+/* How many times conn has been handed out, this hand-out included: 1 on
+ * its first pool_get, whether it was connected for that pool_get or
+ * warm (min_idle). Unlike pool_conn_reused(), which says whether the
+ * connection existed before this pool_get. 0 for NULL. */
+POOL_API unsigned pool_conn_uses(const pool_conn_t *conn);
+
+/* The application's data attached to conn (NULL until set). It stays
+ * with the connection across pool_put()/pool_get(). */
+POOL_API void *pool_conn_data(const pool_conn_t *conn);
+
+/* Attach data to conn (checked out, or in on_connect). free_fn (may be
+ * NULL) runs exactly once, in a pool thread or the caller's, after the
+ * connection's socket is closed (after a peer-first drain) or at
+ * pool_destroy; never while conn is checked out. Replacing data that has
+ * a free_fn does not free it: the caller replacing it owns the old data.
+ * Ignored for NULL conn. */
+POOL_API void pool_conn_set_data(pool_conn_t *conn, void *data,
+                                 void (*free_fn)(void *data));
+
 /* The value of configuration key `key` in effect for conn's endpoint
  * ([pool] overridden by its section), written into buf as a config file
  * would hold it after '=' (a close_request quoted and escaped, an unset
@@ -166,6 +226,13 @@ typedef void (*pool_log_fn)(int level, const char *msg, void *ud);
 /* Set where the pool's few log lines go (leak warnings). NULL restores
  * the default: one line on stderr. The library logs nothing else. */
 POOL_API void pool_set_log(pool_t *pool, pool_log_fn fn, void *ud);
+
+/* Set the log callback on a configuration: pool_create() logs through it
+ * why it failed (a bad $TCPOOL_CONFIG file, a broken cross-key rule), and
+ * the pool starts with it, so nothing is logged to stderr before
+ * pool_set_log() could be called. NULL restores the default (stderr).
+ * Copied with the configuration; ud is the caller's. */
+POOL_API void pool_config_set_log(pool_config_t *cfg, pool_log_fn fn, void *ud);
 
 /* ---- statistics ------------------------------------------------------- */
 

@@ -426,3 +426,24 @@ POOL_API const char *pool_conn_endpoint(const pool_conn_t *conn)
 {
 	return conn ? conn->ep->key : NULL;
 }
+
+POOL_API unsigned pool_conn_uses(const pool_conn_t *conn)
+{
+	return conn ? conn->uses : 0;
+}
+
+POOL_API void *pool_conn_data(const pool_conn_t *conn)
+{
+	return conn ? conn->data : NULL;
+}
+
+/* The old data is not freed: whoever replaces it has it in hand (read
+ * with pool_conn_data) and may still be using it, say wrapping it. */
+POOL_API void pool_conn_set_data(pool_conn_t *conn, void *data,
+				 void (*free_fn)(void *data))
+{
+	if (!conn)
+		return;
+	conn->data = data;
+	conn->free_fn = free_fn;
+}

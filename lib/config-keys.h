@@ -123,6 +123,11 @@ size_t config_escape(char *out, size_t outlen, const char *s, size_t len);
 /* A quoted, escaped and, past 64 bytes, shortened copy of s for messages. */
 void config_quote(char *out, size_t outlen, const char *s);
 
+/* The hooks an endpoint matching sec (NULL: none) gets: the section's
+ * when it sets them, else [pool]'s; NULL when none. Points into cfg. */
+const pool_hooks_t *config_hooks(const struct pool_config *cfg,
+                                 const struct pool_section *sec);
+
 /* Check the rules that span keys, on [pool] and on every section's
  * effective settings: peer-first needs a close_request, min_idle fits
  * under max_idle and max_active. pool_config_load() applies them to each

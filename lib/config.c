@@ -265,6 +265,37 @@ static int section_get(struct pool_config *cfg, const char *pattern, int line,
 	return rc;
 }
 
+const pool_hooks_t *config_hooks(const struct pool_config *cfg,
+                                  const struct pool_section *sec)
+{
+	if (sec && sec->hooks_set)
+		return &sec->hooks;
+	return cfg->hooks_set ? &cfg->hooks : NULL;
+}
+
+/* For pool_config_set_hooks: the section for pattern (*idx), added when
+ * absent if add is true (else *idx = -1). A bad pattern is
+ * POOL_EENDPOINT; nothing is added on failure. */
+static int section_lookup_or_add(struct pool_config *cfg, const char *pattern,
+                                 bool add, long *idx, char *why, size_t whylen)
+{
+	struct endpoint_addr addr;
+	int rc;
+
+	*idx = -1;
+	if (*pattern == '\0' || endpoint_parse(pattern, true, &addr, why, whylen))
+		return POOL_EENDPOINT;
+	*idx = section_find(cfg, &addr);
+	if (*idx >= 0 || !add)
+		return 0;
+	rc = section_get(cfg, pattern, 0, idx, why, whylen);
+	if (rc) {
+		*idx = -1;
+		return rc == POOL_ECONFIG ? POOL_ECONFIG : POOL_ENOMEM;
+	}
+	return 0;
+}
+
 int config_resolve(const struct pool_config *cfg, const struct endpoint_addr *addr,
                    struct pool_settings *out)
 {
@@ -283,6 +314,7 @@ int config_resolve(const struct pool_config *cfg, const struct endpoint_addr *ad
 			best = sec;
 	}
 	config_overlay(&eff, &cfg->defaults, best);
+	eff.hooks = config_hooks(cfg, best);
 	*out = eff;
 	rc = settings_own(out, &eff);
 	if (rc)
@@ -295,7 +327,8 @@ int config_resolve(const struct pool_config *cfg, const struct endpoint_addr *ad
 static bool settings_broken(const struct pool_settings *s, struct violation *v)
 {
 	v->key = v->other = -1;
-	if (s->teardown == TEARDOWN_PEER_FIRST && s->close_request_len == 0) {
+	if (s->teardown == TEARDOWN_PEER_FIRST && s->close_request_len == 0 &&
+	    !(s->hooks && s->hooks->close_request)) {
 		v->key = KEY_TEARDOWN;
 		v->other = KEY_CLOSE_REQUEST;
 		snprintf(v->why, sizeof(v->why), "peer-first needs a close_request");
@@ -324,10 +357,13 @@ static bool config_broken(const struct pool_config *cfg, struct violation *v)
 	size_t i;
 
 	v->idx = -1;
-	if (settings_broken(&cfg->defaults, v))
+	eff = cfg->defaults;
+	eff.hooks = config_hooks(cfg, NULL);
+	if (settings_broken(&eff, v))
 		return true;
 	for (i = 0; i < cfg->nsections; i++) {
 		config_overlay(&eff, &cfg->defaults, &cfg->sections[i]);
+		eff.hooks = config_hooks(cfg, &cfg->sections[i]);
 		v->idx = (long)i;
 		if (settings_broken(&eff, v))
 			return true;
@@ -861,4 +897,60 @@ out:
 	free(pat);
 	config_destroy(tmp);
 	return rc;
+}
+
+POOL_API int pool_config_check(const pool_config_t *cfg, char *err, size_t errlen)
+{
+	if (!cfg) {
+		set_err(err, errlen, "invalid argument");
+		return POOL_EINVAL;
+	}
+	if (config_validate(cfg, err, errlen))
+		return POOL_ECONFIG;
+	set_err(err, errlen, "%s", "");
+	return 0;
+}
+
+POOL_API int pool_config_set_hooks(pool_config_t *cfg, const char *endpoint,
+                                   const pool_hooks_t *hooks)
+{
+	struct pool_section *sec;
+	char why[256];
+	char *pat;
+	long idx;
+	int rc;
+
+	if (!cfg)
+		return POOL_EINVAL;
+	if (!endpoint) {
+		cfg->hooks_set = hooks != NULL;
+		memset(&cfg->hooks, 0, sizeof(cfg->hooks));
+		if (hooks)
+			cfg->hooks = *hooks;
+		return 0;
+	}
+	pat = strdup(endpoint);
+	if (!pat)
+		return POOL_ENOMEM;
+	/* Adds the section when absent (pool_config_set does the same);
+	 * clearing the hooks of a section that does not exist adds none. */
+	rc = section_lookup_or_add(cfg, trim(pat), hooks != NULL, &idx, why,
+	                           sizeof(why));
+	free(pat);
+	if (rc || idx < 0)
+		return rc;
+	sec = &cfg->sections[idx];
+	sec->hooks_set = hooks != NULL;
+	memset(&sec->hooks, 0, sizeof(sec->hooks));
+	if (hooks)
+		sec->hooks = *hooks;
+	return 0;
+}
+
+POOL_API void pool_config_set_log(pool_config_t *cfg, pool_log_fn fn, void *ud)
+{
+	if (!cfg)
+		return;
+	cfg->log_fn = fn;
+	cfg->log_ud = fn ? ud : NULL;
 }

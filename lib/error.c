@@ -17,6 +17,9 @@ static const char *const error_texts[] = {
 	[-POOL_ESHUTDOWN] = "pool is shutting down",
 	[-POOL_ESYS] = "system call failed",
 	[-POOL_ENOTSUP] = "not supported on this system",
+	[-POOL_EHOOK] = "the on_connect hook failed",
+	[-POOL_EINPROGRESS] = "operation in progress (wait for the descriptor)",
+	[-POOL_EBACKOFF] = "connects to this endpoint are failing; backing off",
 };
 
 POOL_API const char *pool_strerror(int err)

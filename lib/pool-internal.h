@@ -76,6 +76,8 @@ struct pool_settings {
 	uint32_t min_idle;         /* connections kept open, idle or not */
 	uint32_t leak_warn_ms;     /* 0 = off */
 	uint32_t idle_shrink_ms;   /* surplus idle: period; 0 = at pool_put */
+	const pool_hooks_t *hooks; /* NULL: none; points into the config
+	                            * resolved from (the pool's own copy) */
 	/* TLS: read by libtcpool-tls through pool_conn_setting(); the core
 	 * only keeps them. Strings owned; NULL when unset. */
 	bool tls;
@@ -93,6 +95,8 @@ struct pool_section {
 	struct pool_settings set;
 	uint64_t set_mask;         /* bit i: key i of the key table was set */
 	int line;
+	pool_hooks_t hooks;        /* pool_config_set_hooks; when hooks_set */
+	bool hooks_set;            /* replaces [pool]'s hooks */
 };
 
 struct pool_config {
@@ -101,6 +105,10 @@ struct pool_config {
 	struct pool_settings defaults; /* built-in defaults plus [pool] keys */
 	struct pool_section *sections;
 	size_t nsections;
+	pool_hooks_t hooks;        /* [pool]'s, when hooks_set */
+	bool hooks_set;
+	pool_log_fn log_fn;        /* pool_config_set_log; NULL: stderr */
+	void *log_ud;
 };
 
 /* A deep copy, or NULL when out of memory. */
@@ -232,6 +240,9 @@ struct pool_conn {
 	                            * a child of fork() keeps only the
 	                            * forking thread's ones */
 	struct pool_conn *prev, *next; /* idle list (utlist) */
+	/* pool_conn_set_data: off the hot path, read at retirement only */
+	void *data;
+	void (*free_fn)(void *data);
 };
 
 #define CONN_MAGIC_OUT  0x7C9001u
@@ -303,6 +314,8 @@ struct drain {
 	size_t budget;
 	enum pool_teardown fallback;
 	struct pool_endpoint *ep;
+	void *data;                /* the connection's, freed when it ends */
+	void (*free_fn)(void *data);
 	bool ok;                   /* outcome, once finished */
 	struct drain *prev, *next;
 };

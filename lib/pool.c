@@ -177,13 +177,32 @@ static int shards_init(struct pool *pool)
 	return reaper_init(&pool->reaper);
 }
 
+/* A message before the pool exists (pool_create failing): through the
+ * configuration's log callback, else on stderr like pool_log. */
+static void __attribute__((format(printf, 2, 3)))
+create_log(const struct pool_config *cfg, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (cfg && cfg->log_fn)
+		cfg->log_fn(POOL_LOG_WARN, msg, cfg->log_ud);
+	else
+		fprintf(stderr, "tcpool: %s\n", msg);
+}
+
 /* With no config given: defaults, then $TCPOOL_CONFIG if set.
- * secure_getenv: a set-uid program must not read a file its user names. */
+ * secure_getenv: a set-uid program must not read a file its user names.
+ * A bad file fails pool_create, and its message ("FILE:LINE: KEY:
+ * reason") would otherwise be lost: it is logged. */
 static int config_from_env(struct pool_config **out)
 {
 	struct pool_config *cfg = pool_config_new();
 	const char *path = secure_getenv("TCPOOL_CONFIG");
-	char err[256];
+	char err[512];
 	int rc;
 
 	if (!cfg)
@@ -191,6 +210,7 @@ static int config_from_env(struct pool_config **out)
 	if (path && *path) {
 		rc = pool_config_load(cfg, path, err, sizeof(err));
 		if (rc) {
+			create_log(NULL, "pool_create: $TCPOOL_CONFIG: %s", err);
 			pool_config_free(cfg);
 			return rc;
 		}
@@ -202,6 +222,7 @@ static int config_from_env(struct pool_config **out)
 POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
 {
 	struct pool *pool;
+	char err[512];
 	int rc;
 
 	if (!out)
@@ -221,7 +242,10 @@ POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
 		goto fail_cfg;
 	/* Rules that span keys (peer-first needs a close_request, ...) are
 	 * checked here, since pool_config_set takes keys in any order. */
-	if (config_validate(pool->cfg, NULL, 0)) {
+	pool->log_fn = pool->cfg->log_fn;
+	pool->log_ud = pool->cfg->log_ud;
+	if (config_validate(pool->cfg, err, sizeof(err))) {
+		create_log(pool->cfg, "pool_create: %s", err);
 		rc = POOL_ECONFIG;
 		goto fail_cfg;
 	}
