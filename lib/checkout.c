@@ -93,13 +93,17 @@ static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 {
 	uint64_t now = now_ns();
 	struct pool_conn *c = NULL;
-	int fd;
+	int fd, rc = POOL_ENOMEM;
 
 	fd = socket_connect(&ep->addr, now + MS_TO_NS(ep->set.connect_timeout_ms));
 	if (fd >= 0) {
 		c = conn_new(ep, fd);
 		if (!c)
 			close(fd);
+		else
+			rc = conn_on_connect(c, NULL);
+		if (rc)
+			c = NULL; /* on_connect failed: aborted and freed */
 	}
 	plock_lock(&ep->shard->lock);
 	if (c) {
@@ -120,7 +124,7 @@ static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 	ep->nin_use--;
 	ep_slot_put_unlock(pool, ep); /* ep may be forgotten from here on */
 	total_release(pool);
-	return fd < 0 ? fd : POOL_ENOMEM;
+	return fd < 0 ? fd : rc;
 }
 
 /* A popped idle connection was found dead: drop it (shard lock NOT held). */

@@ -1,9 +1,11 @@
 /*
  * Connection life: records, slots, retirement by policy.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "config-keys.h"
 #include "pool-internal.h"
 #include "wait.h"
 
@@ -102,8 +104,112 @@ void conn_drop(struct pool *pool, struct pool_conn *c)
 	struct pool_endpoint *ep = c->ep;
 
 	close(c->fd);
+	data_release(c->data, c->free_fn);
 	conn_free(c);
 	slot_release(pool, ep);
+}
+
+int conn_on_connect(struct pool_conn *c, const struct connect_ctl *ctl)
+{
+	const pool_hooks_t *h = c->ep->set.hooks;
+
+	if (!h || !h->on_connect || h->on_connect(c, h->ud) == 0)
+		return 0;
+	/* Whatever the hook got to (half a TLS handshake, a refused AUTH)
+	 * the state is unknown: an RST, no TIME_WAIT on either side. A
+	 * refill's socket is unpublished as it closes (connect_ctl_close). */
+	if (ctl && ctl->lock)
+		pthread_mutex_lock(ctl->lock);
+	teardown_now(c->fd, TEARDOWN_ABORT);
+	if (ctl && ctl->lock) {
+		*ctl->inflight = -1;
+		pthread_mutex_unlock(ctl->lock);
+	}
+	data_release(c->data, c->free_fn);
+	conn_free(c);
+	return POOL_EHOOK;
+}
+
+uint32_t ratelimit_hit(struct ratelimit *rl, uint64_t now)
+{
+	uint32_t n;
+
+	if (rl->last_ns && now - rl->last_ns < RATELIMIT_NS) {
+		rl->quiet++;
+		return 0;
+	}
+	n = rl->quiet + 1;
+	rl->quiet = 0;
+	rl->last_ns = now;
+	return n;
+}
+
+/* The close request as configured, for a message: the hook, or the
+ * bytes quoted with their escapes (shortened past 64). */
+static void request_shown(char *out, size_t outlen, const struct pool_settings *s)
+{
+	char body[64 * 4 + 1];
+	size_t n = s->close_request_len, shown = n > 64 ? 64 : n, used;
+
+	if (s->hooks && s->hooks->close_request) {
+		snprintf(out, outlen, "the close_request hook");
+		return;
+	}
+	if (!n) {
+		snprintf(out, outlen, "no close_request");
+		return;
+	}
+	used = config_escape(body, sizeof(body), s->close_request, shown);
+	snprintf(out, outlen, "close_request \"%s\"%s", body, used < n ? "..." : "");
+}
+
+static void fallback_text(char *out, size_t outlen, const struct pool_endpoint *ep,
+			  enum fallback_why why, uint32_t n)
+{
+	const struct pool_settings *s = &ep->set;
+	char req[64 * 4 + 32], what[128], count[64] = "";
+
+	request_shown(req, sizeof(req), s);
+	if (why == FB_TIMEOUT)
+		snprintf(what, sizeof(what), "no EOF within close_timeout_ms = %u after",
+			 s->close_timeout_ms);
+	else if (why == FB_BUDGET)
+		snprintf(what, sizeof(what), "the server sent more than the drain "
+			 "budget (%u bytes) without closing, after", DRAIN_BUDGET);
+	else if (why == FB_NOWAIT)
+		snprintf(what, sizeof(what), "the drain could not be tracked "
+			 "(memory or descriptors) for");
+	else
+		snprintf(what, sizeof(what), "could not send");
+	if (n > 1)
+		snprintf(count, sizeof(count), " (%u fallbacks since the last warning)", n);
+	snprintf(out, outlen, "%s: peer-first fell back to %s: %s %s%s", ep->key,
+		 teardown_name(s->fallback), what, req, count);
+}
+
+bool fallback_count_locked(struct pool_endpoint *ep, enum fallback_why why,
+			   char *msg, size_t msglen)
+{
+	uint32_t n;
+
+	ep->stats.peer_first_fallback++;
+	n = ratelimit_hit(&ep->fallback_log, now_coarse_ns());
+	if (n)
+		fallback_text(msg, msglen, ep, why, n);
+	return n != 0;
+}
+
+void fallback_note(struct pool *pool, struct pool_endpoint *ep,
+		   enum fallback_why why)
+{
+	char msg[512];
+	bool log;
+
+	plock_lock(&ep->shard->lock);
+	log = fallback_count_locked(ep, why, msg, sizeof(msg));
+	plock_unlock(&ep->shard->lock);
+	if (log)
+		pool_log(pool, POOL_LOG_WARN, "%s", msg);
 }
 
 static void count_retired(struct pool_endpoint *ep, enum pool_teardown policy)
@@ -118,13 +224,17 @@ static void count_retired(struct pool_endpoint *ep, enum pool_teardown policy)
 	plock_unlock(&ep->shard->lock);
 }
 
-static void count_peer_first(struct pool_endpoint *ep, bool ok)
+static void count_broken_fallback(struct pool_endpoint *ep)
 {
 	plock_lock(&ep->shard->lock);
-	if (ok)
-		ep->stats.peer_first_ok++;
-	else
-		ep->stats.peer_first_fallback++;
+	ep->stats.peer_first_fallback++;
+	plock_unlock(&ep->shard->lock);
+}
+
+static void count_peer_first_ok(struct pool_endpoint *ep)
+{
+	plock_lock(&ep->shard->lock);
+	ep->stats.peer_first_ok++;
 	plock_unlock(&ep->shard->lock);
 }
 
@@ -138,31 +248,61 @@ static bool peer_closed(int fd)
 	return drain_step(fd, &budget) == DRAIN_EOF;
 }
 
+/* Ask the server to close: the close_request hook, or the bytes. A
+ * peer that closed while idle needs no request (closing a CLOSE_WAIT
+ * socket leaves no TIME_WAIT). *why says what failed on DRAIN_FAILED. */
+static enum drain_status request_close(struct pool_conn *c, enum fallback_why *why)
+{
+	const struct pool_settings *s = &c->ep->set;
+	size_t budget = DRAIN_BUDGET;
+	enum drain_status st = drain_step(c->fd, &budget);
+
+	*why = FB_BUDGET;
+	if (st != DRAIN_AGAIN)
+		return st;
+	if (!s->hooks || !s->hooks->close_request) {
+		*why = FB_SEND;
+		return drain_send(c->fd, s);
+	}
+	*why = FB_HOOK;
+	/* Not checked out any more: a pool_put from the hook is misuse. */
+	c->magic = CONN_MAGIC_IDLE;
+	return s->hooks->close_request(c, s->hooks->ud) < 0 ? DRAIN_FAILED
+							      : DRAIN_AGAIN;
+}
+
 /* Peer-first: the request goes out now, from the caller, so the server
  * starts closing at once; the wait for its EOF runs in the maintenance
  * context, so the caller never waits for the peer. True if the socket was
- * left to drain (the drain then holds its max_total slot). */
-static bool retire_peer_first(struct pool *pool, int fd, struct pool_endpoint *ep,
-			      bool broken)
+ * left to drain: the drain then holds its max_total slot and c's data. */
+static bool retire_peer_first(struct pool *pool, struct pool_conn *c, bool broken)
 {
+	struct pool_endpoint *ep = c->ep;
 	size_t budget = DRAIN_BUDGET;
+	enum fallback_why why = FB_SEND;
 	enum drain_status st;
 
 	/* A broken connection's protocol state is unknown: a close request
 	 * could be read as part of something else, so fall back at once. */
 	if (broken)
-		st = peer_closed(fd) ? DRAIN_EOF : DRAIN_FAILED;
+		st = peer_closed(c->fd) ? DRAIN_EOF : DRAIN_FAILED;
 	else
-		st = drain_start(fd, &ep->set);
+		st = request_close(c, &why);
 	if (st == DRAIN_AGAIN) {
-		reaper_add(pool, fd, ep);
+		reaper_add(pool, c->fd, ep, c->data, c->free_fn);
 		return true;
 	}
 	if (st == DRAIN_EOF)
-		teardown_now(fd, TEARDOWN_CLOSE);
-	else if (teardown_fallback(fd, ep->set.fallback, &budget))
+		teardown_now(c->fd, TEARDOWN_CLOSE);
+	else if (teardown_fallback(c->fd, ep->set.fallback, &budget))
 		st = DRAIN_EOF;
-	count_peer_first(ep, st == DRAIN_EOF);
+	data_release(c->data, c->free_fn);
+	if (st == DRAIN_EOF)
+		count_peer_first_ok(ep);
+	else if (broken) /* by design, not a setup to warn about */
+		count_broken_fallback(ep);
+	else
+		fallback_note(pool, ep, why);
 	return false;
 }
 
@@ -170,15 +310,16 @@ void conn_retire(struct pool *pool, struct pool_conn *c, bool broken)
 {
 	struct pool_endpoint *ep = c->ep;
 	enum pool_teardown policy = ep->set.teardown;
-	int fd = c->fd;
 	bool draining = false;
 
-	conn_free(c);
 	count_retired(ep, policy);
-	if (policy == TEARDOWN_PEER_FIRST)
-		draining = retire_peer_first(pool, fd, ep, broken);
-	else
-		teardown_now(fd, peer_closed(fd) ? TEARDOWN_CLOSE : policy);
+	if (policy == TEARDOWN_PEER_FIRST) {
+		draining = retire_peer_first(pool, c, broken);
+	} else {
+		teardown_now(c->fd, peer_closed(c->fd) ? TEARDOWN_CLOSE : policy);
+		data_release(c->data, c->free_fn);
+	}
+	conn_free(c);
 	/* A drain's socket is still open: it keeps its max_total slot until
 	 * the drain ends, so open sockets never exceed max_total. It is no
 	 * longer the endpoint's: max_active counts in use plus idle. */

@@ -214,12 +214,35 @@ bool teardown_fallback(int fd, enum pool_teardown how, size_t *budget);
  * request could not be sent whole, DRAIN_AGAIN otherwise. */
 enum drain_status drain_start(int fd, const struct pool_settings *s);
 
+/* Send the configured close request bytes (non-blocking): DRAIN_AGAIN
+ * when sent whole, DRAIN_EOF if the peer is gone, DRAIN_FAILED if there
+ * are none or they could not be sent whole. */
+enum drain_status drain_send(int fd, const struct pool_settings *s);
+
 /* Read and discard what the server sent; *budget bounds the bytes read
  * over the whole drain so a peer cannot keep us reading forever. */
 enum drain_status drain_step(int fd, size_t *budget);
 
 /* Bytes a drain may discard before it gives up and falls back. */
 #define DRAIN_BUDGET (256u * 1024u)
+
+/* Why a peer-first retirement fell back (for the log). */
+enum fallback_why {
+	FB_TIMEOUT,  /* no EOF within close_timeout_ms */
+	FB_SEND,     /* the close request bytes could not be sent whole */
+	FB_HOOK,     /* the close_request hook returned < 0 */
+	FB_BUDGET,   /* the server sent more than DRAIN_BUDGET, no EOF */
+	FB_NOWAIT    /* no room to track the drain (memory, descriptors) */
+};
+
+/* A warning logged at once the first time, then at most once a period,
+ * with how many happened meanwhile (under the owner's lock). */
+struct ratelimit {
+	uint64_t last_ns;          /* when last logged; 0: never */
+	uint32_t quiet;            /* occurrences since, not logged */
+};
+
+#define RATELIMIT_NS MS_TO_NS(60000)
 
 /* ---- the pool ---- */
 
@@ -295,6 +318,9 @@ struct pool_endpoint {
 	                            * slot granted to one stays in nactive */
 	pool_stats_t stats;
 	UT_hash_handle hh;
+	/* Last, off the hot path's cache lines; under the shard lock. */
+	struct ratelimit fallback_log; /* peer-first fallbacks */
+	struct ratelimit hook_log;     /* warm connections' on_connect fails */
 };
 
 struct shard {
@@ -484,6 +510,29 @@ void conn_free(struct pool_conn *c);
 /* Tear c down by its endpoint's policy (broken: never send the close
  * request) and free its slot. Called without any lock held. */
 void conn_retire(struct pool *pool, struct pool_conn *c, bool broken);
+/* Run a connection's free_fn (if any) on its data: once, after its
+ * socket is closed, with no lock held. */
+static inline void data_release(void *data, void (*free_fn)(void *data))
+{
+	if (free_fn)
+		free_fn(data);
+}
+/* Run the on_connect hook of a new connection (no lock held). On
+ * failure c is aborted (its socket unpublished from ctl, if not NULL),
+ * its data freed and c freed, and POOL_EHOOK returned: its slot is the
+ * caller's to release. */
+int conn_on_connect(struct pool_conn *c, const struct connect_ctl *ctl);
+/* Shard lock held: count a peer-first fallback on ep; true if msg got a
+ * warning to log once the lock is dropped (rate-limited). */
+bool fallback_count_locked(struct pool_endpoint *ep, enum fallback_why why,
+			   char *msg, size_t msglen);
+/* Count a peer-first fallback on ep and log it, rate-limited (no lock
+ * held; ep still held by the caller's slot or drain). */
+void fallback_note(struct pool *pool, struct pool_endpoint *ep,
+		   enum fallback_why why);
+/* Decide, under the owner's lock, whether an occurrence is logged now:
+ * returns 0 for not, else how many it stands for (this one included). */
+uint32_t ratelimit_hit(struct ratelimit *rl, uint64_t now);
 /* Close c's socket at once and free its slot: for connections found dead,
  * where the peer already closed (no TIME_WAIT either way). */
 void conn_drop(struct pool *pool, struct pool_conn *c);
@@ -515,9 +564,11 @@ int reaper_init(struct reaper *r);
 void reaper_init_state(struct reaper *r);
 int reaper_open(struct reaper *r);
 void reaper_fini(struct reaper *r);
-/* Track fd until the server's EOF or the deadline; takes the fd and its
- * max_total slot, released when the drain ends. */
-void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep);
+/* Track fd until the server's EOF or the deadline; takes the fd, its
+ * max_total slot, released when the drain ends, and the connection's
+ * data, freed (free_fn) once the socket is closed. */
+void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep,
+		void *data, void (*free_fn)(void *data));
 /* Progress drains, waiting up to timeout_ms for events; returns the ms
  * until the next drain deadline, or -1 when none is pending. */
 int reaper_run(struct pool *pool, int timeout_ms);

@@ -87,33 +87,49 @@ unsigned reaper_pending(struct pool *pool)
 	return n;
 }
 
-static void count_drain(struct pool_endpoint *ep, bool ok, int delta)
+static void count_drain_start(struct pool_endpoint *ep)
 {
 	plock_lock(&ep->shard->lock);
-	if (delta > 0)
-		ep->stats.draining++;
-	else
-		ep->stats.draining--;
-	if (delta < 0 && ok)
-		ep->stats.peer_first_ok++;
-	else if (delta < 0)
-		ep->stats.peer_first_fallback++;
+	ep->stats.draining++;
 	plock_unlock(&ep->shard->lock);
 }
 
-void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep)
+/* A drain ended: counted, and a fallback logged (rate-limited). The
+ * message is made under the lock, logged after it: ep may be forgotten
+ * as soon as the lock drops with nothing left draining. */
+static void count_drain_end(struct pool *pool, struct pool_endpoint *ep, bool ok,
+			    enum fallback_why why)
+{
+	char msg[512];
+	bool log = false;
+
+	plock_lock(&ep->shard->lock);
+	ep->stats.draining--;
+	if (ok)
+		ep->stats.peer_first_ok++;
+	else
+		log = fallback_count_locked(ep, why, msg, sizeof(msg));
+	plock_unlock(&ep->shard->lock);
+	if (log)
+		pool_log(pool, POOL_LOG_WARN, "%s", msg);
+}
+
+void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep,
+		void *data, void (*free_fn)(void *data))
 {
 	struct reaper *r = &pool->reaper;
 	struct drain *d = calloc(1, sizeof(*d));
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
 	size_t budget;
-	bool wake;
+	bool wake, ok;
 
-	count_drain(ep, false, 1);
+	count_drain_start(ep);
 	if (!d)
 		goto fallback;
 	d->fd = fd;
 	d->ep = ep;
+	d->data = data;
+	d->free_fn = free_fn;
 	d->budget = DRAIN_BUDGET;
 	d->fallback = ep->set.fallback;
 	d->deadline_ns = now_ns() + MS_TO_NS(ep->set.close_timeout_ms);
@@ -143,21 +159,27 @@ void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep)
 fallback:
 	/* Cannot wait: do not block the caller, fall back now. */
 	budget = DRAIN_BUDGET;
-	count_drain(ep, teardown_fallback(fd, ep->set.fallback, &budget), -1);
+	ok = teardown_fallback(fd, ep->set.fallback, &budget);
+	data_release(data, free_fn);
+	count_drain_end(pool, ep, ok, FB_NOWAIT);
 	total_release(pool);
 }
 
-/* Close a finished drain: EOF seen (ok) or fallback; its max_total slot
- * is free then. No lock held. */
+/* Close a finished drain: EOF seen (ok) or fallback; then its data is
+ * freed, before it stops counting as draining (stats showing no drain
+ * mean every drained connection's data is freed), and its max_total slot
+ * is free. No lock held. */
 static void drain_finish(struct drain *d, bool ok)
 {
 	struct pool *pool = d->ep->pool;
+	enum fallback_why why = d->budget == 0 ? FB_BUDGET : FB_TIMEOUT;
 
 	if (ok)
 		teardown_now(d->fd, TEARDOWN_CLOSE);
 	else
 		ok = teardown_fallback(d->fd, d->fallback, &d->budget);
-	count_drain(d->ep, ok, -1);
+	data_release(d->data, d->free_fn);
+	count_drain_end(pool, d->ep, ok, why);
 	free(d);
 	total_release(pool);
 }

@@ -12,6 +12,7 @@
  * also polls a cancel eventfd, so that stopping it (pool_destroy) does
  * not wait for a connect to time out.
  */
+#include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -29,6 +30,27 @@ static void refill_release(struct pool *pool, struct pool_endpoint *ep, bool fai
 		ep->stats.connect_failures++;
 	ep_slot_put_unlock(pool, ep); /* to a waiter, if one is queued */
 	total_release(pool);
+}
+
+/* A warm connection's on_connect failed: nobody's pool_get sees it, so
+ * it is logged, the first at once, then at most once a minute with the
+ * count (it is also counted as a connect failure, and retried later). */
+static void hook_failed(struct pool *pool, struct pool_endpoint *ep)
+{
+	char key[POOL_MAX_HOST + POOL_MAX_PATH + 16];
+	uint32_t n;
+
+	plock_lock(&ep->shard->lock);
+	n = ratelimit_hit(&ep->hook_log, now_coarse_ns());
+	if (n)
+		snprintf(key, sizeof(key), "%s", ep->key);
+	plock_unlock(&ep->shard->lock);
+	if (n == 1)
+		pool_log(pool, POOL_LOG_WARN, "%s: on_connect failed on a warm "
+			 "(min_idle) connection; it was aborted", key);
+	else if (n)
+		pool_log(pool, POOL_LOG_WARN, "%s: on_connect failed on %u warm "
+			 "(min_idle) connections since the last warning", key, n);
 }
 
 /* Open one warm connection for ep in its reserved slot. *due gets when
@@ -53,6 +75,10 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 	}
 	if (fd >= 0 && !c)
 		connect_ctl_close(&ctl, fd);
+	if (c && conn_on_connect(c, &ctl)) {
+		c = NULL; /* aborted and freed */
+		hook_failed(pool, ep);
+	}
 	if (!c) {
 		refill_release(pool, ep, true);
 		*due = now_ns() + REFILL_RETRY_NS;

@@ -94,6 +94,11 @@ enum drain_status drain_start(int fd, const struct pool_settings *s)
 	st = drain_step(fd, &budget);
 	if (st != DRAIN_AGAIN)
 		return st;
+	return drain_send(fd, s);
+}
+
+enum drain_status drain_send(int fd, const struct pool_settings *s)
+{
 	if (!s->close_request || s->close_request_len == 0)
 		return DRAIN_FAILED;
 	return send_close_request(fd, s);

@@ -153,7 +153,7 @@ static int write_nginx_conf(const struct realserver *rs)
 /* ---- the server's command line (built in the guard) ------------------------- */
 
 struct rs_argv {
-	char *v[24];
+	char *v[24 + RS_MAX_EXTRA_ARGS];
 	int n;
 	char buf[8][192];
 	int nbuf;
@@ -221,18 +221,37 @@ static void argv_redis(const struct realserver *rs, struct rs_argv *a)
 	}
 }
 
+/* The caller's extra arguments, after ours (a later redis option wins). */
+static int extra_args(const struct realserver *rs, struct rs_argv *a)
+{
+	const char *const *x = rs->opts.extra_args;
+	int i;
+
+	for (i = 0; x && x[i]; i++) {
+		if (i == RS_MAX_EXTRA_ARGS)
+			return E2BIG;
+		arg(a, x[i]);
+	}
+	return 0;
+}
+
 static int build_argv(const struct realserver *rs, struct rs_argv *a)
 {
+	int err;
+
 	a->n = a->nbuf = 0;
 	arg(a, protos[rs->kind].path);
 	switch (rs->kind) {
 	case RS_MEMCACHED:
 		argv_memcached(rs, a);
-		return 0;
+		return extra_args(rs, a);
 	case RS_REDIS:
 		argv_redis(rs, a);
-		return 0;
+		return extra_args(rs, a);
 	case RS_NGINX:
+		err = write_nginx_conf(rs);
+		if (err)
+			return err;
 		arg(a, "-p");
 		argf(a, "%s/", rs->dir);
 		arg(a, "-c");
@@ -240,7 +259,7 @@ static int build_argv(const struct realserver *rs, struct rs_argv *a)
 		/* -e: the log nginx opens before it has read its config. */
 		arg(a, "-e");
 		argf(a, "%s/error.log", rs->dir);
-		return write_nginx_conf(rs);
+		return extra_args(rs, a);
 	default:
 		return EINVAL;
 	}

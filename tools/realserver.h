@@ -27,7 +27,15 @@ struct realserver_opts {
 	 * idle_timeout, redis timeout, nginx keepalive_timeout);
 	 * 0 = the server's default. */
 	unsigned idle_timeout_s;
+	/* More arguments for the server's command line, after the ones
+	 * realserver sets (redis: "--requirepass", "secret"); NULL-ended,
+	 * at most RS_MAX_EXTRA_ARGS. Read in the guard process, which the
+	 * start forks: the caller's array need not outlive the call. NULL:
+	 * none. */
+	const char *const *extra_args;
 };
+
+#define RS_MAX_EXTRA_ARGS 8
 
 struct realserver;
 
