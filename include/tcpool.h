@@ -206,6 +206,13 @@ POOL_API void pool_conn_set_data(pool_conn_t *conn, void *data,
 POOL_API int pool_conn_setting(const pool_conn_t *conn, const char *key,
                                char *buf, size_t len);
 
+/* Log msg (one line, without a newline) at level (POOL_LOG_WARN or
+ * POOL_LOG_INFO) through the log callback of conn's pool, as the pool's
+ * own lines go (pool_set_log; stderr by default): for hooks, which have
+ * a connection but not its pool, to say why they failed. Ignored when
+ * conn or msg is NULL. */
+POOL_API void pool_conn_log(const pool_conn_t *conn, int level, const char *msg);
+
 /* ---- maintenance ------------------------------------------------------ */
 
 /* In manual maintenance mode (maintenance = manual), the application calls
