@@ -442,6 +442,35 @@ START_TEST(peer_first_over_tls)
 }
 END_TEST
 
+/* Peer-first with neither close_request bytes nor an application hook
+ * to send one: the configuration passes (the TLS hooks have a
+ * close_request), and each retirement falls back, saying why. */
+START_TEST(peer_first_without_request_falls_back)
+{
+	struct realserver *rs = start_tls(RS_REDIS, NULL);
+	pool_config_t *cfg;
+	pool_conn_t *c;
+	const char *ep;
+	pool_t *pool;
+	char err[256];
+
+	if (!rs)
+		return;
+	ep = realserver_endpoint(rs);
+	cfg = tls_config(NULL, "teardown", "peer-first", "max_idle", "0", NULL);
+	ck_assert_int_eq(pool_config_check(cfg, err, sizeof(err)), 0);
+	pool = pool_of(cfg);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	roundtrip(RS_REDIS, c);
+	pool_put(pool, c, POOL_RETIRE);
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_fallback, 1);
+	log_expect(": peer-first: no close_request to send");
+	pool_destroy(pool);
+	tw_expect(ep, 0, 0); /* the fallback: abort */
+	realserver_stop(rs);
+}
+END_TEST
+
 /* ---- inner hooks ---- */
 
 static atomic_int inner_connects, inner_closes, inner_frees;
@@ -693,6 +722,7 @@ Suite *tls_suite(void)
 	tcase_add_test(tc, sni_reaches_the_server);
 	tcase_add_loop_test(tc, second_connection_resumes, 0, 2);
 	tcase_add_loop_test(tc, peer_first_over_tls, 0, 2);
+	tcase_add_test(tc, peer_first_without_request_falls_back);
 	tcase_add_test(tc, inner_hooks_run_inside_tls);
 	tcase_add_test(tc, tls_off_endpoint_is_plain);
 	tcase_add_test(tc, warm_connection_is_usable);

@@ -97,6 +97,9 @@ static bool set_peer_name(pool_conn_t *conn, SSL *ssl, bool verify, char *name,
 	ip = is_ip_literal(name);
 	if (!ip)
 		ok = SSL_set_tlsext_host_name(ssl, name);
+	/* A wildcard stands for one whole label, as browsers take it. */
+	if (ok && verify && !ip)
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (ok && verify)
 		ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name)
 		        : SSL_set1_host(ssl, name);
