@@ -296,13 +296,12 @@ static int section_lookup_or_add(struct pool_config *cfg, const char *pattern,
 	return 0;
 }
 
-int config_resolve(const struct pool_config *cfg, const struct endpoint_addr *addr,
-                   struct pool_settings *out)
+/* The section whose keys (and hooks) an endpoint gets, or NULL. */
+static const struct pool_section *section_best(const struct pool_config *cfg,
+                                               const struct endpoint_addr *addr)
 {
 	const struct pool_section *best = NULL;
-	struct pool_settings eff;
 	size_t i;
-	int rc;
 
 	for (i = 0; addr && i < cfg->nsections; i++) {
 		const struct pool_section *sec = &cfg->sections[i];
@@ -313,8 +312,22 @@ int config_resolve(const struct pool_config *cfg, const struct endpoint_addr *ad
 		if (!best || (best->addr.wildcard_host && !sec->addr.wildcard_host))
 			best = sec;
 	}
-	config_overlay(&eff, &cfg->defaults, best);
-	eff.hooks = config_hooks(cfg, best);
+	return best;
+}
+
+const pool_hooks_t *config_resolve_hooks(const struct pool_config *cfg,
+                                         const struct endpoint_addr *addr)
+{
+	return config_hooks(cfg, section_best(cfg, addr));
+}
+
+int config_resolve(const struct pool_config *cfg, const struct endpoint_addr *addr,
+                   struct pool_settings *out)
+{
+	struct pool_settings eff;
+	int rc;
+
+	config_overlay(&eff, &cfg->defaults, section_best(cfg, addr));
 	*out = eff;
 	rc = settings_own(out, &eff);
 	if (rc)
@@ -324,11 +337,14 @@ int config_resolve(const struct pool_config *cfg, const struct endpoint_addr *ad
 
 /* ---- validation of a whole configuration ---- */
 
-static bool settings_broken(const struct pool_settings *s, struct violation *v)
+/* hooks: the section's effective hooks (a close_request hook stands in
+ * for the close_request bytes). */
+static bool settings_broken(const struct pool_settings *s, const pool_hooks_t *hooks,
+                            struct violation *v)
 {
 	v->key = v->other = -1;
 	if (s->teardown == TEARDOWN_PEER_FIRST && s->close_request_len == 0 &&
-	    !(s->hooks && s->hooks->close_request)) {
+	    !(hooks && hooks->close_request)) {
 		v->key = KEY_TEARDOWN;
 		v->other = KEY_CLOSE_REQUEST;
 		snprintf(v->why, sizeof(v->why), "peer-first needs a close_request");
@@ -357,15 +373,12 @@ static bool config_broken(const struct pool_config *cfg, struct violation *v)
 	size_t i;
 
 	v->idx = -1;
-	eff = cfg->defaults;
-	eff.hooks = config_hooks(cfg, NULL);
-	if (settings_broken(&eff, v))
+	if (settings_broken(&cfg->defaults, config_hooks(cfg, NULL), v))
 		return true;
 	for (i = 0; i < cfg->nsections; i++) {
 		config_overlay(&eff, &cfg->defaults, &cfg->sections[i]);
-		eff.hooks = config_hooks(cfg, &cfg->sections[i]);
 		v->idx = (long)i;
-		if (settings_broken(&eff, v))
+		if (settings_broken(&eff, config_hooks(cfg, &cfg->sections[i]), v))
 			return true;
 	}
 	return false;

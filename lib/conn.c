@@ -111,7 +111,7 @@ void conn_drop(struct pool *pool, struct pool_conn *c)
 
 int conn_on_connect(struct pool_conn *c, const struct connect_ctl *ctl)
 {
-	const pool_hooks_t *h = c->ep->set.hooks;
+	const pool_hooks_t *h = c->ep->hooks;
 
 	if (!h || !h->on_connect || h->on_connect(c, h->ud) == 0)
 		return 0;
@@ -146,12 +146,13 @@ uint32_t ratelimit_hit(struct ratelimit *rl, uint64_t now)
 
 /* The close request as configured, for a message: the hook, or the
  * bytes quoted with their escapes (shortened past 64). */
-static void request_shown(char *out, size_t outlen, const struct pool_settings *s)
+static void request_shown(char *out, size_t outlen, const struct pool_endpoint *ep)
 {
+	const struct pool_settings *s = &ep->set;
 	char body[64 * 4 + 1];
 	size_t n = s->close_request_len, shown = n > 64 ? 64 : n, used;
 
-	if (s->hooks && s->hooks->close_request) {
+	if (ep->hooks && ep->hooks->close_request) {
 		snprintf(out, outlen, "the close_request hook");
 		return;
 	}
@@ -169,7 +170,7 @@ static void fallback_text(char *out, size_t outlen, const struct pool_endpoint *
 	const struct pool_settings *s = &ep->set;
 	char req[64 * 4 + 32], what[128], count[64] = "";
 
-	request_shown(req, sizeof(req), s);
+	request_shown(req, sizeof(req), ep);
 	if (why == FB_TIMEOUT)
 		snprintf(what, sizeof(what), "no EOF within close_timeout_ms = %u after",
 			 s->close_timeout_ms);
@@ -253,22 +254,21 @@ static bool peer_closed(int fd)
  * socket leaves no TIME_WAIT). *why says what failed on DRAIN_FAILED. */
 static enum drain_status request_close(struct pool_conn *c, enum fallback_why *why)
 {
-	const struct pool_settings *s = &c->ep->set;
+	const pool_hooks_t *h = c->ep->hooks;
 	size_t budget = DRAIN_BUDGET;
 	enum drain_status st = drain_step(c->fd, &budget);
 
 	*why = FB_BUDGET;
 	if (st != DRAIN_AGAIN)
 		return st;
-	if (!s->hooks || !s->hooks->close_request) {
+	if (!h || !h->close_request) {
 		*why = FB_SEND;
-		return drain_send(c->fd, s);
+		return drain_send(c->fd, &c->ep->set);
 	}
 	*why = FB_HOOK;
 	/* Not checked out any more: a pool_put from the hook is misuse. */
 	c->magic = CONN_MAGIC_IDLE;
-	return s->hooks->close_request(c, s->hooks->ud) < 0 ? DRAIN_FAILED
-							      : DRAIN_AGAIN;
+	return h->close_request(c, h->ud) < 0 ? DRAIN_FAILED : DRAIN_AGAIN;
 }
 
 /* Peer-first: the request goes out now, from the caller, so the server

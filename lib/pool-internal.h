@@ -76,16 +76,15 @@ struct pool_settings {
 	uint32_t min_idle;         /* connections kept open, idle or not */
 	uint32_t leak_warn_ms;     /* 0 = off */
 	uint32_t idle_shrink_ms;   /* surplus idle: period; 0 = at pool_put */
-	const pool_hooks_t *hooks; /* NULL: none; points into the config
-	                            * resolved from (the pool's own copy) */
 	/* TLS: read by libtcpool-tls through pool_conn_setting(); the core
-	 * only keeps them. Strings owned; NULL when unset. */
-	bool tls;
+	 * only keeps them. Last: off the hot path's fields. Strings owned;
+	 * NULL when unset. */
 	char *tls_ca_file;         /* NULL: the system's CA store */
 	char *tls_server_name;     /* NULL: the endpoint's host when a name */
-	bool tls_verify;
 	char *tls_cert_file;       /* client certificate; NULL: none */
 	char *tls_key_file;        /* its key; NULL: in tls_cert_file */
+	bool tls;
+	bool tls_verify;
 };
 
 /* One [endpoint PATTERN] section: the keys it sets override the defaults. */
@@ -122,6 +121,10 @@ int config_resolve(const struct pool_config *cfg,
                    const struct endpoint_addr *addr,
                    struct pool_settings *out);
 void settings_release(struct pool_settings *s);
+/* The hooks of the same section (pool_config_set_hooks), or NULL: points
+ * into cfg, so valid as long as cfg is unchanged (a pool's own copy). */
+const pool_hooks_t *config_resolve_hooks(const struct pool_config *cfg,
+                                         const struct endpoint_addr *addr);
 
 /* Configured name of a policy ("close", "abort", "peer-first"). */
 const char *teardown_name(enum pool_teardown t);
@@ -321,6 +324,7 @@ struct pool_endpoint {
 	/* Last, off the hot path's cache lines; under the shard lock. */
 	struct ratelimit fallback_log; /* peer-first fallbacks */
 	struct ratelimit hook_log;     /* warm connections' on_connect fails */
+	const pool_hooks_t *hooks;     /* NULL: none; in pool->cfg */
 };
 
 struct shard {
@@ -435,9 +439,19 @@ static inline uint64_t endpoint_forget_after_ns(const struct pool_endpoint *ep)
 						: ENDPOINT_FORGET_MS);
 }
 
+/* Not before a minute after its last rate-limited warning either: a new
+ * record would warn again at once, and an endpoint that goes quiet
+ * between retirements would warn more than once a minute. */
 static inline uint64_t endpoint_forget_due(const struct pool_endpoint *ep)
 {
-	return ep->quiet_since_ns + endpoint_forget_after_ns(ep);
+	uint64_t due = ep->quiet_since_ns + endpoint_forget_after_ns(ep);
+	uint64_t fb = ep->fallback_log.last_ns, hk = ep->hook_log.last_ns;
+
+	if (fb && fb + RATELIMIT_NS > due)
+		due = fb + RATELIMIT_NS;
+	if (hk && hk + RATELIMIT_NS > due)
+		due = hk + RATELIMIT_NS;
+	return due;
 }
 
 /* nactive dropped (shard lock held): note when it reached 0, and return

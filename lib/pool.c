@@ -32,6 +32,7 @@ static struct pool_endpoint *endpoint_new(struct pool *pool, const char *key,
 	ep->quiet_since_ns = now_coarse_ns();
 	if (config_resolve(pool->cfg, &ep->addr, &ep->set))
 		goto fail;
+	ep->hooks = config_resolve_hooks(pool->cfg, &ep->addr);
 	return ep;
 fail:
 	free(ep->key);

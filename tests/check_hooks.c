@@ -847,6 +847,35 @@ START_TEST(fallback_warning_is_rate_limited)
 }
 END_TEST
 
+/* An endpoint that goes quiet between retirements is forgotten after its
+ * idle timeout; not its warning: the next fallback within the minute is
+ * still counted, not logged at once. */
+START_TEST(fallback_warning_outlives_quiet_endpoint)
+{
+	struct lineserver *ls = server_start(LS_QUIT_IGNORE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_config_t *cfg = config_with("teardown", "peer-first",
+					 "close_request", "\"quit\\n\"",
+					 "close_timeout_ms", "20", "max_idle", "0",
+					 "idle_timeout_ms", "30", NULL);
+	pool_t *pool;
+
+	log_reset();
+	pool_config_set_log(cfg, log_capture, NULL);
+	pool = create(cfg);
+	use_once(pool, ep, POOL_RETIRE);
+	wait_drains(pool, 3000);
+	ck_assert_int_eq(log_count(), 1);
+	usleep(300 * 1000); /* ten idle timeouts: time enough to forget it */
+	use_once(pool, ep, POOL_RETIRE);
+	wait_drains(pool, 3000);
+	ck_assert_uint_eq(stats_of(pool, NULL).peer_first_fallback, 2);
+	ck_assert_int_eq(log_count(), 1);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 /* POOL_BROKEN falls back by design: counted, not warned about. */
 START_TEST(broken_fallback_is_not_logged)
 {
@@ -1148,6 +1177,7 @@ Suite *hooks_suite(void)
 	tcase_set_timeout(tl, 30);
 	tcase_add_checked_fixture(tl, fixture_test_setup, fixture_test_teardown);
 	tcase_add_test(tl, fallback_warning_is_rate_limited);
+	tcase_add_test(tl, fallback_warning_outlives_quiet_endpoint);
 	tcase_add_test(tl, broken_fallback_is_not_logged);
 	tcase_add_test(tl, config_check_matches_create);
 	tcase_add_test(tl, bad_env_config_reason_on_stderr);
