@@ -124,8 +124,9 @@ typedef struct pool_hooks {
  * pool_config_set would). A section's hooks replace [pool]'s whole.
  * hooks is copied; hooks NULL clears the section's hooks (an endpoint
  * section then inherits [pool]'s); a zeroed pool_hooks_t sets "no hooks".
- * Returns 0, POOL_EINVAL (cfg NULL), POOL_EENDPOINT (bad pattern) or
- * POOL_ENOMEM; on failure cfg is unchanged. */
+ * Returns 0, POOL_EINVAL (cfg NULL), POOL_EENDPOINT (bad pattern),
+ * POOL_ECONFIG (too many sections) or POOL_ENOMEM; on failure cfg is
+ * unchanged. ud must stay valid while a pool made from cfg exists. */
 POOL_API int pool_config_set_hooks(pool_config_t *cfg, const char *endpoint,
                                    const pool_hooks_t *hooks);
 
@@ -187,11 +188,14 @@ POOL_API unsigned pool_conn_uses(const pool_conn_t *conn);
 POOL_API void *pool_conn_data(const pool_conn_t *conn);
 
 /* Attach data to conn (checked out, or in on_connect). free_fn (may be
- * NULL) runs exactly once, in a pool thread or the caller's, after the
- * connection's socket is closed (after a peer-first drain) or at
- * pool_destroy; never while conn is checked out. Replacing data that has
- * a free_fn does not free it: the caller replacing it owns the old data.
- * Ignored for NULL conn. */
+ * NULL) runs exactly once, in whichever thread retires the connection,
+ * after its socket is closed (after a peer-first drain), with no lock
+ * held; never while conn is checked out. It must not touch the
+ * descriptor, which is closed by then. Not run for connections still
+ * checked out at pool_destroy (their holder owns fd and data), nor in a
+ * child of fork() for the parent's connections. Replacing data does not
+ * free the old: whoever replaces it owns it (data NULL detaches). Ignored
+ * for NULL conn. */
 POOL_API void pool_conn_set_data(pool_conn_t *conn, void *data,
                                  void (*free_fn)(void *data));
 

@@ -333,6 +333,15 @@ struct shard {
 	unsigned gen;              /* endpoints forgotten so far: a lookup
 	                            * record made at another gen is stale */
 	pool_stats_t gone;         /* counters of forgotten endpoints */
+	/* The warning state of endpoints forgotten within the last minute
+	 * (by key hash), given back to a new record of the same key: an
+	 * endpoint that goes quiet between retirements must not warn more
+	 * than once a minute. A few suffice; the oldest is overwritten. */
+	struct warn_memo {
+		unsigned hashv;
+		struct ratelimit fallback_log, hook_log;
+	} memo[4];
+	unsigned memo_next;
 } __attribute__((aligned(64)));
 
 #define POOL_NSHARDS 16
@@ -439,19 +448,9 @@ static inline uint64_t endpoint_forget_after_ns(const struct pool_endpoint *ep)
 						: ENDPOINT_FORGET_MS);
 }
 
-/* Not before a minute after its last rate-limited warning either: a new
- * record would warn again at once, and an endpoint that goes quiet
- * between retirements would warn more than once a minute. */
 static inline uint64_t endpoint_forget_due(const struct pool_endpoint *ep)
 {
-	uint64_t due = ep->quiet_since_ns + endpoint_forget_after_ns(ep);
-	uint64_t fb = ep->fallback_log.last_ns, hk = ep->hook_log.last_ns;
-
-	if (fb && fb + RATELIMIT_NS > due)
-		due = fb + RATELIMIT_NS;
-	if (hk && hk + RATELIMIT_NS > due)
-		due = hk + RATELIMIT_NS;
-	return due;
+	return ep->quiet_since_ns + endpoint_forget_after_ns(ep);
 }
 
 /* nactive dropped (shard lock held): note when it reached 0, and return

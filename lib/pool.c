@@ -47,6 +47,43 @@ static void endpoint_free(struct pool_endpoint *ep)
 	free(ep);
 }
 
+/* A warning logged for ep within the last minute (shard lock held). */
+static bool warned_lately(const struct ratelimit *rl, uint64_t now)
+{
+	return rl->last_ns && now - rl->last_ns < RATELIMIT_NS;
+}
+
+/* ep is being forgotten: keep its warning state if it still limits. */
+static void memo_keep(struct shard *sh, const struct pool_endpoint *ep)
+{
+	uint64_t now = now_coarse_ns();
+	struct warn_memo *m;
+
+	if (!warned_lately(&ep->fallback_log, now) && !warned_lately(&ep->hook_log, now))
+		return;
+	m = &sh->memo[sh->memo_next++ % (sizeof(sh->memo) / sizeof(sh->memo[0]))];
+	m->hashv = ep->hh.hashv;
+	m->fallback_log = ep->fallback_log;
+	m->hook_log = ep->hook_log;
+}
+
+/* A new record for a key forgotten lately takes its warning state back. */
+static void memo_recall(struct shard *sh, struct pool_endpoint *ep, unsigned hashv)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(sh->memo) / sizeof(sh->memo[0]); i++) {
+		struct warn_memo *m = &sh->memo[i];
+
+		if (m->hashv != hashv || !(m->fallback_log.last_ns || m->hook_log.last_ns))
+			continue;
+		ep->fallback_log = m->fallback_log;
+		ep->hook_log = m->hook_log;
+		memset(m, 0, sizeof(*m));
+		return;
+	}
+}
+
 /* Insert a new endpoint for key unless another thread beat us to it. */
 static int endpoint_insert(struct pool *pool, struct shard *sh, const char *key,
 			   const struct endpoint_addr *addr, unsigned hashv,
@@ -75,6 +112,7 @@ static int endpoint_insert(struct pool *pool, struct shard *sh, const char *key,
 		endpoint_free(ep);
 		return POOL_ENOMEM;
 	}
+	memo_recall(sh, ep, hashv);
 	*ep_out = ep;
 	return 0;
 }
@@ -111,6 +149,7 @@ static struct pool_endpoint *cached_endpoint(struct pool *pool, const char *key)
 
 void table_forget(struct shard *sh, struct pool_endpoint *ep)
 {
+	memo_keep(sh, ep);
 	stats_add_counters(&sh->gone, &ep->stats);
 	sh->gen++;
 	HASH_DELETE(hh, sh->table, ep);
