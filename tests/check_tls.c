@@ -692,6 +692,64 @@ START_TEST(silent_server_times_out)
 }
 END_TEST
 
+struct hammer {
+	pool_t *pool;
+	const char *ep;
+	int failures;
+};
+
+static void *hammer_thread(void *arg)
+{
+	struct hammer *h = arg;
+	char reply[1024];
+	int i;
+
+	for (i = 0; i < 10; i++) {
+		pool_conn_t *c;
+
+		if (pool_get(h->pool, h->ep, &c) != 0) {
+			h->failures++;
+			continue;
+		}
+		if (!tls_roundtrip(RS_REDIS, pool_tls_ssl(c), reply, sizeof(reply)))
+			h->failures++;
+		pool_put(h->pool, c, i % 3 == 0 ? POOL_RETIRE : POOL_REUSE);
+	}
+	return NULL;
+}
+
+/* Threads connecting, resuming and retiring at once share the pool, the
+ * contexts and the session cache: every request answered, and no
+ * TIME_WAIT on the client. */
+START_TEST(threads_share_the_state)
+{
+	struct realserver *rs = start_tls(RS_REDIS, NULL);
+	struct hammer h[4];
+	pthread_t t[4];
+	const char *ep;
+	pool_t *pool;
+	int i;
+
+	if (!rs)
+		return;
+	ep = realserver_endpoint(rs);
+	pool = pool_of(tls_config(NULL, "teardown", "peer-first",
+				  "close_request", "\"QUIT\\r\\n\"", NULL));
+	for (i = 0; i < 4; i++) {
+		h[i] = (struct hammer){ .pool = pool, .ep = ep };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, hammer_thread, &h[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(h[i].failures, 0);
+	}
+	ck_assert_uint_eq(stats_of(pool, ep).gets, 40);
+	pool_destroy(pool);
+	ck_assert_uint_eq(tw_client(ep), 0);
+	realserver_stop(rs);
+}
+END_TEST
+
 /* ---- the suite ---- */
 
 static void suite_setup(void)
@@ -729,6 +787,7 @@ Suite *tls_suite(void)
 	tcase_add_test(tc, client_certificate);
 	tcase_add_test(tc, bad_files_are_named);
 	tcase_add_test(tc, silent_server_times_out);
+	tcase_add_test(tc, threads_share_the_state);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -9,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,9 @@ static int wait_io(int fd, int err, int64_t deadline_us)
 
 		if (left <= 0)
 			return 0;
-		r = poll(&p, 1, (int)((left + 999) / 1000));
+		/* connect_timeout_ms may exceed what an int holds */
+		left = (left + 999) / 1000;
+		r = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
 	} while (r < 0 && errno == EINTR);
 	return r < 0 ? -1 : r;
 }
@@ -150,19 +153,23 @@ static SSL *conn_ssl(pool_conn_t *conn, struct tls_conn *tc)
 	const char *ep = pool_conn_endpoint(conn);
 	bool verify;
 	SSL_CTX *ctx = conn_ctx(conn, &verify);
-	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+	SSL *ssl;
 
-	if (!ssl)
-		return NULL;
-	if (SSL_set_fd(ssl, pool_conn_fd(conn)) != 1 || !tls_conn_bind(ssl, tc) ||
-	    !set_peer_name(conn, ssl, verify, name, sizeof(name)))
+	if (!ctx)
+		return NULL; /* said why */
+	ssl = SSL_new(ctx);
+	if (!ssl || SSL_set_fd(ssl, pool_conn_fd(conn)) != 1 || !tls_conn_bind(ssl, tc))
+		goto oom;
+	if (!set_peer_name(conn, ssl, verify, name, sizeof(name)))
 		goto fail;
 	tc->sess_key = malloc(strlen(ep) + strlen(name) + 2);
 	if (!tc->sess_key)
-		goto fail;
+		goto oom;
 	sprintf(tc->sess_key, "%s\n%s", ep, name);
 	tls_session_offer(tc->inst->tls, ssl, tc->sess_key);
 	return ssl;
+oom:
+	tls_log(conn, "out of memory");
 fail:
 	SSL_free(ssl);
 	return NULL;
