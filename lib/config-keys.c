@@ -229,12 +229,6 @@ static void *pool_base(const struct config_key *k, const struct pool_config *cfg
 	return k->pool_only ? (void *)cfg : (void *)&cfg->defaults;
 }
 
-const void *config_pool_base(const struct config_key *k,
-                             const struct pool_config *cfg)
-{
-	return pool_base(k, cfg);
-}
-
 void config_set_defaults(struct pool_config *cfg)
 {
 	const struct config_key *k;
@@ -523,23 +517,38 @@ out:
 	return rc;
 }
 
+/* Whether s holds what a file cannot: a control character, or a comment
+ * start (';' or '#' first or after a blank), which a file's reader cuts. */
+static const char *string_unwritable(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i]; i++) {
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return "control character in";
+		if ((s[i] == ';' || s[i] == '#') &&
+		    (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t'))
+			return "a file would read a comment in";
+	}
+	return NULL;
+}
+
 /* Bare text, such as a path: everything after '=' (a file's inline
  * comment cut, blanks trimmed). "" gives NULL, so a section can go back
- * to the built-in behaviour. Control characters are refused: a file could
- * not hold them, and in a path they are a mistake. Quotes are refused
- * too: they would become part of the name. */
+ * to the built-in behaviour. What a file could not hold is refused, from
+ * pool_config_set too, so that the dump reads back the same; so are
+ * quotes, which would become part of the name. */
 static int parse_string(const char *s, char **out, char *why, size_t whylen)
 {
 	char shown[QUOTE_SHOWN * 4 + 8];
-	size_t i, n = strlen(s);
+	const char *bad = string_unwritable(s);
+	size_t n = strlen(s);
 
 	*out = NULL;
 	config_quote(shown, sizeof(shown), s);
-	for (i = 0; i < n; i++) {
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-			snprintf(why, whylen, "control character in %s", shown);
-			return POOL_ECONFIG;
-		}
+	if (bad) {
+		snprintf(why, whylen, "%s %s", bad, shown);
+		return POOL_ECONFIG;
 	}
 	if (s[0] == '"') {
 		snprintf(why, whylen, "write it without quotes: %s", shown);

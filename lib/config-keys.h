@@ -110,11 +110,6 @@ int settings_own(struct pool_settings *s, const struct pool_settings *src);
 size_t config_format(char *out, size_t outlen, const struct config_key *k,
                      const void *base);
 
-/* Where key k of [pool] lives in cfg: pool-wide keys in cfg itself,
- * endpoint keys in cfg->defaults. */
-const void *config_pool_base(const struct config_key *k,
-                             const struct pool_config *cfg);
-
 /* Write len bytes of s into out, C-escaped as a close_request is written
  * (\" \\ \r \n \t \0 \xHH), without quotes; truncated to fit outlen (a
  * partial escape is never written). Returns the bytes of s consumed. */

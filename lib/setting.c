@@ -27,7 +27,7 @@ POOL_API int pool_conn_setting(const pool_conn_t *conn, const char *key,
 	k = &config_keys[idx];
 	/* ep->set is resolved once per endpoint and never changes while a
 	 * connection holds the endpoint: no lock needed. */
-	base = k->pool_only ? config_pool_base(k, conn->pool->cfg)
+	base = k->pool_only ? (const void *)conn->pool->cfg
 	                    : (const void *)&conn->ep->set;
 	n = config_format(buf, len, k, base);
 	return n > INT_MAX ? INT_MAX : (int)n;

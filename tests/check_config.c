@@ -730,6 +730,11 @@ static const struct bad_set bad_sets[] = {
 	  "[endpoint db:1] tls_cert_file: control character in \"a\\nb\"", POOL_ECONFIG },
 	{ NULL, "tls_key_file", "'k'\x7f", "tls_key_file: control character in \"'k'\\x7f\"",
 	  POOL_ECONFIG },
+	{ NULL, "tls_ca_file", "a ;b",
+	  "tls_ca_file: a file would read a comment in \"a ;b\"", POOL_ECONFIG },
+	{ "db:1", "tls_server_name", "#x",
+	  "[endpoint db:1] tls_server_name: a file would read a comment in \"#x\"",
+	  POOL_ECONFIG },
 	{ NULL, NULL, "1", "invalid argument", POOL_EINVAL },
 	{ NULL, "max_idle", NULL, "invalid argument", POOL_EINVAL },
 };
