@@ -192,8 +192,9 @@ POOL_API void *pool_conn_data(const pool_conn_t *conn);
  * after its socket is closed (after a peer-first drain), with no lock
  * held; never while conn is checked out. It must not touch the
  * descriptor, which is closed by then. Not run for connections still
- * checked out at pool_destroy (their holder owns fd and data), nor in a
- * child of fork() for the parent's connections. Replacing data does not
+ * checked out at pool_destroy (their holder owns fd and data). A child of
+ * fork() frees its copy of inherited connections' data at its first pool
+ * call (the forking thread's own at their pool_put). Replacing data does not
  * free the old: whoever replaces it owns it (data NULL detaches). Ignored
  * for NULL conn. */
 POOL_API void pool_conn_set_data(pool_conn_t *conn, void *data,

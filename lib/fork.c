@@ -15,6 +15,12 @@
  *
  * The atfork handlers take every pool's locks before fork() so that the
  * child never inherits a lock held by a thread that does not exist there.
+ *
+ * The application's data on those connections (pool_conn_set_data) is
+ * the child's copy of memory: it is freed in the child at its first pool
+ * call, with no lock held, like the socket's copy was closed (free_fn
+ * never touches the descriptor). The forking thread's own checked-out
+ * connections keep theirs until their pool_put in the child.
  */
 #include <stdlib.h>
 #include <unistd.h>
@@ -153,15 +159,59 @@ void fork_unregister(struct pool *pool)
 	pthread_mutex_unlock(&registry_lock);
 }
 
-/* Child side: forget idle connections (closed at fork). */
-static void child_reset_endpoint(struct pool_endpoint *ep)
+/* The data of connections the child will never use, to free once the
+ * locks are dropped (free_fn is the application's code). Never in the
+ * atfork handler: free_fn need not be async-signal-safe. */
+struct data_free {
+	void *data;
+	void (*free_fn)(void *data);
+	struct data_free *next;
+};
+
+/* Take a record's data for freeing later, and clear it on the record, so
+ * that nothing frees it twice. Out of memory, it is leaked: the child
+ * cannot do better. */
+static void defer_free(struct data_free **list, void **data,
+		       void (**free_fn)(void *data))
+{
+	struct data_free *f = *free_fn ? malloc(sizeof(*f)) : NULL;
+
+	if (f) {
+		f->data = *data;
+		f->free_fn = *free_fn;
+		f->next = *list;
+		*list = f;
+	}
+	*data = NULL;
+	*free_fn = NULL;
+}
+
+static void run_frees(struct data_free *list)
+{
+	while (list) {
+		struct data_free *next = list->next;
+
+		data_release(list->data, list->free_fn);
+		free(list);
+		list = next;
+	}
+}
+
+/* Child side: forget idle connections (closed at fork), and free the
+ * data of those and of the connections other threads held (closed at
+ * fork too; no thread of the child will ever put them). */
+static void child_reset_endpoint(struct pool_endpoint *ep, struct data_free **frees)
 {
 	struct pool_conn *c, *tmp;
 
 	DL_FOREACH_SAFE(ep->idle, c, tmp) {
 		DL_DELETE(ep->idle, c);
+		defer_free(frees, &c->data, &c->free_fn);
 		conn_free(c);
 	}
+	DL_FOREACH(ep->busy, c)
+		if (c->fd < 0)
+			defer_free(frees, &c->data, &c->free_fn);
 	/* Checked-out ones stay on the busy list: the forking thread's put
 	 * closes its copy; the others' records go at pool_destroy. */
 	ep->nidle = 0; /* nidle_total: reset by child_reset */
@@ -174,13 +224,14 @@ static void child_reset_endpoint(struct pool_endpoint *ep)
 
 /* Forget the drains (closed at fork); the epoll set is made anew by
  * child_restart. */
-static void child_reset_reaper(struct pool *pool)
+static void child_reset_reaper(struct pool *pool, struct data_free **frees)
 {
 	struct reaper *r = &pool->reaper;
 	struct drain *d, *tmp;
 
 	DL_FOREACH_SAFE(r->list, d, tmp) {
 		DL_DELETE(r->list, d);
+		defer_free(frees, &d->data, &d->free_fn);
 		free(d);
 	}
 	/* run_lock may be "held" by the parent's maintenance thread, which
@@ -204,7 +255,7 @@ static int child_restart(struct pool *pool)
 	return rc;
 }
 
-static void child_reset(struct pool *pool)
+static void child_reset(struct pool *pool, struct data_free **frees)
 {
 	struct pool_endpoint *ep, *tmp;
 	int i;
@@ -212,7 +263,7 @@ static void child_reset(struct pool *pool)
 	for (i = 0; i < POOL_NSHARDS; i++) {
 		plock_lock(&pool->shards[i].lock);
 		HASH_ITER(hh, pool->shards[i].table, ep, tmp)
-			child_reset_endpoint(ep);
+			child_reset_endpoint(ep, frees);
 		plock_unlock(&pool->shards[i].lock);
 	}
 	atomic_store(&pool->total, 0);
@@ -225,22 +276,22 @@ static void child_reset(struct pool *pool)
 	/* Nor does the refill thread; its queued reservations were reset
 	 * with the counts above. Its lock may have been held: make anew. */
 	refill_init(pool);
-	child_reset_reaper(pool);
+	child_reset_reaper(pool, frees);
 	/* Threads do not survive fork(): child_restart starts them again. */
 	pool->maint_running = false;
 }
 
-int fork_check(struct pool *pool)
+/* After a fork, or while the child's threads could not start: apart from
+ * fork_check so that its check, on every pool_get and pool_put, stays a
+ * leaf without a stack frame. */
+static int __attribute__((noinline)) fork_check_slow(struct pool *pool, unsigned gen)
 {
-	unsigned gen = atomic_load_explicit(&fork_generation, memory_order_relaxed);
+	struct data_free *frees = NULL;
 	int rc = 0;
 
-	if (pool->fork_gen == gen &&
-	    !atomic_load_explicit(&pool->fork_retry, memory_order_relaxed))
-		return 0;
 	pthread_mutex_lock(&registry_lock);
 	if (pool->fork_gen != gen) {
-		child_reset(pool);
+		child_reset(pool, &frees);
 		pool->fork_gen = gen;
 		atomic_store(&pool->fork_retry, true);
 	}
@@ -249,7 +300,18 @@ int fork_check(struct pool *pool)
 		atomic_store(&pool->fork_retry, rc != 0);
 	}
 	pthread_mutex_unlock(&registry_lock);
+	run_frees(frees);
 	return rc;
+}
+
+int fork_check(struct pool *pool)
+{
+	unsigned gen = atomic_load_explicit(&fork_generation, memory_order_relaxed);
+
+	if (pool->fork_gen == gen &&
+	    !atomic_load_explicit(&pool->fork_retry, memory_order_relaxed))
+		return 0;
+	return fork_check_slow(pool, gen);
 }
 
 bool fork_put_inherited(struct pool *pool, struct pool_conn *c)
@@ -266,6 +328,9 @@ bool fork_put_inherited(struct pool *pool, struct pool_conn *c)
 	 * fork if another thread held it. */
 	if (c->fd >= 0)
 		close(c->fd);
+	/* The child's copy of the data: freed once, like the socket's copy
+	 * (cleared already if another thread held it at the fork). */
+	data_release(c->data, c->free_fn);
 	conn_free(c);
 	return true;
 }

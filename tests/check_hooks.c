@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config-keys.h"
@@ -448,6 +449,55 @@ START_TEST(destroy_leaves_checked_out_data)
 }
 END_TEST
 
+/* A child of fork() frees its copy of the data of the connections it
+ * inherited and will never use, at its first pool call (not in the atfork
+ * handler), as it closed its copy of their descriptors; the parent's
+ * connections and data are untouched. */
+START_TEST(fork_child_frees_only_its_own)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("teardown", "abort", NULL);
+	pool_conn_t *c;
+	int status, p[2], got = -1;
+	pid_t pid;
+
+	frees_reset();
+	use_once(pool, ep, POOL_REUSE); /* idle, with data */
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* Through a pipe, not the exit status: under valgrind a child
+		 * exits with its error code for the test's own objects it
+		 * cannot free (the line server, whose thread is the parent's). */
+		int rc = pool_get(pool, ep, &c), n; /* a new connection */
+
+		if (rc == 0) {
+			attach(c);
+			pool_put(pool, c, POOL_RETIRE);
+		}
+		pool_destroy(pool);
+		n = rc == 0 ? atomic_load(&frees) : 100;
+		_exit(write(p[1], &n, sizeof(n)) == sizeof(n) ? 0 : 1);
+	}
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], &got, sizeof(got)), (ssize_t)sizeof(got));
+	close(p[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(got, 2); /* the inherited one's and its own */
+	ck_assert_int_eq(atomic_load(&frees), 0);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0); /* the parent's, alive */
+	ck_assert_ptr_nonnull(pool_conn_data(c));
+	ping(c);
+	pool_put(pool, c, POOL_REUSE);
+	pool_destroy(pool);
+	frees_expect(1);
+	lineserver_stop(ls);
+}
+END_TEST
+
 /* Peer-first: the data lives through the drain (the server closes only
  * after a delay) and is freed once the socket is closed. */
 START_TEST(free_after_peer_first_drain)
@@ -719,6 +769,12 @@ START_TEST(set_hooks_bad_input_changes_nothing)
 	ck_assert_uint_eq(cfg->nsections, 1);
 	ck_assert(cfg->sections[0].hooks_set);
 	ck_assert_ptr_eq(cfg->sections[0].hooks.ud, &h);
+	/* Keys set later, in the same section or elsewhere, keep them. */
+	ck_assert_int_eq(pool_config_set(cfg, "*:80", "max_idle", "3", NULL, 0), 0);
+	ck_assert_int_eq(pool_config_set(cfg, "*:81", "max_idle", "3", NULL, 0), 0);
+	ck_assert(cfg->sections[0].hooks_set);
+	ck_assert(!cfg->sections[1].hooks_set);
+	ck_assert_ptr_eq(cfg->sections[0].hooks.on_connect, hook_connect);
 	pool_config_free(cfg);
 }
 END_TEST
@@ -1158,6 +1214,7 @@ Suite *hooks_suite(void)
 	tcase_add_test(tc, free_when_found_stale);
 	tcase_add_test(tc, free_when_evicted);
 	tcase_add_test(tc, destroy_leaves_checked_out_data);
+	tcase_add_test(tc, fork_child_frees_only_its_own);
 	tcase_add_test(tc, free_after_peer_first_drain);
 	tcase_add_test(tc, free_after_drain_fallback_at_destroy);
 	suite_add_tcase(s, tc);
