@@ -208,15 +208,6 @@ static void roundtrip(enum rs_kind kind, pool_conn_t *c)
 		      "%s: no valid reply through TLS", realserver_name(kind));
 }
 
-static uint16_t local_port(int fd)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	return ntohs(sa.sin_port);
-}
-
 /* ---- the tests ---- */
 
 /* A request through the handshaken connection, verified against the CA;
@@ -385,19 +376,6 @@ START_TEST(second_connection_resumes)
 }
 END_TEST
 
-static unsigned distinct(const uint16_t *ports, int n)
-{
-	unsigned count = 0;
-	int i, j;
-
-	for (i = 0; i < n; i++) {
-		for (j = i + 1; j < n && ports[j] != ports[i]; j++)
-			;
-		count += j == n;
-	}
-	return count;
-}
-
 /* Peer-first through TLS: the close request (QUIT; an HTTP request with
  * Connection: close) and a close_notify go through TLS, the server
  * closes first: N connections leave 0 TIME_WAIT on the client and one
@@ -423,7 +401,7 @@ START_TEST(peer_first_over_tls)
 		pool_conn_t *c;
 
 		ck_assert_int_eq(pool_get(pool, ep, &c), 0);
-		used[i] = local_port(pool_conn_fd(c));
+		used[i] = fd_local_port(pool_conn_fd(c));
 		roundtrip(kind, c);
 		pool_put(pool, c, POOL_RETIRE);
 	}
@@ -432,7 +410,7 @@ START_TEST(peer_first_over_tls)
 	ck_assert_uint_eq(st.retired_peer_first, N);
 	ck_assert_uint_eq(st.peer_first_ok, N);
 	ck_assert_uint_eq(st.peer_first_fallback, 0);
-	ports = distinct(used, N);
+	ports = distinct_ports(used, N);
 	pool_destroy(pool);
 	printf("tls: peer-first over TLS to %s: %d connections, client TIME_WAIT %u, "
 	       "server TIME_WAIT %u (client ports %u)\n", realserver_name(kind), N,
