@@ -197,7 +197,7 @@ static bool handshake(pool_conn_t *conn, SSL *ssl, int64_t deadline_us)
 		if (w < 0)
 			break;
 	}
-	if (ERR_peek_last_error() || SSL_get_verify_result(ssl) != X509_V_OK)
+	if (ERR_peek_last_error())
 		tls_reason(why, sizeof(why), ssl);
 	else
 		snprintf(why, sizeof(why), "%s", errno ? strerror(errno)

@@ -39,8 +39,13 @@ struct tls_conn *tls_conn_of(const SSL *ssl)
 void tls_reason(char *out, size_t outlen, const SSL *ssl)
 {
 	unsigned long e = ERR_peek_last_error();
-	long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 	const char *r = e ? ERR_reason_error_string(e) : NULL;
+	long v = X509_V_OK;
+
+	/* With tls_verify = off the result is computed but not enforced:
+	 * it is not why anything failed. */
+	if (ssl && (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER))
+		v = SSL_get_verify_result(ssl);
 
 	if (v != X509_V_OK)
 		snprintf(out, outlen, "%s: %s", r ? r : "certificate verify failed",
