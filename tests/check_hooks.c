@@ -453,7 +453,7 @@ END_TEST
  * inherited and will never use, at its first pool call (not in the atfork
  * handler), as it closed its copy of their descriptors; the parent's
  * connections and data are untouched. */
-START_TEST(fork_child_frees_only_its_own)
+START_TEST(fork_child_frees_its_copies)
 {
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
@@ -1214,7 +1214,7 @@ Suite *hooks_suite(void)
 	tcase_add_test(tc, free_when_found_stale);
 	tcase_add_test(tc, free_when_evicted);
 	tcase_add_test(tc, destroy_leaves_checked_out_data);
-	tcase_add_test(tc, fork_child_frees_only_its_own);
+	tcase_add_test(tc, fork_child_frees_its_copies);
 	tcase_add_test(tc, free_after_peer_first_drain);
 	tcase_add_test(tc, free_after_drain_fallback_at_destroy);
 	suite_add_tcase(s, tc);
