@@ -200,6 +200,24 @@ POOL_API void *pool_conn_data(const pool_conn_t *conn);
 POOL_API void pool_conn_set_data(pool_conn_t *conn, void *data,
                                  void (*free_fn)(void *data));
 
+/* The value of configuration key `key` in effect for conn's endpoint
+ * ([pool] overridden by its section), written into buf as a config file
+ * would hold it after '=' (a close_request quoted and escaped, an unset
+ * path as ""). Like snprintf: returns the length of the whole text, and
+ * writes at most len bytes, NUL included (buf may be NULL when len is 0);
+ * a close_request that does not fit is not written at all (buf gets "").
+ * POOL_EINVAL for a NULL argument or an unknown key. For hooks that act
+ * on keys of their own, such as libtcpool-tls's tls_* keys. */
+POOL_API int pool_conn_setting(const pool_conn_t *conn, const char *key,
+                               char *buf, size_t len);
+
+/* Log msg (one line, without a newline) at level (POOL_LOG_WARN or
+ * POOL_LOG_INFO) through the log callback of conn's pool, as the pool's
+ * own lines go (pool_set_log; stderr by default): for hooks, which have
+ * a connection but not its pool, to say why they failed. Ignored when
+ * conn or msg is NULL. */
+POOL_API void pool_conn_log(const pool_conn_t *conn, int level, const char *msg);
+
 /* ---- maintenance ------------------------------------------------------ */
 
 /* In manual maintenance mode (maintenance = manual), the application calls

@@ -28,6 +28,9 @@ _Static_assert(CONFIG_NKEYS <= 64, "too many keys for set_mask");
 	.name = #f, .type = (t), .offset = offsetof(struct pool_settings, f), \
 	.def = (d) }
 
+#define STRING_KEY(id, f) [id] = { \
+	.name = #f, .type = CT_STRING, .offset = offsetof(struct pool_settings, f) }
+
 /* The built-in defaults; tcpool.conf(5) says why each. Keys that came
  * after the contract's first table (min_idle, leak_warn_ms) default to
  * off, as SPEC.md requires, except idle_shrink_ms (see below). lifetime_jitter_pct is 5: it only ever
@@ -68,6 +71,14 @@ const struct config_key config_keys[CONFIG_NKEYS] = {
 		.offset = offsetof(struct pool_config, maintenance),
 		.def = MAINT_THREAD,
 	},
+	/* TLS, done by libtcpool-tls's hooks (tcpool-tls(3)); the core only
+	 * keeps the values. Verification is on unless turned off. */
+	ENUM_KEY(KEY_TLS, tls, CT_BOOL, false),
+	STRING_KEY(KEY_TLS_CA_FILE, tls_ca_file),
+	STRING_KEY(KEY_TLS_SERVER_NAME, tls_server_name),
+	ENUM_KEY(KEY_TLS_VERIFY, tls_verify, CT_BOOL, true),
+	STRING_KEY(KEY_TLS_CERT_FILE, tls_cert_file),
+	STRING_KEY(KEY_TLS_KEY_FILE, tls_key_file),
 };
 
 struct choice {
@@ -95,6 +106,12 @@ static const struct choice maint_modes[] = {
 	{ NULL, 0 }
 };
 
+static const struct choice bools[] = {
+	{ "on", true },
+	{ "off", false },
+	{ NULL, 0 }
+};
+
 static const struct choice *choices_of(enum config_type t)
 {
 	switch (t) {
@@ -104,8 +121,11 @@ static const struct choice *choices_of(enum config_type t)
 		return fallbacks;
 	case CT_MAINT:
 		return maint_modes;
+	case CT_BOOL:
+		return bools;
 	case CT_UINT:
 	case CT_BYTES:
+	case CT_STRING:
 		break;
 	}
 	return NULL;
@@ -141,7 +161,10 @@ static uint32_t value_get(const struct config_key *k, const void *base)
 		return (uint32_t)*(enum pool_teardown *)p;
 	case CT_MAINT:
 		return (uint32_t)*(enum pool_maint_mode *)p;
+	case CT_BOOL:
+		return *(bool *)p;
 	case CT_BYTES:
+	case CT_STRING:
 		break;
 	}
 	return 0;
@@ -162,7 +185,11 @@ static void value_put(const struct config_key *k, void *base, uint32_t v)
 	case CT_MAINT:
 		*(enum pool_maint_mode *)p = (enum pool_maint_mode)v;
 		break;
+	case CT_BOOL:
+		*(bool *)p = v != 0;
+		break;
 	case CT_BYTES:
+	case CT_STRING:
 		break;
 	}
 }
@@ -177,6 +204,25 @@ static size_t *bytes_len(const struct config_key *k, const void *base)
 	return field(base, k->len_offset);
 }
 
+/* A string value's length: CT_STRING keeps none, its text ends at NUL. */
+static size_t owned_len(const struct config_key *k, const void *base)
+{
+	const char *p = *bytes_ptr(k, base);
+
+	if (k->type == CT_BYTES)
+		return *bytes_len(k, base);
+	return p ? strlen(p) + 1 : 0;
+}
+
+/* Set a string value, and its length where it keeps one. */
+static void owned_put(const struct config_key *k, void *base, char *p,
+                      size_t len)
+{
+	*bytes_ptr(k, base) = p;
+	if (k->type == CT_BYTES)
+		*bytes_len(k, base) = len;
+}
+
 /* Where key k of [pool] lives: pool-wide keys in the config itself. */
 static void *pool_base(const struct config_key *k, const struct pool_config *cfg)
 {
@@ -188,11 +234,55 @@ void config_set_defaults(struct pool_config *cfg)
 	const struct config_key *k;
 
 	for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++) {
-		if (k->type == CT_BYTES) {
-			*bytes_ptr(k, pool_base(k, cfg)) = NULL;
-			*bytes_len(k, pool_base(k, cfg)) = 0;
-		} else {
+		if (config_key_owned(k))
+			owned_put(k, pool_base(k, cfg), NULL, 0);
+		else
 			value_put(k, pool_base(k, cfg), k->def);
+	}
+}
+
+int settings_own(struct pool_settings *s, const struct pool_settings *src)
+{
+	const struct config_key *k;
+	int rc = 0;
+
+	/* First forget every pointer into src, so that a failure half-way
+	 * leaves s holding nothing but its own copies. */
+	for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++)
+		if (config_key_owned(k) && !k->pool_only)
+			owned_put(k, s, NULL, 0);
+	for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++) {
+		const char *from;
+		size_t len;
+		char *copy;
+
+		if (!config_key_owned(k) || k->pool_only)
+			continue;
+		from = *bytes_ptr(k, src);
+		len = owned_len(k, src);
+		if (!from)
+			continue;
+		copy = malloc(len ? len : 1);
+		if (!copy) {
+			rc = POOL_ENOMEM;
+			continue;
+		}
+		memcpy(copy, from, len);
+		owned_put(k, s, copy, len);
+	}
+	return rc;
+}
+
+void settings_release(struct pool_settings *s)
+{
+	const struct config_key *k;
+
+	if (!s)
+		return;
+	for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++) {
+		if (config_key_owned(k) && !k->pool_only) {
+			free(*bytes_ptr(k, s));
+			owned_put(k, s, NULL, 0);
 		}
 	}
 }
@@ -208,12 +298,11 @@ void config_overlay(struct pool_settings *out, const struct pool_settings *base,
 	for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++) {
 		if (k->pool_only || !(sec->set_mask & (UINT64_C(1) << (k - config_keys))))
 			continue;
-		if (k->type == CT_BYTES) {
-			*bytes_ptr(k, out) = *bytes_ptr(k, &sec->set);
-			*bytes_len(k, out) = *bytes_len(k, &sec->set);
-		} else {
+		if (config_key_owned(k))
+			owned_put(k, out, *bytes_ptr(k, &sec->set),
+			          owned_len(k, &sec->set));
+		else
 			value_put(k, out, value_get(k, &sec->set));
-		}
 	}
 }
 
@@ -428,21 +517,75 @@ out:
 	return rc;
 }
 
+/* Whether s holds what a file cannot: a control character, or a comment
+ * start (';' or '#' first or after a blank), which a file's reader cuts. */
+static const char *string_unwritable(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i]; i++) {
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return "control character in";
+		if ((s[i] == ';' || s[i] == '#') &&
+		    (i == 0 || s[i - 1] == ' ' || s[i - 1] == '\t'))
+			return "a file would read a comment in";
+	}
+	return NULL;
+}
+
+/* Bare text, such as a path: everything after '=' (a file's inline
+ * comment cut, blanks trimmed). "" gives NULL, so a section can go back
+ * to the built-in behaviour. What a file could not hold is refused, from
+ * pool_config_set too, so that the dump reads back the same; so are
+ * quotes, which would become part of the name. */
+static int parse_string(const char *s, char **out, char *why, size_t whylen)
+{
+	char shown[QUOTE_SHOWN * 4 + 8];
+	const char *bad = string_unwritable(s);
+	size_t n = strlen(s);
+
+	*out = NULL;
+	config_quote(shown, sizeof(shown), s);
+	if (bad) {
+		snprintf(why, whylen, "%s %s", bad, shown);
+		return POOL_ECONFIG;
+	}
+	if (s[0] == '"') {
+		snprintf(why, whylen, "write it without quotes: %s", shown);
+		return POOL_ECONFIG;
+	}
+	if (n > CONFIG_MAX_STRING) {
+		snprintf(why, whylen, "too long (%zu bytes, max %u)", n,
+		         CONFIG_MAX_STRING);
+		return POOL_ECONFIG;
+	}
+	if (n == 0)
+		return 0;
+	*out = strdup(s);
+	if (!*out) {
+		snprintf(why, whylen, "out of memory");
+		return POOL_ENOMEM;
+	}
+	return 0;
+}
+
 static int store_value(const struct config_key *k, void *base, const char *value,
                        char *why, size_t whylen)
 {
 	char *bytes;
-	size_t len;
+	size_t len = 0;
 	uint32_t v;
 	int rc;
 
-	if (k->type == CT_BYTES) {
-		rc = parse_bytes(value, &bytes, &len, why, whylen);
+	if (config_key_owned(k)) {
+		if (k->type == CT_BYTES)
+			rc = parse_bytes(value, &bytes, &len, why, whylen);
+		else
+			rc = parse_string(value, &bytes, why, whylen);
 		if (rc)
 			return rc;
 		free(*bytes_ptr(k, base));
-		*bytes_ptr(k, base) = bytes;
-		*bytes_len(k, base) = len;
+		owned_put(k, base, bytes, len);
 		return 0;
 	}
 	if (k->type == CT_UINT)
@@ -487,29 +630,77 @@ static const char *choice_name(const struct choice *c, uint32_t v)
 	return "?";
 }
 
-static void dump_bytes(FILE *out, const char *s, size_t len)
+/* The length of s escaped by config_escape, without truncation. */
+static size_t escaped_len(const char *s, size_t len)
 {
-	char chunk[256];
-	size_t done = 0;
+	char one[5];
+	size_t i, n = 0;
 
-	fputc('"', out);
-	while (done < len) {
-		done += config_escape(chunk, sizeof(chunk), s + done, len - done);
-		fputs(chunk, out);
-	}
-	fputc('"', out);
+	for (i = 0; i < len; i++)
+		n += escape_one((unsigned char)s[i], one);
+	return n;
 }
 
-static void dump_key(FILE *out, const struct config_key *k, const void *base)
+/* A close_request: quoted, escaped. */
+static size_t format_bytes(char *out, size_t outlen, const char *s, size_t len)
 {
-	fprintf(out, "%s = ", k->name);
-	if (k->type == CT_BYTES)
-		dump_bytes(out, *bytes_ptr(k, base), *bytes_len(k, base));
-	else if (k->type == CT_UINT)
-		fprintf(out, "%u", value_get(k, base));
-	else
-		fputs(choice_name(choices_of(k->type), value_get(k, base)), out);
-	fputc('\n', out);
+	size_t need = escaped_len(s, len) + 2;
+
+	if (outlen == 0)
+		return need;
+	if (need < outlen) {
+		out[0] = '"';
+		config_escape(out + 1, outlen - 1, s, len);
+		out[need - 1] = '"';
+		out[need] = '\0';
+	} else {
+		out[0] = '\0'; /* never half an escape or an unclosed quote */
+	}
+	return need;
+}
+
+size_t config_format(char *out, size_t outlen, const struct config_key *k,
+                     const void *base)
+{
+	const char *str;
+	int n;
+
+	switch (k->type) {
+	case CT_BYTES:
+		return format_bytes(out, outlen, *bytes_ptr(k, base),
+		                    *bytes_len(k, base));
+	case CT_STRING:
+		str = *bytes_ptr(k, base);
+		n = snprintf(out, outlen, "%s", str ? str : "");
+		break;
+	case CT_UINT:
+		n = snprintf(out, outlen, "%u", value_get(k, base));
+		break;
+	default:
+		n = snprintf(out, outlen, "%s",
+		             choice_name(choices_of(k->type), value_get(k, base)));
+		break;
+	}
+	return n < 0 ? 0 : (size_t)n;
+}
+
+static int dump_key(FILE *out, const struct config_key *k, const void *base)
+{
+	char small[256], *text = small;
+	size_t n = config_format(small, sizeof(small), k, base);
+
+	/* Only a long close_request needs more room. */
+	if (n >= sizeof(small)) {
+		text = malloc(n + 1);
+		if (!text)
+			return POOL_ENOMEM;
+		config_format(text, n + 1, k, base);
+	}
+	/* Bare text has nothing after '=' when unset: no trailing blank. */
+	fprintf(out, "%s =%s%s\n", k->name, *text ? " " : "", text);
+	if (text != small)
+		free(text);
+	return 0;
 }
 
 int config_dump(const struct pool_config *cfg, FILE *out)
@@ -517,16 +708,19 @@ int config_dump(const struct pool_config *cfg, FILE *out)
 	const struct config_key *k;
 	struct pool_settings eff;
 	size_t i;
+	int rc = 0;
 
 	fputs("[pool]\n", out);
-	for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++)
-		dump_key(out, k, pool_base(k, cfg));
-	for (i = 0; i < cfg->nsections; i++) {
+	for (k = config_keys; k < config_keys + CONFIG_NKEYS && !rc; k++)
+		rc = dump_key(out, k, pool_base(k, cfg));
+	for (i = 0; i < cfg->nsections && !rc; i++) {
 		config_overlay(&eff, &cfg->defaults, &cfg->sections[i]);
 		fprintf(out, "\n[endpoint %s]\n", cfg->sections[i].pattern);
-		for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++)
+		for (k = config_keys; k < config_keys + CONFIG_NKEYS && !rc; k++)
 			if (!k->pool_only)
-				dump_key(out, k, &eff);
+				rc = dump_key(out, k, &eff);
 	}
+	if (rc)
+		return rc;
 	return fflush(out) == 0 && !ferror(out) ? 0 : POOL_ESYS;
 }

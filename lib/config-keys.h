@@ -17,7 +17,10 @@ enum config_type {
 	CT_TEARDOWN, /* enum pool_teardown: close, abort, peer-first */
 	CT_FALLBACK, /* enum pool_teardown: abort, close */
 	CT_MAINT,    /* enum pool_maint_mode: thread, manual */
-	CT_BYTES     /* quoted string with C escapes: char * plus size_t */
+	CT_BYTES,    /* quoted string with C escapes: char * plus size_t */
+	CT_STRING,   /* bare text to the end of the line (a path, a host
+	              * name): char *, NUL-terminated; "" clears it */
+	CT_BOOL      /* bool: on, off */
 };
 
 /* Index of each key in config_keys[], which is also its set_mask bit. */
@@ -40,6 +43,12 @@ enum config_key_id {
 	KEY_LEAK_WARN_MS,
 	KEY_IDLE_SHRINK_MS,
 	KEY_MAINTENANCE,
+	KEY_TLS,
+	KEY_TLS_CA_FILE,
+	KEY_TLS_SERVER_NAME,
+	KEY_TLS_VERIFY,
+	KEY_TLS_CERT_FILE,
+	KEY_TLS_KEY_FILE,
 	CONFIG_NKEYS
 };
 
@@ -51,13 +60,17 @@ struct config_key {
 	                    * when pool_only */
 	size_t len_offset; /* CT_BYTES: where the length goes */
 	uint32_t min, max; /* CT_UINT bounds */
-	uint32_t def;      /* built-in default (enums by value); CT_BYTES: unset */
+	uint32_t def;      /* built-in default (enums and bools by value);
+	                    * CT_BYTES, CT_STRING: unset */
 };
 
 extern const struct config_key config_keys[CONFIG_NKEYS];
 
 /* Bytes a close request may hold: it is sent with one non-blocking write. */
 #define CONFIG_MAX_REQUEST 4096u
+
+/* Bytes a bare-text value (a path, a host name) may hold: PATH_MAX. */
+#define CONFIG_MAX_STRING 4096u
 
 /* Endpoint sections a configuration may hold: a guard against runaway
  * input, far above any real use. */
@@ -80,6 +93,22 @@ int config_key_set(struct pool_config *cfg, struct pool_section *sec, int idx,
  * out->close_request points into base or sec. Cannot fail. */
 void config_overlay(struct pool_settings *out, const struct pool_settings *base,
                     const struct pool_section *sec);
+
+/* Whether key k's value is heap memory the settings own (a string). */
+static inline bool config_key_owned(const struct config_key *k)
+{
+	return k->type == CT_BYTES || k->type == CT_STRING;
+}
+
+/* Make the strings of s, a shallow copy of src, its own copies. On
+ * POOL_ENOMEM the ones not copied are NULL: s can still be released. */
+int settings_own(struct pool_settings *s, const struct pool_settings *src);
+
+/* The value of key k in base (struct pool_settings, or struct pool_config
+ * for a pool-wide key) as a file would write it, into out like snprintf:
+ * returns the length of the whole text. */
+size_t config_format(char *out, size_t outlen, const struct config_key *k,
+                     const void *base);
 
 /* Write len bytes of s into out, C-escaped as a close_request is written
  * (\" \\ \r \n \t \0 \xHH), without quotes; truncated to fit outlen (a
@@ -112,7 +141,8 @@ unsigned config_warnings(const struct pool_config *cfg,
                          void (*warn)(const char *msg, void *ud), void *ud);
 
 /* Print the effective settings of [pool], then of each endpoint section,
- * in the file format. Returns 0, or POOL_ESYS when writing failed. */
+ * in the file format. Returns 0, POOL_ENOMEM, or POOL_ESYS when writing
+ * failed. */
 int config_dump(const struct pool_config *cfg, FILE *out);
 
 #endif /* TCPOOL_CONFIG_KEYS_H */

@@ -106,26 +106,14 @@ static void shown_text(char *out, size_t outlen, const char *s)
 
 /* ---- allocation ---- */
 
-static int bytes_dup(char **dst, const char *src, size_t len)
-{
-	*dst = NULL;
-	if (!src)
-		return 0;
-	*dst = malloc(len ? len : 1);
-	if (!*dst)
-		return POOL_ENOMEM;
-	memcpy(*dst, src, len);
-	return 0;
-}
-
 static void config_clear(struct pool_config *cfg)
 {
 	size_t i;
 
-	free(cfg->defaults.close_request);
+	settings_release(&cfg->defaults);
 	for (i = 0; i < cfg->nsections; i++) {
 		free(cfg->sections[i].pattern);
-		free(cfg->sections[i].set.close_request);
+		settings_release(&cfg->sections[i].set);
 	}
 	free(cfg->sections);
 	memset(cfg, 0, sizeof(*cfg));
@@ -150,12 +138,11 @@ static void config_destroy(struct pool_config *cfg)
 static int section_copy(struct pool_section *dst, const struct pool_section *src)
 {
 	*dst = *src;
-	dst->set.close_request = NULL; /* never leave src's pointers in dst */
-	dst->pattern = strdup(src->pattern);
-	if (!dst->pattern)
+	dst->pattern = NULL; /* never leave src's pointers in dst */
+	if (settings_own(&dst->set, &src->set))
 		return POOL_ENOMEM;
-	return bytes_dup(&dst->set.close_request, src->set.close_request,
-	                 src->set.close_request_len);
+	dst->pattern = strdup(src->pattern);
+	return dst->pattern ? 0 : POOL_ENOMEM;
 }
 
 struct pool_config *config_copy(const struct pool_config *cfg)
@@ -171,8 +158,7 @@ struct pool_config *config_copy(const struct pool_config *cfg)
 	*c = *cfg;
 	c->sections = NULL;
 	c->nsections = 0;
-	if (bytes_dup(&c->defaults.close_request, cfg->defaults.close_request,
-	              cfg->defaults.close_request_len))
+	if (settings_own(&c->defaults, &cfg->defaults))
 		goto out;
 	if (cfg->nsections) {
 		c->sections = calloc(cfg->nsections, sizeof(*c->sections));
@@ -343,20 +329,10 @@ int config_resolve(const struct pool_config *cfg, const struct endpoint_addr *ad
 
 	config_overlay(&eff, &cfg->defaults, section_best(cfg, addr));
 	*out = eff;
-	rc = bytes_dup(&out->close_request, eff.close_request,
-	               eff.close_request_len);
+	rc = settings_own(out, &eff);
 	if (rc)
-		out->close_request_len = 0;
+		settings_release(out);
 	return rc;
-}
-
-void settings_release(struct pool_settings *s)
-{
-	if (!s)
-		return;
-	free(s->close_request);
-	s->close_request = NULL;
-	s->close_request_len = 0;
 }
 
 /* ---- validation of a whole configuration ---- */

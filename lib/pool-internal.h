@@ -76,6 +76,15 @@ struct pool_settings {
 	uint32_t min_idle;         /* connections kept open, idle or not */
 	uint32_t leak_warn_ms;     /* 0 = off */
 	uint32_t idle_shrink_ms;   /* surplus idle: period; 0 = at pool_put */
+	/* TLS: read by libtcpool-tls through pool_conn_setting(); the core
+	 * only keeps them. Last: off the hot path's fields. Strings owned;
+	 * NULL when unset. */
+	char *tls_ca_file;         /* NULL: the system's CA store */
+	char *tls_server_name;     /* NULL: the endpoint's host when a name */
+	char *tls_cert_file;       /* client certificate; NULL: none */
+	char *tls_key_file;        /* its key; NULL: in tls_cert_file */
+	bool tls;
+	bool tls_verify;
 };
 
 /* One [endpoint PATTERN] section: the keys it sets override the defaults. */
@@ -105,8 +114,9 @@ struct pool_config {
 struct pool_config *config_copy(const struct pool_config *cfg);
 
 /* The effective settings for an endpoint: [pool] defaults overridden by
- * the best matching section (an exact host beats "*"). out->close_request
- * is a fresh copy the caller frees with settings_release(). */
+ * the best matching section (an exact host beats "*"). Its strings
+ * (close_request, the tls_* paths) are fresh copies the caller frees
+ * with settings_release(). */
 int config_resolve(const struct pool_config *cfg,
                    const struct endpoint_addr *addr,
                    struct pool_settings *out);

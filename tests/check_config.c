@@ -140,6 +140,12 @@ START_TEST(defaults)
 	ck_assert_uint_eq(s.validate_idle_ms, 0);
 	ck_assert_uint_eq(s.min_idle, 0);
 	ck_assert_uint_eq(s.leak_warn_ms, 0);
+	ck_assert(!s.tls);
+	ck_assert_ptr_null(s.tls_ca_file);
+	ck_assert_ptr_null(s.tls_server_name);
+	ck_assert(s.tls_verify);
+	ck_assert_ptr_null(s.tls_cert_file);
+	ck_assert_ptr_null(s.tls_key_file);
 	settings_release(&s);
 	ck_assert_int_eq(config_validate(cfg, err, sizeof(err)), 0);
 	pool_config_free(cfg);
@@ -169,7 +175,13 @@ START_TEST(every_key_in_pool)
 	        "validate_idle_ms = 18\n"
 	        "min_idle = 2\n"
 	        "leak_warn_ms = 4294967295\n"
-	        "maintenance = manual\n");
+	        "maintenance = manual\n"
+	        "tls = on\n"
+	        "tls_ca_file = /etc/ssl/my ca.pem\n"
+	        "tls_server_name = db.example\n"
+	        "tls_verify = off\n"
+	        "tls_cert_file = client.pem\n"
+	        "tls_key_file = client.key\n");
 	ck_assert_uint_eq(cfg->max_total, 11);
 	ck_assert_int_eq(cfg->maintenance, MAINT_MANUAL);
 	s = resolve(cfg, "10.0.0.1:6379");
@@ -189,6 +201,12 @@ START_TEST(every_key_in_pool)
 	ck_assert_uint_eq(s.validate_idle_ms, 18);
 	ck_assert_uint_eq(s.min_idle, 2);
 	ck_assert_uint_eq(s.leak_warn_ms, 4294967295u);
+	ck_assert(s.tls);
+	ck_assert_str_eq(s.tls_ca_file, "/etc/ssl/my ca.pem");
+	ck_assert_str_eq(s.tls_server_name, "db.example");
+	ck_assert(!s.tls_verify);
+	ck_assert_str_eq(s.tls_cert_file, "client.pem");
+	ck_assert_str_eq(s.tls_key_file, "client.key");
 	settings_release(&s);
 	pool_config_free(cfg);
 }
@@ -216,9 +234,16 @@ START_TEST(every_key_in_section)
 	        "min_idle = 1\n"
 	        "leak_warn_ms = 13\n"
 	        "idle_shrink_ms = 14\n"
+	        "tls = on\n"
+	        "tls_ca_file = ca.pem\n"
+	        "tls_server_name = db\n"
+	        "tls_verify = off\n"
+	        "tls_cert_file = c.pem\n"
+	        "tls_key_file = k.pem\n"
 	        "[pool]\n"
 	        "fallback = close\n"
-	        "teardown = close\n");
+	        "teardown = close\n"
+	        "tls_ca_file = pool-ca.pem\n");
 	ck_assert_uint_eq(cfg->nsections, 1);
 	ck_assert_str_eq(cfg->sections[0].pattern, "db:5432");
 	ck_assert_int_eq(cfg->sections[0].line, 1);
@@ -244,11 +269,21 @@ START_TEST(every_key_in_section)
 	ck_assert_uint_eq(s.validate_idle_ms, 11);
 	ck_assert_uint_eq(s.min_idle, 1);
 	ck_assert_uint_eq(s.leak_warn_ms, 13);
+	ck_assert_uint_eq(s.idle_shrink_ms, 14);
+	ck_assert(s.tls);
+	ck_assert_str_eq(s.tls_ca_file, "ca.pem");
+	ck_assert_str_eq(s.tls_server_name, "db");
+	ck_assert(!s.tls_verify);
+	ck_assert_str_eq(s.tls_cert_file, "c.pem");
+	ck_assert_str_eq(s.tls_key_file, "k.pem");
 	settings_release(&s);
 	/* another endpoint gets [pool], which came later in the file */
 	s = resolve(cfg, "db:5433");
 	ck_assert_int_eq(s.fallback, TEARDOWN_CLOSE);
 	ck_assert_uint_eq(s.max_idle, 8);
+	ck_assert(!s.tls);
+	ck_assert_str_eq(s.tls_ca_file, "pool-ca.pem");
+	ck_assert_ptr_null(s.tls_server_name);
 	settings_release(&s);
 	pool_config_free(cfg);
 }
@@ -345,6 +380,14 @@ static const struct bad_file bad_files[] = {
 	  ":2: fallback: bad value: \"peer-first\" (expected abort or close)", 0 },
 	{ "[pool]\nmaintenance = auto\n",
 	  ":2: maintenance: bad value: \"auto\" (expected thread or manual)", 0 },
+	{ "[pool]\ntls = yes\n", ":2: tls: bad value: \"yes\" (expected on or off)", 0 },
+	{ "[pool]\ntls =\n", ":2: tls: bad value: \"\" (expected on or off)", 0 },
+	{ "[pool]\ntls_verify = 1\n",
+	  ":2: tls_verify: bad value: \"1\" (expected on or off)", 0 },
+	{ "[pool]\ntls_ca_file = \"/etc/ca.pem\"\n",
+	  ":2: tls_ca_file: write it without quotes: \"\\\"/etc/ca.pem\\\"\"", 0 },
+	{ "[pool]\ntls_server_name = a\x01" "b\n",
+	  ":2: tls_server_name: control character in \"a\\x01b\"", 0 },
 	/* keys */
 	{ "[pool]\nmax_iddle = 1\n", ":2: max_iddle: unknown key", 0 },
 	{ "[pool]\n= 1\n", ":2: missing key name", 0 },
@@ -681,6 +724,17 @@ static const struct bad_set bad_sets[] = {
 	{ "nope", "max_idle", "1", "[endpoint nope]: bad endpoint pattern: missing :port",
 	  POOL_ECONFIG },
 	{ "", "max_idle", "1", "[endpoint ]: missing endpoint pattern", POOL_ECONFIG },
+	{ NULL, "tls", "true", "tls: bad value: \"true\" (expected on or off)",
+	  POOL_ECONFIG },
+	{ "db:1", "tls_cert_file", "a\nb",
+	  "[endpoint db:1] tls_cert_file: control character in \"a\\nb\"", POOL_ECONFIG },
+	{ NULL, "tls_key_file", "'k'\x7f", "tls_key_file: control character in \"'k'\\x7f\"",
+	  POOL_ECONFIG },
+	{ NULL, "tls_ca_file", "a ;b",
+	  "tls_ca_file: a file would read a comment in \"a ;b\"", POOL_ECONFIG },
+	{ "db:1", "tls_server_name", "#x",
+	  "[endpoint db:1] tls_server_name: a file would read a comment in \"#x\"",
+	  POOL_ECONFIG },
 	{ NULL, NULL, "1", "invalid argument", POOL_EINVAL },
 	{ NULL, "max_idle", NULL, "invalid argument", POOL_EINVAL },
 };
@@ -763,6 +817,8 @@ START_TEST(copy_is_deep)
 
 	set_ok(cfg, NULL, "close_request", "\"a\"");
 	set_ok(cfg, "x:1", "close_request", "\"b\"");
+	set_ok(cfg, NULL, "tls_ca_file", "ca.pem");
+	set_ok(cfg, "x:1", "tls_server_name", "x.example");
 	before = dump_of(cfg);
 	copy = config_copy(cfg);
 	ck_assert_ptr_nonnull(copy);
@@ -771,7 +827,12 @@ START_TEST(copy_is_deep)
 	ck_assert_ptr_ne(copy->sections[0].pattern, cfg->sections[0].pattern);
 	ck_assert_ptr_ne(copy->sections[0].set.close_request,
 	                 cfg->sections[0].set.close_request);
+	ck_assert_ptr_ne(copy->defaults.tls_ca_file, cfg->defaults.tls_ca_file);
+	ck_assert_ptr_ne(copy->sections[0].set.tls_server_name,
+	                 cfg->sections[0].set.tls_server_name);
 	set_ok(copy, NULL, "close_request", "\"c\"");
+	set_ok(copy, NULL, "tls_ca_file", "other.pem");
+	set_ok(copy, "x:1", "tls_server_name", "");
 	set_ok(copy, "x:1", "close_request", "\"d\"");
 	set_ok(copy, "y:1", "max_idle", "1");
 	pool_config_free(copy);
@@ -791,10 +852,19 @@ START_TEST(dump_round_trip)
 	char *first, *second;
 
 	load_ok(cfg, "[pool]\nmax_total = 64\nmaintenance = manual\nteardown = abort\n"
+	        "tls = on\ntls_ca_file = /a b/ca;#.pem\n"
 	        "[endpoint *:11211]\nteardown = peer-first\n"
 	        "close_request = \"quit\\r\\n\\0;#\\\"\\\\\\x7f\"\n"
+	        "tls_ca_file =\ntls_verify = off\n"
 	        "[endpoint [::1]:6379]\nmax_idle = 2\n");
 	first = dump_of(cfg);
+	/* A string is bare text; unset, nothing follows '='. A section's
+	 * "" clears what [pool] set. */
+	ck_assert_ptr_nonnull(strstr(first, "[pool]\n"));
+	ck_assert_ptr_nonnull(strstr(first, "\ntls = on\ntls_ca_file = /a b/ca;#.pem\n"
+	        "tls_server_name =\ntls_verify = on\n"));
+	ck_assert_ptr_nonnull(strstr(first, "\ntls = on\ntls_ca_file =\n"
+	        "tls_server_name =\ntls_verify = off\n"));
 	ck_assert_ptr_nonnull(strstr(first,
 	        "[endpoint *:11211]\nteardown = peer-first\n"
 	        "close_request = \"quit\\r\\n\\0;#\\\"\\\\\\x7f\"\n"));

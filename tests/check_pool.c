@@ -505,6 +505,57 @@ START_TEST(create_reads_env_config)
 }
 END_TEST
 
+/* pool_conn_setting: an endpoint's effective value of any key, as the
+ * file writes it: its section over [pool], pool-wide keys from [pool]. */
+START_TEST(conn_setting_reads_effective_values)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_config_t *cfg = config_with("max_total", "7", "tls_ca_file", "/a/ca.pem",
+					 "close_request", "\"QUIT\\r\\n\"", NULL);
+	pool_conn_t *c;
+	pool_t *pool;
+	char buf[64], err[256];
+
+	ck_assert_int_eq(pool_config_set(cfg, ep, "max_idle", "3", err, sizeof(err)), 0);
+	ck_assert_int_eq(pool_config_set(cfg, ep, "tls", "on", err, sizeof(err)), 0);
+	ck_assert_int_eq(pool_create(&pool, cfg), 0);
+	pool_config_free(cfg);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_int_eq(pool_conn_setting(c, "max_idle", buf, sizeof(buf)), 1);
+	ck_assert_str_eq(buf, "3");
+	ck_assert_int_eq(pool_conn_setting(c, "max_total", buf, sizeof(buf)), 1);
+	ck_assert_str_eq(buf, "7");
+	ck_assert_int_eq(pool_conn_setting(c, "tls", buf, sizeof(buf)), 2);
+	ck_assert_str_eq(buf, "on");
+	ck_assert_int_eq(pool_conn_setting(c, "tls_verify", buf, sizeof(buf)), 2);
+	ck_assert_str_eq(buf, "on");
+	ck_assert_int_eq(pool_conn_setting(c, "tls_ca_file", buf, sizeof(buf)), 9);
+	ck_assert_str_eq(buf, "/a/ca.pem");
+	ck_assert_int_eq(pool_conn_setting(c, "tls_server_name", buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "");
+	ck_assert_int_eq(pool_conn_setting(c, "close_request", buf, sizeof(buf)), 10);
+	ck_assert_str_eq(buf, "\"QUIT\\r\\n\"");
+	ck_assert_int_eq(pool_conn_setting(c, "teardown", buf, sizeof(buf)), 5);
+	ck_assert_str_eq(buf, "close");
+	/* snprintf's contract: the length is what it would take */
+	ck_assert_int_eq(pool_conn_setting(c, "tls_ca_file", buf, 4), 9);
+	ck_assert_str_eq(buf, "/a/");
+	ck_assert_int_eq(pool_conn_setting(c, "tls_ca_file", NULL, 0), 9);
+	/* a close_request never half-escaped */
+	ck_assert_int_eq(pool_conn_setting(c, "close_request", buf, 8), 10);
+	ck_assert_str_eq(buf, "");
+	ck_assert_int_eq(pool_conn_setting(c, "no_such_key", buf, sizeof(buf)),
+			 POOL_EINVAL);
+	ck_assert_int_eq(pool_conn_setting(NULL, "tls", buf, sizeof(buf)), POOL_EINVAL);
+	ck_assert_int_eq(pool_conn_setting(c, NULL, buf, sizeof(buf)), POOL_EINVAL);
+	ck_assert_int_eq(pool_conn_setting(c, "tls", NULL, 4), POOL_EINVAL);
+	pool_put(pool, c, POOL_REUSE);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 struct hammer {
 	pool_t *pool;
 	const char *ep;
@@ -590,6 +641,7 @@ Suite *pool_suite(void)
 	tcase_add_test(tc, misuse_is_detected);
 	tcase_add_test(tc, create_rejects_incomplete_config);
 	tcase_add_test(tc, create_reads_env_config);
+	tcase_add_test(tc, conn_setting_reads_effective_values);
 	tcase_add_test(tc, threads_hammer);
 	suite_add_tcase(s, tc);
 	return s;

@@ -44,32 +44,6 @@ static void roundtrip(enum rs_kind kind, pool_conn_t *c)
 		      realserver_request(kind));
 }
 
-static uint16_t local_port(int fd)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	return ntohs(sa.sin_port);
-}
-
-/* A client may connect again from a port whose earlier connection the
- * server holds in TIME_WAIT (nothing on the client's side forbids it);
- * the new SYN then recycles that TIME_WAIT. So the server's count is one
- * per distinct client port, which is N unless the kernel chose so. */
-static unsigned distinct(const uint16_t *ports, int n)
-{
-	unsigned count = 0;
-	int i, j;
-
-	for (i = 0; i < n; i++) {
-		for (j = i + 1; j < n && ports[j] != ports[i]; j++)
-			;
-		count += j == n; /* the last use of this port */
-	}
-	return count;
-}
-
 /* N connections, one request each, retired by policy with max_idle 0;
  * returns the stats once every drain is over (the pool is destroyed),
  * and in *ports the distinct client ports used. */
@@ -89,12 +63,12 @@ static pool_stats_t retire_n(enum rs_kind kind, struct realserver *rs,
 		pool_conn_t *c;
 
 		ck_assert_int_eq(pool_get(pool, ep, &c), 0);
-		used[i] = local_port(pool_conn_fd(c));
+		used[i] = fd_local_port(pool_conn_fd(c));
 		roundtrip(kind, c);
 		pool_put(pool, c, POOL_RETIRE);
 	}
 	wait_drains(pool, 5000);
-	*ports = distinct(used, N);
+	*ports = distinct_ports(used, N);
 	st = stats_of(pool, ep);
 	ck_assert_uint_eq(st.connects, N);
 	ck_assert_uint_eq(st.closed, N);
@@ -220,7 +194,7 @@ START_TEST(server_idle_timeout_is_survived)
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
 	roundtrip(_i, c);
 	fd = pool_conn_fd(c);
-	first_port = local_port(fd);
+	first_port = fd_local_port(fd);
 	pool_put(pool, c, POOL_REUSE);
 	ck_assert_msg(peer_closed(fd, 6000), "%s kept the idle connection open",
 		      realserver_name(_i));
@@ -233,7 +207,7 @@ START_TEST(server_idle_timeout_is_survived)
 	ck_assert_uint_eq(st.connect_failures, 0);
 	/* The server's TIME_WAIT of the dropped one, unless the new one
 	 * came from its port and recycled it. */
-	tw_expect(ep, 0, local_port(pool_conn_fd(c)) == first_port ? 0 : 1);
+	tw_expect(ep, 0, fd_local_port(pool_conn_fd(c)) == first_port ? 0 : 1);
 	pool_put(pool, c, POOL_REUSE);
 	pool_destroy(pool);
 	realserver_stop(rs);

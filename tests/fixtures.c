@@ -298,3 +298,25 @@ int fill_backlog(uint16_t port, int *fill, int max)
 	}
 	return n;
 }
+
+uint16_t fd_local_port(int fd)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	return ntohs(sa.sin_port);
+}
+
+unsigned distinct_ports(const uint16_t *ports, int n)
+{
+	unsigned count = 0;
+	int i, j;
+
+	for (i = 0; i < n; i++) {
+		for (j = i + 1; j < n && ports[j] != ports[i]; j++)
+			;
+		count += j == n; /* the last use of this port */
+	}
+	return count;
+}

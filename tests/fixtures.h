@@ -43,6 +43,16 @@ void tw_expect(const char *endpoint, unsigned client, unsigned server);
 unsigned tw_client(const char *endpoint);
 unsigned tw_server(const char *endpoint);
 
+/* The local port of a connected IPv4 socket; fails the test if none. */
+uint16_t fd_local_port(int fd);
+
+/* How many TIME_WAIT sockets n connections from these client ports leave
+ * on the server: a client may connect again from a port whose earlier
+ * connection the server holds in TIME_WAIT (nothing on the client's side
+ * forbids it), and the new SYN recycles that TIME_WAIT. So one per
+ * distinct port, which is n unless the kernel chose so. */
+unsigned distinct_ports(const uint16_t *ports, int n);
+
 /* Send line, expect reply; true on success. */
 bool line_roundtrip(int fd, const char *line, const char *reply);
 /* "PING" -> "PONG" on a checked-out connection; fails the test if not. */

@@ -31,6 +31,9 @@ int main(void)
 	srunner_add_suite(sr, robust_suite());
 	srunner_add_suite(sr, waits_suite());
 	srunner_add_suite(sr, hooks_suite());
+#ifdef HAVE_OPENSSL
+	srunner_add_suite(sr, tls_suite());
+#endif
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -18,4 +18,7 @@ Suite *table_suite(void);
 Suite *robust_suite(void);
 Suite *waits_suite(void);
 Suite *hooks_suite(void);
+#ifdef HAVE_OPENSSL
+Suite *tls_suite(void);
+#endif
 #endif

@@ -124,7 +124,7 @@ static void path_in(const struct realserver *rs, const char *name, char *buf,
  * temporary directory so that nothing is written elsewhere. */
 static int write_nginx_conf(const struct realserver *rs)
 {
-	char path[192], keepalive[64] = "";
+	char path[192], keepalive[64] = "", ssl[1024] = "";
 	const char *d = rs->dir;
 	FILE *f;
 
@@ -135,6 +135,11 @@ static int write_nginx_conf(const struct realserver *rs)
 	if (rs->opts.idle_timeout_s)
 		snprintf(keepalive, sizeof(keepalive), "\tkeepalive_timeout %us;\n",
 			 rs->opts.idle_timeout_s);
+	/* With TLS the reply names the SNI the client sent ("ok NAME"). */
+	if (rs->opts.tls_cert_file)
+		snprintf(ssl, sizeof(ssl), " ssl;\n\t\tssl_certificate %s;\n"
+			 "\t\tssl_certificate_key %s", rs->opts.tls_cert_file,
+			 rs->opts.tls_key_file);
 	fprintf(f,
 		"daemon off;\nmaster_process off;\nworker_processes 1;\n"
 		"pid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
@@ -144,16 +149,17 @@ static int write_nginx_conf(const struct realserver *rs)
 		"\tproxy_temp_path %s/proxy;\n\tfastcgi_temp_path %s/fastcgi;\n"
 		"\tuwsgi_temp_path %s/uwsgi;\n\tscgi_temp_path %s/scgi;\n"
 		"%s"
-		"\tserver {\n\t\tlisten 127.0.0.1:%u;\n"
-		"\t\tlocation / { return 200 \"ok\\n\"; }\n\t}\n}\n",
-		d, d, d, d, d, d, d, keepalive, rs->port);
+		"\tserver {\n\t\tlisten 127.0.0.1:%u%s;\n"
+		"\t\tlocation / { return 200 \"ok%s\\n\"; }\n\t}\n}\n",
+		d, d, d, d, d, d, d, keepalive, rs->port, ssl,
+		rs->opts.tls_cert_file ? " $ssl_server_name" : "");
 	return fclose(f) == 0 ? 0 : errno;
 }
 
 /* ---- the server's command line (built in the guard) ------------------------- */
 
 struct rs_argv {
-	char *v[24 + RS_MAX_EXTRA_ARGS];
+	char *v[34 + RS_MAX_EXTRA_ARGS];
 	int n;
 	char buf[8][192];
 	int nbuf;
@@ -199,10 +205,32 @@ static void argv_memcached(const struct realserver *rs, struct rs_argv *a)
 	}
 }
 
-static void argv_redis(const struct realserver *rs, struct rs_argv *a)
+/* TLS only: the plain port is off, and clients are not asked for a
+ * certificate (redis insists on a CA file all the same). */
+static void argv_redis_tls(const struct realserver *rs, struct rs_argv *a)
 {
 	arg(a, "--port");
+	arg(a, "0");
+	arg(a, "--tls-port");
 	argf(a, "%u", rs->port);
+	arg(a, "--tls-cert-file");
+	arg(a, rs->opts.tls_cert_file);
+	arg(a, "--tls-key-file");
+	arg(a, rs->opts.tls_key_file);
+	arg(a, "--tls-ca-cert-file");
+	arg(a, rs->opts.tls_ca_file);
+	arg(a, "--tls-auth-clients");
+	arg(a, "no");
+}
+
+static void argv_redis(const struct realserver *rs, struct rs_argv *a)
+{
+	if (rs->opts.tls_cert_file) {
+		argv_redis_tls(rs, a);
+	} else {
+		arg(a, "--port");
+		argf(a, "%u", rs->port);
+	}
 	arg(a, "--bind");
 	arg(a, "127.0.0.1");
 	arg(a, "--save");
@@ -862,10 +890,14 @@ static bool send_all(int fd, const char *p, size_t len)
 	return true;
 }
 
-/* Bytes of one complete reply in buf[0..len), or 0 while incomplete.
- * memcached and redis answer one line; nginx a head and a body of
- * Content-Length bytes. */
-static size_t reply_length(enum rs_kind kind, const char *buf, size_t len)
+const char *realserver_reply_prefix(enum rs_kind kind)
+{
+	return protos[kind].reply_prefix;
+}
+
+/* memcached and redis answer one line; nginx a head and a body of
+ * Content-Length bytes. buf is NUL-terminated at len. */
+size_t realserver_reply_length(enum rs_kind kind, const char *buf, size_t len)
 {
 	const char *end, *cl;
 	size_t head;
@@ -907,7 +939,7 @@ bool realserver_roundtrip(enum rs_kind kind, int fd)
 			return false;
 		len += (size_t)n;
 		buf[len] = '\0';
-		want = reply_length(kind, buf, len);
+		want = realserver_reply_length(kind, buf, len);
 	}
 	return len == want && strncmp(buf, prefix, strlen(prefix)) == 0;
 }

@@ -33,6 +33,13 @@ struct realserver_opts {
 	 * start forks: the caller's array need not outlive the call. NULL:
 	 * none. */
 	const char *const *extra_args;
+	/* TLS (redis and nginx): PEM files of the server's certificate
+	 * chain, its key and the CA that clients may present certificates
+	 * from (redis requires one; clients are not asked for theirs). With
+	 * tls_cert_file set the server speaks TLS only, on its one port
+	 * (redis --port 0 --tls-port PORT; nginx listen PORT ssl). Read in
+	 * the guard process, like extra_args. NULL: plain TCP. */
+	const char *tls_cert_file, *tls_key_file, *tls_ca_file;
 };
 
 #define RS_MAX_EXTRA_ARGS 8
@@ -87,6 +94,13 @@ const char *realserver_request(enum rs_kind kind);
 /* The request that makes the server close the connection, written as
  * close_request's value in a config file (quoted, with escapes). */
 const char *realserver_close_request(enum rs_kind kind);
+
+/* The start of a good reply to realserver_request(kind). */
+const char *realserver_reply_prefix(enum rs_kind kind);
+
+/* Bytes of one complete reply in buf[0..len), or 0 while incomplete:
+ * for clients that read through something else than the socket (TLS). */
+size_t realserver_reply_length(enum rs_kind kind, const char *buf, size_t len);
 
 /* Send the health-check request on fd and read one complete reply
  * (bounded by a 2 s timeout): true when it is the expected one. */

@@ -1,0 +1,157 @@
+/*
+ * libtcpool-tls's public functions: the shared state, installing the
+ * hooks, and a connection's TLS state and application data.
+ */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tls-internal.h"
+
+POOL_API pool_tls_t *pool_tls_new(void)
+{
+	struct pool_tls *tls;
+
+	/* OpenSSL 1.1+ initialises itself; this only makes a failure show
+	 * here rather than at the first connect. */
+	if (OPENSSL_init_ssl(0, NULL) != 1)
+		return NULL;
+	tls = calloc(1, sizeof(*tls));
+	if (tls && pthread_mutex_init(&tls->lock, NULL) != 0) {
+		free(tls);
+		tls = NULL;
+	}
+	return tls;
+}
+
+POOL_API int pool_tls_config(pool_tls_t *tls, pool_config_t *cfg,
+                             const char *endpoint, const pool_hooks_t *inner)
+{
+	struct tls_install *inst;
+	pool_hooks_t hooks = { .on_connect = tls_on_connect,
+	                       .close_request = tls_close_request };
+	int rc;
+
+	if (!tls || !cfg)
+		return POOL_EINVAL;
+	inst = calloc(1, sizeof(*inst));
+	if (!inst)
+		return POOL_ENOMEM;
+	inst->tls = tls;
+	if (inner)
+		inst->inner = *inner;
+	hooks.ud = inst;
+	rc = pool_config_set_hooks(cfg, endpoint, &hooks);
+	if (rc) {
+		free(inst);
+		return rc;
+	}
+	/* Kept until pool_tls_free: copies of cfg point to it too. */
+	pthread_mutex_lock(&tls->lock);
+	inst->next = tls->installs;
+	tls->installs = inst;
+	pthread_mutex_unlock(&tls->lock);
+	return 0;
+}
+
+POOL_API void pool_tls_free(pool_tls_t *tls)
+{
+	struct tls_install *inst, *next;
+
+	if (!tls)
+		return;
+	tls_sessions_free(tls);
+	tls_ctxs_free(tls);
+	for (inst = tls->installs; inst; inst = next) {
+		next = inst->next;
+		free(inst);
+	}
+	pthread_mutex_destroy(&tls->lock);
+	free(tls);
+}
+
+POOL_API SSL *pool_tls_ssl(const pool_conn_t *conn)
+{
+	struct tls_conn *tc = pool_conn_data(conn);
+
+	return tc ? tc->ssl : NULL;
+}
+
+POOL_API void *pool_tls_data(const pool_conn_t *conn)
+{
+	struct tls_conn *tc = pool_conn_data(conn);
+
+	return tc ? tc->data : NULL;
+}
+
+POOL_API void pool_tls_set_data(pool_conn_t *conn, void *data,
+                                void (*free_fn)(void *data))
+{
+	struct tls_conn *tc = pool_conn_data(conn);
+
+	if (!tc)
+		return;
+	tc->data = data;
+	tc->free_fn = free_fn;
+}
+
+/* The pool calls this once, after the socket is closed. */
+void tls_conn_free(void *data)
+{
+	struct tls_conn *tc = data;
+
+	if (!tc)
+		return;
+	if (tc->ssl) {
+		/* A connection retired by abort, close or after a failed
+		 * peer-first never saw a close_notify; OpenSSL would then take
+		 * its session for a bad one and spoil the cached copy. It was
+		 * a good session: the pool chose to end the connection. */
+		if (SSL_is_init_finished(tc->ssl))
+			SSL_set_shutdown(tc->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+		SSL_free(tc->ssl);
+	}
+	if (tc->free_fn)
+		tc->free_fn(tc->data);
+	free(tc->sess_key);
+	free(tc);
+}
+
+bool tls_setting(const pool_conn_t *conn, const char *key, char *buf, size_t len)
+{
+	int n = pool_conn_setting(conn, key, buf, len);
+
+	return n > 0 && (size_t)n < len;
+}
+
+void tls_log(const pool_conn_t *conn, const char *fmt, ...)
+{
+	char msg[600];
+	int n;
+	va_list ap;
+
+	n = snprintf(msg, sizeof(msg), "tls: %s: ", pool_conn_endpoint(conn));
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		n = 0;
+	va_start(ap, fmt);
+	vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+	pool_conn_log(conn, POOL_LOG_WARN, msg);
+}
+
+int tls_fd_nonblock(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags >= 0 && !(flags & O_NONBLOCK))
+		fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+	return flags;
+}
+
+void tls_fd_restore(int fd, int flags)
+{
+	if (flags >= 0 && !(flags & O_NONBLOCK))
+		fcntl(fd, F_SETFL, flags);
+}
