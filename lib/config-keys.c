@@ -11,6 +11,10 @@
 #include <config.h>
 #endif
 
+#include <arpa/inet.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +72,28 @@ const struct config_key config_keys[CONFIG_NKEYS] = {
 		.offset = offsetof(struct pool_config, maintenance),
 		.def = MAINT_THREAD,
 	},
+	/* On, as SPEC.md says: it costs pool_get and pool_put nothing (see
+	 * reaper.c), and a server-closed socket left in CLOSE_WAIT holds a
+	 * descriptor and a slot for nothing. */
+	ENUM_KEY(KEY_WATCH_IDLE, watch_idle, CT_ONOFF, true),
+	ENUM_KEY(KEY_TCP_KEEPALIVE, tcp_keepalive, CT_ONOFF, false),
+	/* The kernel counts these in whole seconds, at most 32767
+	 * (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL) and 127 probes
+	 * (MAX_TCP_KEEPCNT); ms round up. With keepalive on, a dead idle
+	 * peer is found after 60 s + 6 x 10 s rather than the kernel's
+	 * 7200 s + 9 x 75 s, which outlives most NAT and firewall idle
+	 * timeouts. */
+	UINT_KEY(KEY_TCP_KEEPALIVE_IDLE_MS, tcp_keepalive_idle_ms, 1, 32767000, 60000),
+	UINT_KEY(KEY_TCP_KEEPALIVE_INTERVAL_MS, tcp_keepalive_interval_ms, 1,
+		 32767000, 10000),
+	UINT_KEY(KEY_TCP_KEEPALIVE_COUNT, tcp_keepalive_count, 1, 127, 6),
+	/* TCP_USER_TIMEOUT takes an int. */
+	UINT_KEY(KEY_TCP_USER_TIMEOUT_MS, tcp_user_timeout_ms, 0, INT_MAX, 0),
+	[KEY_SOURCE_ADDRESS] = {
+		.name = "source_address", .type = CT_SOURCES,
+		.offset = offsetof(struct pool_settings, source_address),
+	},
+	ENUM_KEY(KEY_LOCAL_PORT_RANGE, local_port_range, CT_PORT_RANGE, 0),
 };
 
 struct choice {
@@ -89,6 +115,12 @@ static const struct choice fallbacks[] = {
 	{ NULL, 0 }
 };
 
+static const struct choice onoff[] = {
+	{ "on", true },
+	{ "off", false },
+	{ NULL, 0 }
+};
+
 static const struct choice maint_modes[] = {
 	{ "thread", MAINT_THREAD },
 	{ "manual", MAINT_MANUAL },
@@ -104,8 +136,12 @@ static const struct choice *choices_of(enum config_type t)
 		return fallbacks;
 	case CT_MAINT:
 		return maint_modes;
+	case CT_ONOFF:
+		return onoff;
 	case CT_UINT:
 	case CT_BYTES:
+	case CT_PORT_RANGE:
+	case CT_SOURCES:
 		break;
 	}
 	return NULL;
@@ -135,13 +171,17 @@ static uint32_t value_get(const struct config_key *k, const void *base)
 
 	switch (k->type) {
 	case CT_UINT:
+	case CT_PORT_RANGE:
 		return *(uint32_t *)p;
 	case CT_TEARDOWN:
 	case CT_FALLBACK:
 		return (uint32_t)*(enum pool_teardown *)p;
 	case CT_MAINT:
 		return (uint32_t)*(enum pool_maint_mode *)p;
+	case CT_ONOFF:
+		return *(bool *)p;
 	case CT_BYTES:
+	case CT_SOURCES:
 		break;
 	}
 	return 0;
@@ -153,6 +193,7 @@ static void value_put(const struct config_key *k, void *base, uint32_t v)
 
 	switch (k->type) {
 	case CT_UINT:
+	case CT_PORT_RANGE:
 		*(uint32_t *)p = v;
 		break;
 	case CT_TEARDOWN:
@@ -162,7 +203,11 @@ static void value_put(const struct config_key *k, void *base, uint32_t v)
 	case CT_MAINT:
 		*(enum pool_maint_mode *)p = (enum pool_maint_mode)v;
 		break;
+	case CT_ONOFF:
+		*(bool *)p = v != 0;
+		break;
 	case CT_BYTES:
+	case CT_SOURCES:
 		break;
 	}
 }
@@ -175,6 +220,12 @@ static char **bytes_ptr(const struct config_key *k, const void *base)
 static size_t *bytes_len(const struct config_key *k, const void *base)
 {
 	return field(base, k->len_offset);
+}
+
+static struct pool_sources *sources_ptr(const struct config_key *k,
+                                        const void *base)
+{
+	return field(base, k->offset);
 }
 
 /* Where key k of [pool] lives: pool-wide keys in the config itself. */
@@ -191,6 +242,9 @@ void config_set_defaults(struct pool_config *cfg)
 		if (k->type == CT_BYTES) {
 			*bytes_ptr(k, pool_base(k, cfg)) = NULL;
 			*bytes_len(k, pool_base(k, cfg)) = 0;
+		} else if (k->type == CT_SOURCES) {
+			memset(sources_ptr(k, pool_base(k, cfg)), 0,
+			       sizeof(struct pool_sources));
 		} else {
 			value_put(k, pool_base(k, cfg), k->def);
 		}
@@ -211,6 +265,8 @@ void config_overlay(struct pool_settings *out, const struct pool_settings *base,
 		if (k->type == CT_BYTES) {
 			*bytes_ptr(k, out) = *bytes_ptr(k, &sec->set);
 			*bytes_len(k, out) = *bytes_len(k, &sec->set);
+		} else if (k->type == CT_SOURCES) {
+			*sources_ptr(k, out) = *sources_ptr(k, &sec->set);
 		} else {
 			value_put(k, out, value_get(k, &sec->set));
 		}
@@ -428,6 +484,118 @@ out:
 	return rc;
 }
 
+/* "LO-HI", ports 1..65535, LO <= HI; "" = unset (a section can clear
+ * what it inherits). */
+static int parse_port_range(const char *s, uint32_t *out, char *why,
+                            size_t whylen)
+{
+	char shown[QUOTE_SHOWN * 4 + 8];
+	unsigned long lo, hi;
+	char *end;
+
+	*out = 0;
+	if (*s == '\0')
+		return 0;
+	config_quote(shown, sizeof(shown), s);
+	if (*s < '0' || *s > '9')
+		goto syntax;
+	lo = strtoul(s, &end, 10);
+	if (*end != '-' || end[1] < '0' || end[1] > '9')
+		goto syntax;
+	hi = strtoul(end + 1, &end, 10);
+	if (*end != '\0')
+		goto syntax;
+	if (lo < 1 || hi > 65535) {
+		snprintf(why, whylen, "out of range: %s (ports 1..65535)", shown);
+		return POOL_ECONFIG;
+	}
+	if (lo > hi) {
+		snprintf(why, whylen, "low port above high port: %s", shown);
+		return POOL_ECONFIG;
+	}
+	*out = PORT_RANGE(lo, hi);
+	return 0;
+syntax:
+	snprintf(why, whylen, "expected LO-HI: %s", shown);
+	return POOL_ECONFIG;
+}
+
+/* One IP literal (IPv6 may carry a %scope) into *sa; no name lookup. */
+static int parse_ip(const char *s, union pool_sockaddr *sa)
+{
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST,
+	                          .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	int ok;
+
+	if (getaddrinfo(s, NULL, &hints, &res) != 0)
+		return -1;
+	ok = res->ai_addrlen <= sizeof(*sa) &&
+	     (res->ai_family == AF_INET || res->ai_family == AF_INET6);
+	if (ok) {
+		memset(sa, 0, sizeof(*sa));
+		memcpy(sa, res->ai_addr, res->ai_addrlen);
+	}
+	freeaddrinfo(res);
+	return ok ? 0 : -1;
+}
+
+static bool sockaddr_same(const union pool_sockaddr *a, const union pool_sockaddr *b)
+{
+	if (a->sa.sa_family != b->sa.sa_family)
+		return false;
+	if (a->sa.sa_family == AF_INET)
+		return a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
+	return memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0 &&
+	       a->in6.sin6_scope_id == b->in6.sin6_scope_id;
+}
+
+/* "IP, IP, ...": IPv4 and IPv6 literals, blanks around commas allowed;
+ * "" = none. Built in a copy, so a bad list changes nothing. */
+static int parse_sources(const char *s, struct pool_sources *out, char *why,
+                         size_t whylen)
+{
+	struct pool_sources tmp = { .n = 0 };
+	char item[INET6_ADDRSTRLEN + IF_NAMESIZE + 2], shown[QUOTE_SHOWN * 4 + 8];
+
+	while (*s) {
+		size_t len = strcspn(s, ",");
+		const char *next = s[len] ? s + len + 1 : s + len;
+		uint32_t i;
+
+		while (len && (*s == ' ' || *s == '\t')) {
+			s++;
+			len--;
+		}
+		while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+			len--;
+		snprintf(item, sizeof(item), "%.*s", (int)len, s);
+		config_quote(shown, sizeof(shown), item);
+		if (len == 0 || len >= sizeof(item) ||
+		    parse_ip(item, &tmp.addr[tmp.n]) != 0) {
+			snprintf(why, whylen, "not an IP address: %s", shown);
+			return POOL_ECONFIG;
+		}
+		for (i = 0; i < tmp.n; i++)
+			if (sockaddr_same(&tmp.addr[i], &tmp.addr[tmp.n])) {
+				snprintf(why, whylen, "listed twice: %s", shown);
+				return POOL_ECONFIG;
+			}
+		if (++tmp.n == POOL_MAX_SOURCES && *next) {
+			snprintf(why, whylen, "too many addresses (max %d)",
+			         POOL_MAX_SOURCES);
+			return POOL_ECONFIG;
+		}
+		s = next;
+		if (*s == '\0' && next[-1] == ',') {
+			snprintf(why, whylen, "empty address after ','");
+			return POOL_ECONFIG;
+		}
+	}
+	*out = tmp;
+	return 0;
+}
+
 static int store_value(const struct config_key *k, void *base, const char *value,
                        char *why, size_t whylen)
 {
@@ -445,8 +613,12 @@ static int store_value(const struct config_key *k, void *base, const char *value
 		*bytes_len(k, base) = len;
 		return 0;
 	}
+	if (k->type == CT_SOURCES)
+		return parse_sources(value, sources_ptr(k, base), why, whylen);
 	if (k->type == CT_UINT)
 		rc = parse_uint(k, value, &v, why, whylen);
+	else if (k->type == CT_PORT_RANGE)
+		rc = parse_port_range(value, &v, why, whylen);
 	else
 		rc = parse_choice(k, value, &v, why, whylen);
 	if (rc == 0)
@@ -500,11 +672,37 @@ static void dump_bytes(FILE *out, const char *s, size_t len)
 	fputc('"', out);
 }
 
+/* In the syntax parse_sources reads back. */
+static void dump_sources(FILE *out, const struct pool_sources *src)
+{
+	char host[NI_MAXHOST];
+	uint32_t i;
+
+	for (i = 0; i < src->n; i++) {
+		const union pool_sockaddr *a = &src->addr[i];
+		socklen_t len = a->sa.sa_family == AF_INET ? sizeof(a->in)
+		                                           : sizeof(a->in6);
+
+		if (getnameinfo(&a->sa, len, host, sizeof(host), NULL, 0,
+		                NI_NUMERICHOST) != 0)
+			snprintf(host, sizeof(host), "?");
+		fprintf(out, "%s%s", i ? ", " : "", host);
+	}
+}
+
 static void dump_key(FILE *out, const struct config_key *k, const void *base)
 {
+	uint32_t v = k->type == CT_PORT_RANGE ? value_get(k, base) : 0;
+
 	fprintf(out, "%s = ", k->name);
 	if (k->type == CT_BYTES)
 		dump_bytes(out, *bytes_ptr(k, base), *bytes_len(k, base));
+	else if (k->type == CT_SOURCES)
+		dump_sources(out, sources_ptr(k, base));
+	else if (k->type == CT_PORT_RANGE && v)
+		fprintf(out, "%u-%u", PORT_RANGE_LO(v), PORT_RANGE_HI(v));
+	else if (k->type == CT_PORT_RANGE)
+		; /* unset: an empty value, as the parser takes it */
 	else if (k->type == CT_UINT)
 		fprintf(out, "%u", value_get(k, base));
 	else

@@ -17,7 +17,10 @@ enum config_type {
 	CT_TEARDOWN, /* enum pool_teardown: close, abort, peer-first */
 	CT_FALLBACK, /* enum pool_teardown: abort, close */
 	CT_MAINT,    /* enum pool_maint_mode: thread, manual */
-	CT_BYTES     /* quoted string with C escapes: char * plus size_t */
+	CT_BYTES,    /* quoted string with C escapes: char * plus size_t */
+	CT_ONOFF,    /* bool: on, off */
+	CT_PORT_RANGE, /* uint32_t PORT_RANGE(lo, hi) from "LO-HI"; "" = unset */
+	CT_SOURCES   /* struct pool_sources from "IP[,IP...]"; "" = none */
 };
 
 /* Index of each key in config_keys[], which is also its set_mask bit. */
@@ -40,6 +43,14 @@ enum config_key_id {
 	KEY_LEAK_WARN_MS,
 	KEY_IDLE_SHRINK_MS,
 	KEY_MAINTENANCE,
+	KEY_WATCH_IDLE,
+	KEY_TCP_KEEPALIVE,
+	KEY_TCP_KEEPALIVE_IDLE_MS,
+	KEY_TCP_KEEPALIVE_INTERVAL_MS,
+	KEY_TCP_KEEPALIVE_COUNT,
+	KEY_TCP_USER_TIMEOUT_MS,
+	KEY_SOURCE_ADDRESS,
+	KEY_LOCAL_PORT_RANGE,
 	CONFIG_NKEYS
 };
 

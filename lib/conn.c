@@ -21,12 +21,15 @@ struct pool_conn *conn_new(struct pool_endpoint *ep, int fd)
 	c->created_ns = now;
 	c->last_put_ns = now;
 	conn_set_expiry(c, now);
+	conn_watch(ep->pool, c);
 	return c;
 }
 
 void conn_free(struct pool_conn *c)
 {
 	c->magic = CONN_MAGIC_DEAD;
+	free(c->watch); /* still attached only where no runner can see it:
+	                 * a child of fork(), or pool_destroy's leftovers */
 	free(c);
 }
 
@@ -101,6 +104,7 @@ void conn_drop(struct pool *pool, struct pool_conn *c)
 {
 	struct pool_endpoint *ep = c->ep;
 
+	conn_unwatch(pool, c);
 	close(c->fd);
 	conn_free(c);
 	slot_release(pool, ep);
@@ -173,6 +177,7 @@ void conn_retire(struct pool *pool, struct pool_conn *c, bool broken)
 	int fd = c->fd;
 	bool draining = false;
 
+	conn_unwatch(pool, c); /* before a drain puts fd in the same set */
 	conn_free(c);
 	count_retired(ep, policy);
 	if (policy == TEARDOWN_PEER_FIRST)

@@ -41,7 +41,7 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 	const struct connect_ctl ctl = { .cancel_fd = r->cancel_fd, .lock = &r->lock,
 					 .inflight = &r->inflight_fd };
 	uint64_t now = now_ns();
-	int fd = socket_connect_ctl(&ep->addr,
+	int fd = socket_connect_ctl(ep,
 				    now + MS_TO_NS(ep->set.connect_timeout_ms), &ctl);
 	struct pool_conn *c = fd >= 0 ? conn_new(ep, fd) : NULL;
 

@@ -216,6 +216,14 @@ START_TEST(every_key_in_section)
 	        "min_idle = 1\n"
 	        "leak_warn_ms = 13\n"
 	        "idle_shrink_ms = 14\n"
+	        "watch_idle = off\n"
+	        "tcp_keepalive = on\n"
+	        "tcp_keepalive_idle_ms = 15000\n"
+	        "tcp_keepalive_interval_ms = 16000\n"
+	        "tcp_keepalive_count = 17\n"
+	        "tcp_user_timeout_ms = 18\n"
+	        "source_address = 127.0.0.19, ::1\n"
+	        "local_port_range = 20000-20020\n"
 	        "[pool]\n"
 	        "fallback = close\n"
 	        "teardown = close\n");
@@ -244,6 +252,16 @@ START_TEST(every_key_in_section)
 	ck_assert_uint_eq(s.validate_idle_ms, 11);
 	ck_assert_uint_eq(s.min_idle, 1);
 	ck_assert_uint_eq(s.leak_warn_ms, 13);
+	ck_assert(!s.watch_idle);
+	ck_assert(s.tcp_keepalive);
+	ck_assert_uint_eq(s.tcp_keepalive_idle_ms, 15000);
+	ck_assert_uint_eq(s.tcp_keepalive_interval_ms, 16000);
+	ck_assert_uint_eq(s.tcp_keepalive_count, 17);
+	ck_assert_uint_eq(s.tcp_user_timeout_ms, 18);
+	ck_assert_uint_eq(s.source_address.n, 2);
+	ck_assert_int_eq(s.source_address.addr[0].sa.sa_family, AF_INET);
+	ck_assert_int_eq(s.source_address.addr[1].sa.sa_family, AF_INET6);
+	ck_assert_uint_eq(s.local_port_range, PORT_RANGE(20000, 20020));
 	settings_release(&s);
 	/* another endpoint gets [pool], which came later in the file */
 	s = resolve(cfg, "db:5433");
