@@ -30,6 +30,7 @@ int main(void)
 	srunner_add_suite(sr, table_suite());
 	srunner_add_suite(sr, robust_suite());
 	srunner_add_suite(sr, waits_suite());
+	srunner_add_suite(sr, ports_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

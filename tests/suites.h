@@ -17,4 +17,5 @@ Suite *churn_suite(void);
 Suite *table_suite(void);
 Suite *robust_suite(void);
 Suite *waits_suite(void);
+Suite *ports_suite(void);
 #endif
