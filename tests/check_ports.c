@@ -351,9 +351,9 @@ END_TEST
 
 /*
  * A dead peer: the server sits in a second namespace behind a veth pair
- * (10.231.0.0/24, which exists only in these two namespaces); taking its
- * end down makes it vanish without a FIN or a reset, as a NAT or a
- * firewall that dropped the connection's state does.
+ * (10.231.0.0/24, which exists only in these two namespaces); it vanishes
+ * without a FIN or a reset, as behind a NAT or a firewall that dropped
+ * the connection's state (peer_ns_vanish).
  */
 struct peer_ns {
 	int self, peer;              /* namespace descriptors */
@@ -384,12 +384,17 @@ static void peer_ns_up(struct peer_ns *p)
 	ck_assert_int_eq(setns(p->self, CLONE_NEWNET), 0);
 }
 
-/* The peer vanishes: its end of the pair goes down, so ours loses
- * carrier and what we send is dropped, answered by nothing. */
+/* The peer vanishes: its namespace loses the server's address, and
+ * with forwarding off (a new namespace's default) it drops what comes
+ * for it without a word, as a firewall that forgot the connection
+ * does. Both links stay up: taking one down would make our own sends
+ * fail locally, which TCP handles differently (it backs off as for a
+ * zero window; measured: the user timeout's read failed after 3 s, not
+ * 1), and that is not what a dead peer on a real network looks like. */
 static void peer_ns_vanish(struct peer_ns *p)
 {
 	ck_assert_int_eq(setns(p->peer, CLONE_NEWNET), 0);
-	sh("ip link set tcpv1 down");
+	sh("ip addr del " PEER_ADDR "/24 dev tcpv1");
 	ck_assert_int_eq(setns(p->self, CLONE_NEWNET), 0);
 }
 
@@ -497,9 +502,12 @@ START_TEST(dead_peer_detected)
 	fprintf(stderr, "ports: dead peer: user timeout 1000 ms -> read failed "
 		"after %lld ms (%s); keepalive 1 s + 2 x 1 s -> %lld ms (%s)\n",
 		ru.ms, strerror(ru.err), rk.ms, strerror(rk.err));
+	/* The kernel counts the user timeout from the last send before the
+	 * first timer retransmission, which here comes after a tail loss
+	 * probe: measured 1440 ms on veth, hence the margin. */
 	ck_assert_int_eq(ru.err, ETIMEDOUT);
 	ck_assert_int_ge(ru.ms, 900);
-	ck_assert_int_le(ru.ms, 1000 + 500);
+	ck_assert_int_le(ru.ms, 1000 + 1000);
 	ck_assert_int_eq(rk.err, ETIMEDOUT);
 	ck_assert_int_ge(rk.ms, 2500);
 	ck_assert_int_le(rk.ms, 3000 + 1000);
