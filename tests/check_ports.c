@@ -312,7 +312,10 @@ END_TEST
 START_TEST(dead_peer_options_read_back)
 {
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	struct lineserver *other = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
+	char host[64];
+	uint16_t port;
 	pool_config_t *cfg = config_with("tcp_keepalive", "on",
 					 "tcp_keepalive_idle_ms", "1500",
 					 "tcp_keepalive_interval_ms", "3000",
@@ -323,10 +326,22 @@ START_TEST(dead_peer_options_read_back)
 	pool_conn_t *c;
 	int fd;
 
-	/* a section of its own, for another port, keeps the defaults */
-	ck_assert_int_eq(pool_config_set(cfg, "*:1", "tcp_keepalive", "off", err,
-					 sizeof(err)), 0);
+	/* per endpoint, like every key: another server gets its own */
+	ck_assert_int_eq(pool_config_set(cfg, lineserver_endpoint(other),
+					 "tcp_keepalive", "off", err, sizeof(err)), 0);
+	ck_assert_int_eq(pool_config_set(cfg, lineserver_endpoint(other),
+					 "tcp_user_timeout_ms", "777", err, sizeof(err)), 0);
+	ck_assert_int_eq(pool_config_set(cfg, lineserver_endpoint(other),
+					 "source_address", "127.0.0.9", err, sizeof(err)), 0);
 	ck_assert_int_eq(pool_create(&pool, cfg), 0);
+	ck_assert_int_eq(pool_get(pool, lineserver_endpoint(other), &c), 0);
+	fd = pool_conn_fd(c);
+	ck_assert_int_eq(sockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 0);
+	ck_assert_int_eq(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), 777);
+	local_of(fd, host, sizeof(host), &port);
+	ck_assert_str_eq(host, "127.0.0.9");
+	ping(c);
+	pool_put(pool, c, POOL_RETIRE);
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
 	fd = pool_conn_fd(c);
 	ck_assert_int_eq(sockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), 1);
@@ -346,6 +361,7 @@ START_TEST(dead_peer_options_read_back)
 	pool_put(pool, c, POOL_RETIRE);
 	pool_destroy(pool);
 	lineserver_stop(ls);
+	lineserver_stop(other);
 }
 END_TEST
 
