@@ -65,6 +65,10 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 	/* c may be popped, retired and freed once the lock drops: nothing
 	 * of it is read after this point. */
 	idle_push(pool, ep, c, false); /* warm, but least recently used */
+	/* The server closed it already, and the idle watch, which saw that
+	 * before it was idle, will not say so again: the sweep retires it. */
+	if (c->peer_gone)
+		*due = now_ns();
 	plock_unlock(&ep->shard->lock);
 	waiters_wake_ep(pool, ep);
 	/* The idle list has it now (a child closes it from there). */

@@ -724,6 +724,34 @@ START_TEST(idle_watch_checked_out)
 }
 END_TEST
 
+/* A warm connection the server closed between its connect and its
+ * first idle moment (the watch marked it peer_gone, and will not report
+ * it again) is retired by the next sweep. The race is made by hand. */
+START_TEST(peer_gone_idle_is_swept)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("maintenance", "manual", "watch_idle", "off", NULL);
+	pool_conn_t *c, *idle;
+
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ping(c);
+	idle = c;
+	pool_put(pool, c, POOL_REUSE);
+	lineserver_close_all(ls);
+	plock_lock(&idle->ep->shard->lock);
+	ck_assert(idle->in_idle);
+	idle->peer_gone = true;
+	plock_unlock(&idle->ep->shard->lock);
+	maint_sweep(pool, now_ns());
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 0);
+	ck_assert_uint_eq(stats_of(pool, ep).closed, 1);
+	tw_expect(ep, 0, 1);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 /* watch_idle = off: the old behaviour, the socket waits in CLOSE_WAIT
  * for the next pool_get. */
 START_TEST(idle_watch_off)
@@ -830,6 +858,7 @@ Suite *ports_suite(void)
 	tcase_add_test(tc, idle_watch_manual_mode);
 	tcase_add_test(tc, idle_watch_checked_out);
 	tcase_add_test(tc, idle_watch_off);
+	tcase_add_test(tc, peer_gone_idle_is_swept);
 	tcase_add_test(tc, idle_watch_races);
 	suite_add_tcase(s, tc);
 	return s;
