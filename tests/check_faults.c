@@ -270,28 +270,6 @@ END_TEST
 
 /* ---- servers that do not accept, or refuse ------------------------------- */
 
-/* Fill a paused server's accept queue with raw connects until one hangs
- * (its SYN dropped). Returns how many sockets went into fill[]. */
-static int fill_backlog(uint16_t port, int *fill, int max)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int n;
-
-	for (n = 0; n < max; n++) {
-		struct pollfd p = { .events = POLLOUT };
-
-		fill[n] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		ck_assert_int_ge(fill[n], 0);
-		if (connect(fill[n], (struct sockaddr *)&sa, sizeof(sa)) == 0)
-			continue;
-		ck_assert_int_eq(errno, EINPROGRESS);
-		p.fd = fill[n];
-		if (poll(&p, 1, 100) == 0)
-			return n + 1; /* this one hangs: the queue is full */
-	}
-	return n;
-}
 
 static void wait_accepted(struct lineserver *ls, unsigned n)
 {

@@ -421,29 +421,6 @@ END_TEST
 
 /* ---- stopping a refill stuck in connect() --------------------------------- */
 
-/* Connect to port until one connect hangs: the listen queue of a server
- * that does not accept is then full (as check_faults.c does). Returns
- * how many sockets fill[] holds. */
-static int fill_backlog(uint16_t port, int *fill, int max)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int n;
-
-	for (n = 0; n < max; n++) {
-		struct pollfd p = { .events = POLLOUT };
-
-		fill[n] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		ck_assert_int_ge(fill[n], 0);
-		if (connect(fill[n], (struct sockaddr *)&sa, sizeof(sa)) == 0)
-			continue;
-		ck_assert_int_eq(errno, EINPROGRESS);
-		p.fd = fill[n];
-		if (poll(&p, 1, 100) == 0)
-			return n + 1; /* this one hangs: the queue is full */
-	}
-	return n;
-}
 
 /* Refills under way for an endpoint (white-box: the pool's own count). */
 static unsigned connecting(pool_t *pool, const char *key)

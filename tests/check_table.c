@@ -40,8 +40,9 @@ static uint16_t closed_port(void)
  * the idle timeout, their failures still counted pool-wide. */
 START_TEST(forgets_endpoints_that_hold_nothing)
 {
-	pool_t *pool = pool_with("idle_timeout_ms", "100", NULL);
+	pool_t *pool = pool_with("idle_timeout_ms", "1000", NULL);
 	uint16_t port = closed_port();
+	long long start = mono_ms();
 	pool_stats_t st;
 	char ep[64];
 	pool_conn_t *c;
@@ -51,8 +52,11 @@ START_TEST(forgets_endpoints_that_hold_nothing)
 		snprintf(ep, sizeof(ep), "127.0.%d.%d:%u", i / 250, i % 250 + 1, port);
 		ck_assert_int_eq(pool_get(pool, ep, &c), POOL_ECONNREFUSED);
 	}
-	ck_assert_uint_eq(endpoints_known(pool), 500);
-	wait_for(endpoints_known(pool) == 0, 3000);
+	/* None is forgotten before its idle timeout (valgrind can make the
+	 * loop itself take longer than that). */
+	if (mono_ms() - start < 900)
+		ck_assert_uint_eq(endpoints_known(pool), 500);
+	wait_for(endpoints_known(pool) == 0, 5000);
 	ck_assert_int_eq(pool_stats(pool, ep, &st), POOL_EINVAL);
 	ck_assert_int_eq(pool_stats(pool, NULL, &st), 0);
 	ck_assert_uint_eq(st.connect_failures, 500);
@@ -71,11 +75,18 @@ START_TEST(forgets_after_last_connection_and_comes_back)
 	pool_stats_t st;
 	pool_conn_t *c;
 
+	long long put;
+
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	put = mono_ms();
 	pool_put(pool, c, POOL_REUSE);
 	ck_assert_uint_eq(endpoints_known(pool), 1);
 	wait_for(stats_of(pool, NULL).closed == 1, 2000);
-	ck_assert_uint_eq(endpoints_known(pool), 1); /* not at once */
+	/* Not at once: the connection goes after its idle timeout (100 ms),
+	 * the endpoint another idle timeout later (a coarse tick early at
+	 * most). */
+	if (endpoints_known(pool) == 0)
+		ck_assert_int_ge(mono_ms() - put, 190);
 	wait_for(endpoints_known(pool) == 0, 2000);
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
 	ping(c);

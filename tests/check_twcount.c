@@ -9,9 +9,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -80,6 +82,35 @@ static void server_closes(const char *addr, uint16_t port, int n)
 	}
 }
 
+/* pool_tw_count() that must succeed: on failure, the code's text. */
+static void count_ok(const char *endpoint, pool_tw_count_t *tw)
+{
+	int rc = pool_tw_count(endpoint, tw);
+
+	ck_assert_msg(rc == 0, "pool_tw_count(\"%s\"): %d, %s", endpoint, rc,
+	              pool_strerror(rc));
+}
+
+/* Whether "localhost" has an address here, asked as the library asks. A
+ * root without /etc/hosts (a bare chroot or container, no
+ * nss-myhostname) has none: then the test says so, and what it does
+ * instead. */
+static bool localhost_resolves(const char *test, const char *instead)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res;
+	int rc = getaddrinfo("localhost", NULL, &hints, &res);
+
+	if (rc != 0) {
+		fprintf(stderr, "twcount %s: \"localhost\" does not resolve here "
+		        "(%s; no /etc/hosts?): %s\n", test, gai_strerror(rc),
+		        instead);
+		return false;
+	}
+	freeaddrinfo(res);
+	return true;
+}
+
 static struct lineserver *server_on(int family)
 {
 	struct lineserver_opts o = { .family = family };
@@ -130,14 +161,17 @@ START_TEST(aliases)
 	server_closes("127.0.0.1", port, 15);
 	tw_expect(lineserver_endpoint(ls), 10, 15);
 	for (i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		if (strcmp(same[i], "localhost") == 0 &&
+		    !localhost_resolves("aliases", "SKIPPED its alias case"))
+			continue;
 		endpoint_for(ep, sizeof(ep), same[i], ls);
-		ck_assert_int_eq(pool_tw_count(ep, &tw), 0);
+		count_ok(ep, &tw);
 		ck_assert_msg(tw.client == 10 && tw.server == 15,
 		              "%s: %u/%u", ep, tw.client, tw.server);
 	}
 	for (i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
 		endpoint_for(ep, sizeof(ep), other[i], ls);
-		ck_assert_int_eq(pool_tw_count(ep, &tw), 0);
+		count_ok(ep, &tw);
 		ck_assert_msg(tw.client == 0 && tw.server == 0,
 		              "%s: %u/%u", ep, tw.client, tw.server);
 	}
@@ -165,7 +199,7 @@ START_TEST(ipv6)
 	endpoint_for(ep, sizeof(ep), "*", ls);
 	tw_expect(ep, 8, 9);
 	endpoint_for(ep, sizeof(ep), "127.0.0.1", ls);
-	ck_assert_int_eq(pool_tw_count(ep, &tw), 0);
+	count_ok(ep, &tw);
 	ck_assert_uint_eq(tw.client + tw.server, 0);
 	lineserver_stop(ls);
 }
@@ -259,16 +293,21 @@ START_TEST(no_fd_leak)
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	pool_tw_count_t tw;
 	char ep[64];
-	int before, i;
+	int before, i, rc, want;
 
 	client_closes("127.0.0.1", lineserver_port(ls), 3);
 	tw_expect(lineserver_endpoint(ls), 3, 0);
 	endpoint_for(ep, sizeof(ep), "localhost", ls);
+	/* Without a localhost, its failed resolution must not leak either. */
+	want = localhost_resolves("no_fd_leak", "its POOL_ERESOLVE path "
+	                          "is checked instead") ? 0 : POOL_ERESOLVE;
 	before = fd_count();
 	for (i = 0; i < 50; i++) {
-		ck_assert_int_eq(pool_tw_count(lineserver_endpoint(ls), &tw), 0);
-		ck_assert_int_eq(pool_tw_count(ep, &tw), 0);
-		ck_assert_int_eq(pool_tw_count("*:1", &tw), 0);
+		count_ok(lineserver_endpoint(ls), &tw);
+		rc = pool_tw_count(ep, &tw);
+		ck_assert_msg(rc == want, "pool_tw_count(\"%s\"): %d, %s", ep,
+		              rc, pool_strerror(rc));
+		count_ok("*:1", &tw);
 		ck_assert_int_eq(pool_tw_count("bad", &tw), POOL_EENDPOINT);
 		ck_assert_int_eq(pool_tw_count("unix:/x", &tw), POOL_EENDPOINT);
 	}

@@ -2,6 +2,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -76,8 +79,10 @@ bool fixture_isolated(void)
  * to this test's counts. The CPU: on loopback across CPUs the client's
  * ACK of the server's FIN can arrive after the client's own FIN; the
  * server's TIME_WAIT answers that stray ACK, the closed client answers
- * with an RST, and the RST kills the TIME_WAIT (measured: 1.5 in 1,000
- * server-first closes on 2 CPUs, none on one). Threads started later
+ * with an RST, and the RST kills the TIME_WAIT (measured 2026-11-26 on
+ * this 2-CPU VM: 0.13 in 1,000 server-first closes at a load average near
+ * 2, 2.7 in 1,000 with both CPUs busy, none on one CPU; see
+ * pool_tw_count(3)). Threads started later
  * (servers, the pool's maintenance) inherit both.
  */
 void fixture_isolate_test(void)
@@ -172,20 +177,25 @@ struct lineserver *server_start(enum ls_quit_mode on_quit)
 	return ls;
 }
 
+/* pool_tw_count, failing the test with the error's text. */
+static pool_tw_count_t tw_count(const char *endpoint)
+{
+	pool_tw_count_t tw = { 0, 0 };
+	int rc = pool_tw_count(endpoint, &tw);
+
+	ck_assert_msg(rc == 0, "pool_tw_count(\"%s\"): %d, %s", endpoint, rc,
+		      pool_strerror(rc));
+	return tw;
+}
+
 unsigned tw_client(const char *endpoint)
 {
-	pool_tw_count_t tw;
-
-	ck_assert_int_eq(pool_tw_count(endpoint, &tw), 0);
-	return tw.client;
+	return tw_count(endpoint).client;
 }
 
 unsigned tw_server(const char *endpoint)
 {
-	pool_tw_count_t tw;
-
-	ck_assert_int_eq(pool_tw_count(endpoint, &tw), 0);
-	return tw.server;
+	return tw_count(endpoint).server;
 }
 
 long long mono_ms(void)
@@ -202,7 +212,7 @@ void tw_expect(const char *endpoint, unsigned client, unsigned server)
 	pool_tw_count_t tw = { 0, 0 };
 
 	do {
-		ck_assert_int_eq(pool_tw_count(endpoint, &tw), 0);
+		tw = tw_count(endpoint);
 		if (tw.client == client && tw.server == server)
 			return;
 		usleep(10000);
@@ -264,4 +274,27 @@ void wait_drains(pool_t *pool, int ms)
 	while (stats_of(pool, NULL).draining && mono_ms() < end)
 		usleep(5000);
 	ck_assert_uint_eq(stats_of(pool, NULL).draining, 0);
+}
+
+/* Fill a paused server's accept queue with raw connects until one hangs
+ * (its SYN dropped). Returns how many sockets went into fill[]. */
+int fill_backlog(uint16_t port, int *fill, int max)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int n;
+
+	for (n = 0; n < max; n++) {
+		struct pollfd p = { .events = POLLOUT };
+
+		fill[n] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		ck_assert_int_ge(fill[n], 0);
+		if (connect(fill[n], (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			continue;
+		ck_assert_int_eq(errno, EINPROGRESS);
+		p.fd = fill[n];
+		if (poll(&p, 1, 100) == 0)
+			return n + 1; /* this one hangs: the queue is full */
+	}
+	return n;
 }

@@ -4,6 +4,7 @@
 #define TCPOOL_TEST_FIXTURES_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <check.h>
 
 #include "tcpool.h"
@@ -52,6 +53,11 @@ pool_stats_t stats_of(pool_t *pool, const char *endpoint);
 
 /* Wait up to ms for the pool to finish its peer-first drains. */
 void wait_drains(pool_t *pool, int ms);
+
+/* Fill the accept queue of a loopback server that does not accept, with
+ * raw non-blocking connects until one hangs (its SYN dropped); fill[]
+ * gets the sockets (the caller closes them). Returns how many. */
+int fill_backlog(uint16_t port, int *fill, int max);
 
 /* Milliseconds on the monotonic clock. */
 long long mono_ms(void);
