@@ -286,6 +286,34 @@ START_TEST(local_port_range_holds)
 }
 END_TEST
 
+/* IPv6 sockets take IP_LOCAL_PORT_RANGE and IP_BIND_ADDRESS_NO_PORT too
+ * (both are IPPROTO_IP options, which the kernel applies to them). */
+START_TEST(local_port_range_ipv6)
+{
+	struct lineserver_opts o6 = { .bind_addr = "::1" };
+	struct lineserver *ls = lineserver_start(&o6);
+	uint16_t sport, port;
+	unsigned lo;
+	char range[32], host[64];
+	pool_conn_t *c;
+	pool_t *pool;
+
+	ck_assert_ptr_nonnull(ls);
+	sport = lineserver_port(ls);
+	lo = sport >= 50000 && sport < 50010 ? 51000 : 50000;
+	snprintf(range, sizeof(range), "%u-%u", lo, lo + 9);
+	pool = pool_with("local_port_range", range, "source_address", "::1", NULL);
+	ck_assert_int_eq(pool_get(pool, lineserver_endpoint(ls), &c), 0);
+	ping(c);
+	local_of(pool_conn_fd(c), host, sizeof(host), &port);
+	ck_assert_str_eq(host, "::1");
+	ck_assert_msg(port >= lo && port <= lo + 9, "port %u outside %s", port, range);
+	pool_put(pool, c, POOL_RETIRE);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 /* A kernel without IP_LOCAL_PORT_RANGE (before 6.3): pool_create fails
  * with POOL_ENOTSUP, and the check says which key. */
 START_TEST(local_port_range_unsupported)
@@ -855,6 +883,7 @@ Suite *ports_suite(void)
 	tcase_add_test(tc, nonlocal_source_is_an_error);
 	tcase_add_test(tc, ports_multiply_by_sources);
 	tcase_add_test(tc, local_port_range_holds);
+	tcase_add_test(tc, local_port_range_ipv6);
 	tcase_add_test(tc, local_port_range_unsupported);
 	tcase_add_test(tc, dead_peer_options_read_back);
 	tcase_add_test(tc, dead_peer_detected);
