@@ -526,6 +526,10 @@ static inline void pool_endpoint_unlock(struct pool_endpoint *ep)
 }
 
 /* Connection life (conn.c). */
+/* conn_new puts c's socket in the idle watch (watch_idle): whoever
+ * closes c->fd must take it out first with conn_unwatch, as conn_drop
+ * and conn_retire do; conn_free alone is for where no maintenance runs
+ * (a child of fork(), pool_destroy's last step). */
 struct pool_conn *conn_new(struct pool_endpoint *ep, int fd);
 void conn_free(struct pool_conn *c);
 /* Tear c down by its endpoint's policy (broken: never send the close
