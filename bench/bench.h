@@ -143,6 +143,8 @@ struct row {
 	                             * repetition's ns_per_op or req/s */
 	int nreps;
 	long idle_shrink_ms;        /* burst rows: the value they ran with */
+	int sources;                /* exhaust-sources rows: source_address
+	                             * count, else 0 */
 	bool failed;                /* an unexpected error happened */
 	char note[96];
 };
@@ -188,6 +190,17 @@ int cfg_policy(pool_config_t *cfg, enum policy p, enum server_kind kind);
  * 50 ms apart agree. 0 or -1. */
 int tw_settled(const struct netenv *e, const char *endpoint, long *client,
                long *server);
+
+/* The ephemeral range of the port exhaustion runs: 100 ports. */
+#define EXHAUST_RANGE "40000 40099"
+
+/* ---- port exhaustion by source address (sources.c) ---- */
+
+/* connect per request with close, 100 ports, 1, 2 and 4 source
+ * addresses: rows "exhaust-sources", connections before the first
+ * EADDRNOTAVAIL in connects. Returns how many rows, 0 when skipped (no
+ * namespaces), -1 when none could run. */
+int sources_run(const struct netenv *e, struct row *rows, int cap);
 
 /* ---- bursts (burst.c) ---- */
 

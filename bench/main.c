@@ -314,6 +314,21 @@ static void run_overhead(const struct opts *o)
 		nrows += n;
 }
 
+/* Port exhaustion by source address, against the built-in server. */
+static void run_sources(void)
+{
+	int n = sources_run(&env, rows + nrows, MAX_ROWS - nrows);
+
+	if (n < 0) {
+		fprintf(stderr, "tcpool-bench: exhaust-sources runs failed\n");
+		any_failed = true;
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		any_failed |= rows[nrows + i].failed;
+	nrows += n;
+}
+
 /* The bursts run against the built-in server; --quick makes fewer. */
 static const char *run_bursts(const struct opts *o)
 {
@@ -365,6 +380,8 @@ static void run_all(const struct opts *o, struct run_info *ri)
 	n += build_exhaust(plan + n, MAX_ROWS - n);
 	for (int i = 0; i < n; i++)
 		run_one(&plan[i], i + 1, n);
+	if (o->servers[SRV_BUILTIN])
+		run_sources();
 	ri->burst_why = run_bursts(o);
 	if (o->overhead)
 		run_overhead(o);

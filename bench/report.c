@@ -174,9 +174,14 @@ static void csv_row(FILE *f, const struct row *r, const char *network)
 		fputc(',', f);
 	/* only the burst rows ran with a chosen idle_shrink_ms */
 	if (strcmp(r->scenario, "burst") == 0)
-		fprintf(f, ",%ld\n", r->idle_shrink_ms);
+		fprintf(f, ",%ld,", r->idle_shrink_ms);
 	else
-		fputs(",\n", f);
+		fputs(",,", f);
+	/* only the exhaust-sources rows bind source addresses */
+	if (r->sources)
+		fprintf(f, "%d\n", r->sources);
+	else
+		fputc('\n', f);
 }
 
 int report_csv(const char *path, const struct row *rows, int n,
@@ -191,7 +196,7 @@ int report_csv(const char *path, const struct row *rows, int n,
 	fputs("scenario,server,policy,pooled,requests,seconds,req_per_s,"
 	      "p50_us,p99_us,connects,connect_errors,client_tw,server_tw,"
 	      "put_p99_us,threads,retired,ns_per_op,ratio,network,status,note,"
-	      "vs_libmemcached,idle_shrink_ms\n",
+	      "vs_libmemcached,idle_shrink_ms,sources\n",
 	      f);
 	for (int i = 0; i < n; i++)
 		csv_row(f, &rows[i], e->isolated ? "netns" : "loopback");

@@ -11,8 +11,6 @@
 
 #include "bench.h"
 
-/* The ephemeral range of the port exhaustion scenario: 100 ports. */
-#define EXHAUST_RANGE "40000 40099"
 
 int cfg_policy(pool_config_t *cfg, enum policy p, enum server_kind kind)
 {

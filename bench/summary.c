@@ -142,6 +142,30 @@ static void tw_pool_notes(const struct row *rows, int n, unsigned max_uses)
 		       max_uses);
 }
 
+/* The exhaust rows' sources dimension: one line. */
+static void sources_summary(const struct row *rows, int n)
+{
+	bool any = false;
+
+	for (int i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
+
+		if (strcmp(r->scenario, "exhaust-sources") != 0)
+			continue;
+		if (!any)
+			printf("  Port exhaustion by source address (100 ports, close, "
+			       "connect per request):\n   ");
+		any = true;
+		if (r->failed)
+			printf(" %d: FAILED;", r->sources);
+		else
+			printf(" %d: %llu;", r->sources,
+			       (unsigned long long)r->connects);
+	}
+	if (any)
+		printf(" connections before the first EADDRNOTAVAIL.\n");
+}
+
 static void tw_summary(const struct row *rows, int n,
                        const struct run_info *ri)
 {
@@ -177,6 +201,7 @@ static void tw_summary(const struct row *rows, int n,
 		printf("  %-11s %-17s %-16s %s\n", policy_name(p), cell[0],
 		       cell[1], ex);
 	}
+	sources_summary(rows, n);
 	printf("  Servers: %s%s.\n", servers, mixed ? "; a-b: they differ, "
 	       "--verbose shows each" : strchr(servers, ',')
 	       ? " (the same counts for each)" : "");

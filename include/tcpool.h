@@ -266,7 +266,10 @@ typedef struct pool_stats {
 	uint32_t in_use;             /* checked out now */
 	uint32_t idle;               /* idle now */
 	uint32_t draining;           /* peer-first drains under way now */
-	uint32_t reserved_[5];
+	uint32_t pad_;               /* keeps the next counter 8-aligned */
+	uint64_t peer_closed_idle;   /* idle connections the server closed,
+	                              * closed at once by watch_idle */
+	uint32_t reserved_[2];       /* the struct keeps its size (ABI) */
 } pool_stats_t;
 
 /* Counters for one endpoint (as passed to pool_get), or for the whole

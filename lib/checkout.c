@@ -95,7 +95,7 @@ static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 	struct pool_conn *c = NULL;
 	int fd, rc = POOL_ENOMEM;
 
-	fd = socket_connect(&ep->addr, now + MS_TO_NS(ep->set.connect_timeout_ms));
+	fd = socket_connect(ep, now + MS_TO_NS(ep->set.connect_timeout_ms));
 	if (fd >= 0) {
 		c = conn_new(ep, fd);
 		if (!c)
@@ -183,7 +183,8 @@ static bool still_good(struct pool *pool, struct pool_endpoint *ep,
 		plock_lock(&ep->shard->lock);
 		return false;
 	}
-	if (!needs_validation(c, now))
+	/* peer_gone: the idle watch saw the server close it. */
+	if (!c->peer_gone && !needs_validation(c, now))
 		return true;
 	/* A syscall: never under the shard lock. */
 	plock_unlock(&ep->shard->lock);
@@ -382,7 +383,9 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 	now = now_coarse_ns();
 	plock_lock(&ep->shard->lock);
 	DL_DELETE(ep->busy, conn);
-	if (mode == POOL_REUSE && !conn_expired(conn, now)) {
+	/* A connection the server closed while it was out (the idle watch
+	 * saw it) is never kept: the watch would not see it again. */
+	if (mode == POOL_REUSE && !conn->peer_gone && !conn_expired(conn, now)) {
 		if (atomic_load(&pool->nwaiters) && hand_to_waiter(pool, conn))
 			return;
 		if (keep_idle(pool, conn, now)) {

@@ -11,6 +11,10 @@
 #include <config.h>
 #endif
 
+#include <arpa/inet.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +83,28 @@ const struct config_key config_keys[CONFIG_NKEYS] = {
 	ENUM_KEY(KEY_TLS_VERIFY, tls_verify, CT_BOOL, true),
 	STRING_KEY(KEY_TLS_CERT_FILE, tls_cert_file),
 	STRING_KEY(KEY_TLS_KEY_FILE, tls_key_file),
+	/* On, as SPEC.md says: it costs pool_get and pool_put nothing (see
+	 * reaper.c), and a server-closed socket left in CLOSE_WAIT holds a
+	 * descriptor and a slot for nothing. */
+	ENUM_KEY(KEY_WATCH_IDLE, watch_idle, CT_BOOL, true),
+	ENUM_KEY(KEY_TCP_KEEPALIVE, tcp_keepalive, CT_BOOL, false),
+	/* The kernel counts these in whole seconds, at most 32767
+	 * (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL) and 127 probes
+	 * (MAX_TCP_KEEPCNT); ms round up. With keepalive on, a dead idle
+	 * peer is found after 60 s + 6 x 10 s rather than the kernel's
+	 * 7200 s + 9 x 75 s, which outlives most NAT and firewall idle
+	 * timeouts. */
+	UINT_KEY(KEY_TCP_KEEPALIVE_IDLE_MS, tcp_keepalive_idle_ms, 1, 32767000, 60000),
+	UINT_KEY(KEY_TCP_KEEPALIVE_INTERVAL_MS, tcp_keepalive_interval_ms, 1,
+		 32767000, 10000),
+	UINT_KEY(KEY_TCP_KEEPALIVE_COUNT, tcp_keepalive_count, 1, 127, 6),
+	/* TCP_USER_TIMEOUT takes an int. */
+	UINT_KEY(KEY_TCP_USER_TIMEOUT_MS, tcp_user_timeout_ms, 0, INT_MAX, 0),
+	[KEY_SOURCE_ADDRESS] = {
+		.name = "source_address", .type = CT_SOURCES,
+		.offset = offsetof(struct pool_settings, source_address),
+	},
+	ENUM_KEY(KEY_LOCAL_PORT_RANGE, local_port_range, CT_PORT_RANGE, 0),
 };
 
 struct choice {
@@ -126,6 +152,8 @@ static const struct choice *choices_of(enum config_type t)
 	case CT_UINT:
 	case CT_BYTES:
 	case CT_STRING:
+	case CT_PORT_RANGE:
+	case CT_SOURCES:
 		break;
 	}
 	return NULL;
@@ -155,6 +183,7 @@ static uint32_t value_get(const struct config_key *k, const void *base)
 
 	switch (k->type) {
 	case CT_UINT:
+	case CT_PORT_RANGE:
 		return *(uint32_t *)p;
 	case CT_TEARDOWN:
 	case CT_FALLBACK:
@@ -165,6 +194,7 @@ static uint32_t value_get(const struct config_key *k, const void *base)
 		return *(bool *)p;
 	case CT_BYTES:
 	case CT_STRING:
+	case CT_SOURCES:
 		break;
 	}
 	return 0;
@@ -176,6 +206,7 @@ static void value_put(const struct config_key *k, void *base, uint32_t v)
 
 	switch (k->type) {
 	case CT_UINT:
+	case CT_PORT_RANGE:
 		*(uint32_t *)p = v;
 		break;
 	case CT_TEARDOWN:
@@ -190,6 +221,7 @@ static void value_put(const struct config_key *k, void *base, uint32_t v)
 		break;
 	case CT_BYTES:
 	case CT_STRING:
+	case CT_SOURCES:
 		break;
 	}
 }
@@ -223,6 +255,12 @@ static void owned_put(const struct config_key *k, void *base, char *p,
 		*bytes_len(k, base) = len;
 }
 
+static struct pool_sources *sources_ptr(const struct config_key *k,
+                                        const void *base)
+{
+	return field(base, k->offset);
+}
+
 /* Where key k of [pool] lives: pool-wide keys in the config itself. */
 static void *pool_base(const struct config_key *k, const struct pool_config *cfg)
 {
@@ -236,6 +274,9 @@ void config_set_defaults(struct pool_config *cfg)
 	for (k = config_keys; k < config_keys + CONFIG_NKEYS; k++) {
 		if (config_key_owned(k))
 			owned_put(k, pool_base(k, cfg), NULL, 0);
+		else if (k->type == CT_SOURCES)
+			memset(sources_ptr(k, pool_base(k, cfg)), 0,
+			       sizeof(struct pool_sources));
 		else
 			value_put(k, pool_base(k, cfg), k->def);
 	}
@@ -301,6 +342,8 @@ void config_overlay(struct pool_settings *out, const struct pool_settings *base,
 		if (config_key_owned(k))
 			owned_put(k, out, *bytes_ptr(k, &sec->set),
 			          owned_len(k, &sec->set));
+		else if (k->type == CT_SOURCES)
+			*sources_ptr(k, out) = *sources_ptr(k, &sec->set);
 		else
 			value_put(k, out, value_get(k, &sec->set));
 	}
@@ -569,6 +612,118 @@ static int parse_string(const char *s, char **out, char *why, size_t whylen)
 	return 0;
 }
 
+/* "LO-HI", ports 1..65535, LO <= HI; "" = unset (a section can clear
+ * what it inherits). */
+static int parse_port_range(const char *s, uint32_t *out, char *why,
+                            size_t whylen)
+{
+	char shown[QUOTE_SHOWN * 4 + 8];
+	unsigned long lo, hi;
+	char *end;
+
+	*out = 0;
+	if (*s == '\0')
+		return 0;
+	config_quote(shown, sizeof(shown), s);
+	if (*s < '0' || *s > '9')
+		goto syntax;
+	lo = strtoul(s, &end, 10);
+	if (*end != '-' || end[1] < '0' || end[1] > '9')
+		goto syntax;
+	hi = strtoul(end + 1, &end, 10);
+	if (*end != '\0')
+		goto syntax;
+	if (lo < 1 || hi > 65535) {
+		snprintf(why, whylen, "out of range: %s (ports 1..65535)", shown);
+		return POOL_ECONFIG;
+	}
+	if (lo > hi) {
+		snprintf(why, whylen, "low port above high port: %s", shown);
+		return POOL_ECONFIG;
+	}
+	*out = PORT_RANGE(lo, hi);
+	return 0;
+syntax:
+	snprintf(why, whylen, "expected LO-HI: %s", shown);
+	return POOL_ECONFIG;
+}
+
+/* One IP literal (IPv6 may carry a %scope) into *sa; no name lookup. */
+static int parse_ip(const char *s, union pool_sockaddr *sa)
+{
+	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST,
+	                          .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	int ok;
+
+	if (getaddrinfo(s, NULL, &hints, &res) != 0)
+		return -1;
+	ok = res->ai_addrlen <= sizeof(*sa) &&
+	     (res->ai_family == AF_INET || res->ai_family == AF_INET6);
+	if (ok) {
+		memset(sa, 0, sizeof(*sa));
+		memcpy(sa, res->ai_addr, res->ai_addrlen);
+	}
+	freeaddrinfo(res);
+	return ok ? 0 : -1;
+}
+
+static bool sockaddr_same(const union pool_sockaddr *a, const union pool_sockaddr *b)
+{
+	if (a->sa.sa_family != b->sa.sa_family)
+		return false;
+	if (a->sa.sa_family == AF_INET)
+		return a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
+	return memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, 16) == 0 &&
+	       a->in6.sin6_scope_id == b->in6.sin6_scope_id;
+}
+
+/* "IP, IP, ...": IPv4 and IPv6 literals, blanks around commas allowed;
+ * "" = none. Built in a copy, so a bad list changes nothing. */
+static int parse_sources(const char *s, struct pool_sources *out, char *why,
+                         size_t whylen)
+{
+	struct pool_sources tmp = { .n = 0 };
+	char item[INET6_ADDRSTRLEN + IF_NAMESIZE + 2], shown[QUOTE_SHOWN * 4 + 8];
+
+	while (*s) {
+		size_t len = strcspn(s, ",");
+		const char *next = s[len] ? s + len + 1 : s + len;
+		uint32_t i;
+
+		while (len && (*s == ' ' || *s == '\t')) {
+			s++;
+			len--;
+		}
+		while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+			len--;
+		snprintf(item, sizeof(item), "%.*s", (int)len, s);
+		config_quote(shown, sizeof(shown), item);
+		if (len == 0 || len >= sizeof(item) ||
+		    parse_ip(item, &tmp.addr[tmp.n]) != 0) {
+			snprintf(why, whylen, "not an IP address: %s", shown);
+			return POOL_ECONFIG;
+		}
+		for (i = 0; i < tmp.n; i++)
+			if (sockaddr_same(&tmp.addr[i], &tmp.addr[tmp.n])) {
+				snprintf(why, whylen, "listed twice: %s", shown);
+				return POOL_ECONFIG;
+			}
+		if (++tmp.n == POOL_MAX_SOURCES && *next) {
+			snprintf(why, whylen, "too many addresses (max %d)",
+			         POOL_MAX_SOURCES);
+			return POOL_ECONFIG;
+		}
+		s = next;
+		if (*s == '\0' && next[-1] == ',') {
+			snprintf(why, whylen, "empty address after ','");
+			return POOL_ECONFIG;
+		}
+	}
+	*out = tmp;
+	return 0;
+}
+
 static int store_value(const struct config_key *k, void *base, const char *value,
                        char *why, size_t whylen)
 {
@@ -588,8 +743,12 @@ static int store_value(const struct config_key *k, void *base, const char *value
 		owned_put(k, base, bytes, len);
 		return 0;
 	}
+	if (k->type == CT_SOURCES)
+		return parse_sources(value, sources_ptr(k, base), why, whylen);
 	if (k->type == CT_UINT)
 		rc = parse_uint(k, value, &v, why, whylen);
+	else if (k->type == CT_PORT_RANGE)
+		rc = parse_port_range(value, &v, why, whylen);
 	else
 		rc = parse_choice(k, value, &v, why, whylen);
 	if (rc == 0)
@@ -659,13 +818,51 @@ static size_t format_bytes(char *out, size_t outlen, const char *s, size_t len)
 	return need;
 }
 
+/* A source_address list, in the syntax parse_sources reads back. */
+static size_t format_sources(char *out, size_t outlen,
+                             const struct pool_sources *src)
+{
+	char host[NI_MAXHOST];
+	size_t used = 0;
+	uint32_t i;
+
+	if (outlen)
+		out[0] = '\0';
+	for (i = 0; i < src->n; i++) {
+		const union pool_sockaddr *a = &src->addr[i];
+		socklen_t len = a->sa.sa_family == AF_INET ? sizeof(a->in)
+		                                           : sizeof(a->in6);
+		int n;
+
+		if (getnameinfo(&a->sa, len, host, sizeof(host), NULL, 0,
+		                NI_NUMERICHOST) != 0)
+			snprintf(host, sizeof(host), "?");
+		n = snprintf(out + (used < outlen ? used : outlen),
+		             used < outlen ? outlen - used : 0, "%s%s",
+		             i ? ", " : "", host);
+		if (n > 0)
+			used += (size_t)n;
+	}
+	return used;
+}
+
 size_t config_format(char *out, size_t outlen, const struct config_key *k,
                      const void *base)
 {
 	const char *str;
+	uint32_t v;
 	int n;
 
 	switch (k->type) {
+	case CT_SOURCES:
+		return format_sources(out, outlen, sources_ptr(k, base));
+	case CT_PORT_RANGE:
+		v = value_get(k, base);
+		/* Unset: nothing after '=', as the parser takes it. */
+		n = v ? snprintf(out, outlen, "%u-%u", PORT_RANGE_LO(v),
+		                 PORT_RANGE_HI(v))
+		      : snprintf(out, outlen, "%s", "");
+		break;
 	case CT_BYTES:
 		return format_bytes(out, outlen, *bytes_ptr(k, base),
 		                    *bytes_len(k, base));

@@ -20,7 +20,9 @@ enum config_type {
 	CT_BYTES,    /* quoted string with C escapes: char * plus size_t */
 	CT_STRING,   /* bare text to the end of the line (a path, a host
 	              * name): char *, NUL-terminated; "" clears it */
-	CT_BOOL      /* bool: on, off */
+	CT_BOOL,     /* bool: on, off */
+	CT_PORT_RANGE, /* uint32_t PORT_RANGE(lo, hi) from "LO-HI"; "" = unset */
+	CT_SOURCES   /* struct pool_sources from "IP[,IP...]"; "" = none */
 };
 
 /* Index of each key in config_keys[], which is also its set_mask bit. */
@@ -49,6 +51,14 @@ enum config_key_id {
 	KEY_TLS_VERIFY,
 	KEY_TLS_CERT_FILE,
 	KEY_TLS_KEY_FILE,
+	KEY_WATCH_IDLE,
+	KEY_TCP_KEEPALIVE,
+	KEY_TCP_KEEPALIVE_IDLE_MS,
+	KEY_TCP_KEEPALIVE_INTERVAL_MS,
+	KEY_TCP_KEEPALIVE_COUNT,
+	KEY_TCP_USER_TIMEOUT_MS,
+	KEY_SOURCE_ADDRESS,
+	KEY_LOCAL_PORT_RANGE,
 	CONFIG_NKEYS
 };
 

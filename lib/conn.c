@@ -23,12 +23,15 @@ struct pool_conn *conn_new(struct pool_endpoint *ep, int fd)
 	c->created_ns = now;
 	c->last_put_ns = now;
 	conn_set_expiry(c, now);
+	conn_watch(ep->pool, c);
 	return c;
 }
 
 void conn_free(struct pool_conn *c)
 {
 	c->magic = CONN_MAGIC_DEAD;
+	free(c->watch); /* still attached only where no runner can see it:
+	                 * a child of fork(), or pool_destroy's leftovers */
 	free(c);
 }
 
@@ -103,6 +106,7 @@ void conn_drop(struct pool *pool, struct pool_conn *c)
 {
 	struct pool_endpoint *ep = c->ep;
 
+	conn_unwatch(pool, c);
 	close(c->fd);
 	data_release(c->data, c->free_fn);
 	conn_free(c);
@@ -115,6 +119,9 @@ int conn_on_connect(struct pool_conn *c, const struct connect_ctl *ctl)
 
 	if (!h || !h->on_connect || h->on_connect(c, h->ud) == 0)
 		return 0;
+	/* Out of the idle watch before the fd closes, as every close does
+	 * (a child's copy of the fd would keep the registration alive). */
+	conn_unwatch(c->pool, c);
 	/* Whatever the hook got to (half a TLS handshake, a refused AUTH)
 	 * the state is unknown: an RST, no TIME_WAIT on either side. A
 	 * refill's socket is unpublished as it closes (connect_ctl_close). */
@@ -315,6 +322,7 @@ void conn_retire(struct pool *pool, struct pool_conn *c, bool broken)
 	enum pool_teardown policy = ep->set.teardown;
 	bool draining = false;
 
+	conn_unwatch(pool, c); /* before a drain puts fd in the same set */
 	count_retired(ep, policy);
 	if (policy == TEARDOWN_PEER_FIRST) {
 		draining = retire_peer_first(pool, c, broken);

@@ -6,7 +6,17 @@
  * not wait for a refill's connect to time out; name resolution cannot be
  * cancelled), and the socket is published while it connects, so that a
  * child of fork() can close its copy.
+ *
+ * Before connect(), a TCP socket gets the endpoint's options (keepalive,
+ * user timeout, port range) and, with source_address, the next source
+ * address of its family, bound with IP_BIND_ADDRESS_NO_PORT: a plain
+ * bind(ip, 0) would take a port for the source address alone, unique
+ * across every destination, and run out of ports as many times sooner as
+ * there are destinations; with the flag, connect() chooses the port for
+ * the whole 4-tuple, so each source address brings a port range of its
+ * own per destination (Envoy #44747; curl, nginx and HAProxy do the same).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -19,7 +29,24 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "config-keys.h"
 #include "pool-internal.h"
+
+/* Older headers lack them; the values are the kernel's ABI. */
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+#ifndef IP_LOCAL_PORT_RANGE
+#define IP_LOCAL_PORT_RANGE 51
+#endif
+
+int socket_probe_fake_errno;
+
+/* What one TCP connect applies to each socket it tries. */
+struct tcp_plan {
+	const struct pool_settings *set;
+	unsigned turn;             /* source_address round robin */
+};
 
 /* Map a connect errno to the code a caller can act on. */
 static int connect_error(int err)
@@ -124,17 +151,104 @@ void connect_ctl_close(const struct connect_ctl *ctl, int fd)
 	}
 }
 
-/* One attempt on one address. Returns the fd or -errno. */
-static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
-		       uint64_t deadline_ns, const struct connect_ctl *ctl)
+/* The turn-th source address of family (turn modulo how many there
+ * are); NULL when none is of that family: such addresses are skipped, and
+ * with none left the kernel picks the source as without the key. */
+static const union pool_sockaddr *pick_source(const struct pool_sources *src,
+					      int family, unsigned turn)
 {
-	int fd, r, err, one = 1;
+	unsigned n = 0, i;
 
+	for (i = 0; i < src->n; i++)
+		n += src->addr[i].sa.sa_family == family;
+	if (n == 0)
+		return NULL;
+	turn %= n;
+	for (i = 0; i < src->n; i++)
+		if (src->addr[i].sa.sa_family == family && turn-- == 0)
+			break;
+	return &src->addr[i];
+}
+
+static int setopt(int fd, int level, int name, int value)
+{
+	return setsockopt(fd, level, name, &value, sizeof(value)) < 0 ? errno : 0;
+}
+
+/* The kernel counts keepalive times in whole seconds. */
+static int ms_to_s(uint32_t ms)
+{
+	return (int)((ms + 999u) / 1000u);
+}
+
+/* Keepalive and user timeout: how soon a dead peer is noticed. Returns 0
+ * or an errno. */
+static int dead_peer_options(int fd, const struct pool_settings *s)
+{
+	int err = 0;
+
+	if (s->tcp_keepalive) {
+		err = setopt(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+		if (!err)
+			err = setopt(fd, IPPROTO_TCP, TCP_KEEPIDLE,
+				     ms_to_s(s->tcp_keepalive_idle_ms));
+		if (!err)
+			err = setopt(fd, IPPROTO_TCP, TCP_KEEPINTVL,
+				     ms_to_s(s->tcp_keepalive_interval_ms));
+		if (!err)
+			err = setopt(fd, IPPROTO_TCP, TCP_KEEPCNT,
+				     (int)s->tcp_keepalive_count);
+	}
+	if (!err && s->tcp_user_timeout_ms)
+		err = setopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT,
+			     (int)s->tcp_user_timeout_ms);
+	return err;
+}
+
+/* Everything a TCP socket gets before connect(). Returns 0 or an errno:
+ * a configured option that does not apply fails the connect rather than
+ * leave the socket without what the configuration promised. */
+static int tcp_prepare(int fd, int family, const struct tcp_plan *plan)
+{
+	const struct pool_settings *s = plan->set;
+	const union pool_sockaddr *src;
+	uint32_t range = s->local_port_range;
+	int err;
+
+	setopt(fd, IPPROTO_TCP, TCP_NODELAY, 1); /* a hint: never fatal */
+	err = dead_peer_options(fd, s);
+	if (!err && range &&
+	    setsockopt(fd, IPPROTO_IP, IP_LOCAL_PORT_RANGE, &range, sizeof(range)) < 0)
+		err = errno;
+	src = err ? NULL : pick_source(&s->source_address, family, plan->turn);
+	if (!src)
+		return err;
+	err = setopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+	if (!err && bind(fd, &src->sa, family == AF_INET ? sizeof(src->in)
+							  : sizeof(src->in6)) < 0)
+		err = errno;
+	return err;
+}
+
+/* One attempt on one address. Returns the fd or -errno; *setup_failed
+ * tells a socket that could not be prepared (plan NULL: unix) from a
+ * connect that failed. */
+static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
+		       uint64_t deadline_ns, const struct connect_ctl *ctl,
+		       const struct tcp_plan *plan, bool *setup_failed)
+{
+	int fd, r, err;
+
+	*setup_failed = false;
 	fd = open_socket(family, ctl);
 	if (fd < 0)
 		return -errno;
-	if (family != AF_UNIX)
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	err = plan ? tcp_prepare(fd, family, plan) : 0;
+	if (err) {
+		*setup_failed = true;
+		connect_ctl_close(ctl, fd);
+		return -err;
+	}
 	do {
 		r = connect(fd, sa, salen);
 	} while (r == -1 && errno == EINTR);
@@ -158,11 +272,12 @@ static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns,
 			const struct connect_ctl *ctl)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	bool setup_failed;
 	int fd;
 
 	memcpy(sun.sun_path, addr->path, strlen(addr->path) + 1);
 	fd = connect_one(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun), deadline_ns,
-			 ctl);
+			 ctl, NULL, &setup_failed);
 	if (fd < 0) {
 		errno = -fd;
 		/* A missing socket file is the unix form of "nobody listens". */
@@ -172,8 +287,9 @@ static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns,
 }
 
 static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns,
-		       const struct connect_ctl *ctl)
+		       const struct connect_ctl *ctl, const struct tcp_plan *plan)
 {
+	bool setup_failed = false;
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *res = NULL, *ai;
@@ -188,10 +304,18 @@ static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns,
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
 		fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen,
-				 deadline_ns, ctl);
+				 deadline_ns, ctl, plan, &setup_failed);
 		if (fd >= 0)
 			goto out;
 		last_errno = -fd;
+		/* A source address that is not local (EADDRNOTAVAIL from
+		 * bind) is the configuration's fault, not a lack of ports:
+		 * POOL_ECONNECT, and no other address does better. */
+		if (setup_failed) {
+			fd = POOL_ECONNECT;
+			errno = last_errno;
+			goto out;
+		}
 		/* Out of descriptors or time, or cancelled: the next address
 		 * cannot do better. */
 		if (last_errno == EMFILE || last_errno == ENFILE ||
@@ -205,19 +329,115 @@ out:
 	return fd;
 }
 
-int socket_connect_ctl(const struct endpoint_addr *addr, uint64_t deadline_ns,
+int socket_connect_ctl(struct pool_endpoint *ep, uint64_t deadline_ns,
 		       const struct connect_ctl *ctl)
 {
-	if (addr->kind == EP_UNIX)
-		return connect_unix(addr, deadline_ns, ctl);
-	return connect_tcp(addr, deadline_ns, ctl);
+	struct tcp_plan plan = { .set = &ep->set };
+
+	if (ep->addr.kind == EP_UNIX)
+		return connect_unix(&ep->addr, deadline_ns, ctl);
+	if (ep->set.source_address.n)
+		plan.turn = atomic_fetch_add_explicit(&ep->source_next, 1,
+						      memory_order_relaxed);
+	return connect_tcp(&ep->addr, deadline_ns, ctl, &plan);
 }
 
-int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns)
+int socket_connect(struct pool_endpoint *ep, uint64_t deadline_ns)
 {
 	static const struct connect_ctl none = { .cancel_fd = -1 };
 
-	return socket_connect_ctl(addr, deadline_ns, &none);
+	return socket_connect_ctl(ep, deadline_ns, &none);
+}
+
+/* Call fn on [pool]'s settings and on each section's effective ones,
+ * with the section's name for messages; stops at the first non-zero. */
+static int each_settings(const struct pool_config *cfg,
+			 int (*fn)(const struct pool_settings *s, const char *where,
+				   char *err, size_t errlen),
+			 char *err, size_t errlen)
+{
+	struct pool_settings eff;
+	char where[POOL_MAX_HOST + POOL_MAX_PATH + 16];
+	size_t i;
+	int rc = fn(&cfg->defaults, "[pool]", err, errlen);
+
+	for (i = 0; !rc && i < cfg->nsections; i++) {
+		config_overlay(&eff, &cfg->defaults, &cfg->sections[i]);
+		snprintf(where, sizeof(where), "[endpoint %s]",
+			 cfg->sections[i].pattern);
+		rc = fn(&eff, where, err, errlen);
+	}
+	return rc;
+}
+
+static int probe_port_range(const struct pool_settings *s, const char *where,
+			    char *err, size_t errlen)
+{
+	uint32_t range = s->local_port_range;
+	int fd, e = 0;
+
+	if (!range)
+		return 0;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0; /* cannot tell; the connect will say */
+	if (setsockopt(fd, IPPROTO_IP, IP_LOCAL_PORT_RANGE, &range, sizeof(range)) < 0)
+		e = errno;
+	close(fd);
+	if (socket_probe_fake_errno)
+		e = socket_probe_fake_errno;
+	if (!e)
+		return 0;
+	if (err && errlen)
+		snprintf(err, errlen, "%s local_port_range: not supported by this "
+			 "kernel: %s (IP_LOCAL_PORT_RANGE needs Linux 6.3 or later)",
+			 where, strerror(e));
+	return POOL_ENOTSUP;
+}
+
+int socket_check_support(const struct pool_config *cfg, char *err, size_t errlen)
+{
+	return each_settings(cfg, probe_port_range, err, errlen);
+}
+
+/* Bind each source address as a connect would, port left to connect(). */
+static int probe_sources(const struct pool_settings *s, const char *where,
+			 char *err, size_t errlen)
+{
+	char host[INET6_ADDRSTRLEN];
+	uint32_t i;
+
+	for (i = 0; i < s->source_address.n; i++) {
+		const union pool_sockaddr *a = &s->source_address.addr[i];
+		int family = a->sa.sa_family;
+		int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int e;
+
+		if (fd < 0)
+			return 0; /* cannot tell */
+		e = setopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+		if (!e && bind(fd, &a->sa, family == AF_INET ? sizeof(a->in)
+							   : sizeof(a->in6)) < 0)
+			e = errno;
+		close(fd);
+		if (!e)
+			continue;
+		inet_ntop(family, family == AF_INET ? (const void *)&a->in.sin_addr
+						    : (const void *)&a->in6.sin6_addr,
+			  host, sizeof(host));
+		if (err && errlen)
+			snprintf(err, errlen, "%s source_address: %s cannot be "
+				 "bound: %s%s", where, host, strerror(e),
+				 e == EADDRNOTAVAIL ? " (not an address of this host)"
+						    : "");
+		return POOL_ECONFIG;
+	}
+	return 0;
+}
+
+int socket_check_sources(const struct pool_config *cfg, char *err, size_t errlen)
+{
+	return each_settings(cfg, probe_sources, err, errlen);
 }
 
 bool socket_is_alive(int fd)

@@ -228,11 +228,17 @@ static void child_reset_reaper(struct pool *pool, struct data_free **frees)
 {
 	struct reaper *r = &pool->reaper;
 	struct drain *d, *tmp;
+	struct watch *w;
 
 	DL_FOREACH_SAFE(r->list, d, tmp) {
 		DL_DELETE(r->list, d);
 		defer_free(frees, &d->data, &d->free_fn);
 		free(d);
+	}
+	while (r->dead) {
+		w = r->dead;
+		r->dead = w->next;
+		free(w);
 	}
 	/* run_lock may be "held" by the parent's maintenance thread, which
 	 * does not exist here: fresh locks. */

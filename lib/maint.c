@@ -68,6 +68,11 @@ static void sweep_idle(struct sweep *sw, struct pool_endpoint *ep)
 		uint64_t due = conn_idle_due(c);
 
 		prev = c == ep->idle ? NULL : c->prev;
+		/* Closed by the server before it was first idle (a warm
+		 * connection, see refill_one): the watch will not report it
+		 * again. */
+		if (c->peer_gone)
+			due = sw->now;
 		if (!due || due > sw->now) {
 			due_at(sw, due);
 			continue;

@@ -16,6 +16,7 @@
 #define TCPOOL_POOL_INTERNAL_H
 
 #include <limits.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -55,6 +56,24 @@ int endpoint_parse(const char *s, bool allow_wildcard,
 /* ---- settings and configuration (config.c) ---- */
 
 enum pool_teardown { TEARDOWN_CLOSE, TEARDOWN_ABORT, TEARDOWN_PEER_FIRST };
+
+/* source_address: local addresses, bound in turn (connect.c). Inline, so
+ * settings stay plain values that copy with "=". */
+#define POOL_MAX_SOURCES 16
+union pool_sockaddr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+struct pool_sources {
+	uint32_t n;
+	union pool_sockaddr addr[POOL_MAX_SOURCES];
+};
+
+/* local_port_range as IP_LOCAL_PORT_RANGE takes it: HI << 16 | LO. */
+#define PORT_RANGE(lo, hi) ((uint32_t)(hi) << 16 | (uint32_t)(lo))
+#define PORT_RANGE_LO(r) ((r) & 0xffffu)
+#define PORT_RANGE_HI(r) ((r) >> 16)
 enum pool_maint_mode { MAINT_THREAD, MAINT_MANUAL };
 
 /* The effective settings of one endpoint. */
@@ -76,6 +95,14 @@ struct pool_settings {
 	uint32_t min_idle;         /* connections kept open, idle or not */
 	uint32_t leak_warn_ms;     /* 0 = off */
 	uint32_t idle_shrink_ms;   /* surplus idle: period; 0 = at pool_put */
+	bool watch_idle;           /* idle sockets in the maintenance's epoll set */
+	bool tcp_keepalive;        /* SO_KEEPALIVE, with the three below */
+	uint32_t tcp_keepalive_idle_ms;
+	uint32_t tcp_keepalive_interval_ms;
+	uint32_t tcp_keepalive_count;
+	uint32_t tcp_user_timeout_ms; /* 0 = off */
+	uint32_t local_port_range; /* PORT_RANGE(lo, hi); 0 = unset */
+	struct pool_sources source_address;
 	/* TLS: read by libtcpool-tls through pool_conn_setting(); the core
 	 * only keeps them. Last: off the hot path's fields. Strings owned;
 	 * NULL when unset. */
@@ -173,10 +200,15 @@ static inline int deadline_ms(uint64_t deadline_ns, uint64_t now)
 
 /* ---- sockets (connect.c) ---- */
 
-/* Open a connected, non-blocking, close-on-exec socket to addr, trying
- * every resolved address in order, each bounded by the time left until
- * deadline_ns. Returns the fd, or a negative POOL_E* code with errno set. */
-int socket_connect(const struct endpoint_addr *addr, uint64_t deadline_ns);
+struct pool_endpoint;
+
+/* Open a connected, close-on-exec socket to ep's address, trying every
+ * resolved address in order, each bounded by the time left until
+ * deadline_ns, with ep's socket options and, for TCP, its next source
+ * address. Returns the fd, or a negative POOL_E* code with errno set; a
+ * source address that cannot be bound (not local) is POOL_ECONNECT with
+ * errno EADDRNOTAVAIL, apart from POOL_EADDRNOTAVAIL (no free port). */
+int socket_connect(struct pool_endpoint *ep, uint64_t deadline_ns);
 /* What the refill thread adds to a connect: it is given up as soon as
  * cancel_fd (-1: none) is readable (POOL_ESHUTDOWN, errno ECANCELED), and
  * with lock set, the socket being connected is kept in *inflight (-1
@@ -186,8 +218,17 @@ struct connect_ctl {
 	pthread_mutex_t *lock;
 	int *inflight;
 };
-int socket_connect_ctl(const struct endpoint_addr *addr, uint64_t deadline_ns,
+int socket_connect_ctl(struct pool_endpoint *ep, uint64_t deadline_ns,
 		       const struct connect_ctl *ctl);
+/* What the kernel must support for cfg: local_port_range needs
+ * IP_LOCAL_PORT_RANGE (Linux 6.3), probed on a throwaway socket. 0, or
+ * POOL_ENOTSUP with err (optional) saying which key. */
+int socket_check_support(const struct pool_config *cfg, char *err, size_t errlen);
+/* tcpool check-config: every source_address must be an address of this
+ * host (bound on a throwaway socket). 0, or POOL_ECONFIG with err. */
+int socket_check_sources(const struct pool_config *cfg, char *err, size_t errlen);
+/* Tests: pretend the IP_LOCAL_PORT_RANGE probe failed with this errno. */
+extern int socket_probe_fake_errno;
 /* Close fd, a socket socket_connect_ctl returned, and clear *inflight
  * under the same lock hold. */
 void connect_ctl_close(const struct connect_ctl *ctl, int fd);
@@ -262,6 +303,10 @@ struct pool_conn {
 	uint32_t uses;             /* hand-outs so far */
 	bool reused;
 	bool leak_reported;
+	bool in_idle;              /* on ep->idle (shard lock) */
+	bool peer_gone;            /* the watch saw the peer close while it was
+	                            * not idle: never idle again (shard lock) */
+	struct watch *watch;       /* watch_idle registration, or NULL */
 	unsigned fork_gen;         /* fork generation it was opened in */
 	pthread_t holder;          /* the thread that got it (pool_get):
 	                            * a child of fork() keeps only the
@@ -318,6 +363,7 @@ struct pool_endpoint {
 	uint32_t pins;             /* pool_get callers without a slot (evicting
 	                            * or waiting): keep the endpoint */
 	uint64_t quiet_since_ns;   /* when nactive last dropped to 0 */
+	atomic_uint source_next;   /* source_address round robin */
 	struct waiter *wantq;      /* waiting for a slot here, in order; a
 	                            * slot granted to one stays in nactive */
 	pool_stats_t stats;
@@ -347,8 +393,13 @@ struct shard {
 
 #define POOL_NSHARDS 16
 
+/* What an epoll event of the reaper's set points to: the first member of
+ * both kinds (the wakefd's event has a NULL pointer). */
+enum reaper_item { ITEM_DRAIN = 1, ITEM_WATCH };
+
 /* A peer-first close under way: waiting for the server's EOF. */
 struct drain {
+	enum reaper_item item;     /* ITEM_DRAIN */
 	int fd;
 	uint64_t deadline_ns;
 	size_t budget;
@@ -358,6 +409,20 @@ struct drain {
 	void (*free_fn)(void *data);
 	bool ok;                   /* outcome, once finished */
 	struct drain *prev, *next;
+};
+
+/* watch_idle: a connection's socket in the reaper's epoll set, from its
+ * connect to its retirement, for EPOLLRDHUP only and edge-triggered, so
+ * that nothing but the peer's FIN or reset wakes the maintenance, and
+ * pool_get/pool_put never touch the set (reaper.c). The runner alone
+ * frees a watch, after the batch of events that may name it. */
+struct watch {
+	enum reaper_item item;     /* ITEM_WATCH */
+	int fd;
+	struct shard *shard;       /* its endpoint's; shards live as long as
+	                            * the pool */
+	struct pool_conn *conn;    /* under shard->lock; NULL once unwatched */
+	struct watch *next;        /* reaper's dead list (reaper lock) */
 };
 
 /* Queued min_idle refills and the thread that connects them (refill.c). */
@@ -383,6 +448,8 @@ struct reaper {
 	int wakefd;                /* eventfd: new work for the maintenance */
 	struct drain *list;
 	unsigned n;
+	struct watch *dead;        /* unwatched, removed from the set, to be
+	                            * freed by the runner */
 	uint64_t min_deadline_ns;  /* no drain's deadline is earlier; the
 	                            * runner wakes by then at the latest */
 };
@@ -479,6 +546,7 @@ static inline void idle_push(struct pool *pool, struct pool_endpoint *ep,
 			     struct pool_conn *c, bool most_recent)
 {
 	c->magic = CONN_MAGIC_IDLE;
+	c->in_idle = true;
 	if (most_recent)
 		DL_PREPEND(ep->idle, c);
 	else
@@ -490,6 +558,7 @@ static inline void idle_remove(struct pool *pool, struct pool_endpoint *ep,
 			       struct pool_conn *c)
 {
 	DL_DELETE(ep->idle, c);
+	c->in_idle = false;
 	idle_count(pool, ep, -1);
 }
 
@@ -519,6 +588,10 @@ static inline void pool_endpoint_unlock(struct pool_endpoint *ep)
 }
 
 /* Connection life (conn.c). */
+/* conn_new puts c's socket in the idle watch (watch_idle): whoever
+ * closes c->fd must take it out first with conn_unwatch, as conn_drop
+ * and conn_retire do; conn_free alone is for where no maintenance runs
+ * (a child of fork(), pool_destroy's last step). */
 struct pool_conn *conn_new(struct pool_endpoint *ep, int fd);
 void conn_free(struct pool_conn *c);
 /* Tear c down by its endpoint's policy (broken: never send the close
@@ -588,6 +661,11 @@ void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep,
 int reaper_run(struct pool *pool, int timeout_ms);
 unsigned reaper_pending(struct pool *pool);
 void reaper_wake(struct pool *pool);
+/* watch_idle (reaper.c): put a new connection's socket in the set (when
+ * its endpoint watches, and the set exists); take it out before its fd
+ * is closed or handed to a drain. No lock held; c is the caller's. */
+void conn_watch(struct pool *pool, struct pool_conn *c);
+void conn_unwatch(struct pool *pool, struct pool_conn *c);
 
 /* Start a library thread with every signal blocked (thread.c); returns
  * pthread_create's result. */

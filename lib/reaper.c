@@ -2,6 +2,19 @@
  * The reaper: peer-first closes waiting for the server's EOF, many at once
  * in one epoll set, each under its own close_timeout_ms deadline. It runs
  * in the maintenance thread, in pool_maintain(), or in pool_destroy().
+ *
+ * The same set watches idle sockets (watch_idle): a socket enters it once,
+ * when connected, and leaves it when retired, never on pool_get or
+ * pool_put, which stay free of system calls (an epoll_ctl per get and put
+ * would cost them ~1 us, thirty times the pair). It is registered for
+ * EPOLLRDHUP only (EPOLLHUP and EPOLLERR come with it), edge-triggered:
+ * the requests and replies of a checked-out connection wake nobody, and
+ * a FIN is reported once. When it comes, the shard lock decides: a
+ * connection on its idle list is taken off and closed at once (the peer
+ * closed first: no TIME_WAIT on either side), one checked out is marked
+ * peer_gone, so that pool_put retires it instead of keeping it idle where
+ * the watch would not report it again. In manual mode the set is
+ * pool_maintenance_fd, which so becomes readable for it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,6 +31,7 @@ void reaper_init_state(struct reaper *r)
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_mutex_init(&r->run_lock, NULL);
 	r->list = NULL;
+	r->dead = NULL;
 	r->n = 0;
 	r->min_deadline_ns = UINT64_MAX;
 	r->epfd = r->wakefd = -1;
@@ -58,8 +72,20 @@ int reaper_init(struct reaper *r)
 	return rc;
 }
 
+static void free_dead(struct watch *w)
+{
+	struct watch *next;
+
+	for (; w; w = next) {
+		next = w->next;
+		free(w);
+	}
+}
+
 void reaper_fini(struct reaper *r)
 {
+	free_dead(r->dead);
+	r->dead = NULL;
 	if (r->epfd >= 0)
 		close(r->epfd);
 	if (r->wakefd >= 0)
@@ -126,6 +152,7 @@ void reaper_add(struct pool *pool, int fd, struct pool_endpoint *ep,
 	count_drain_start(ep);
 	if (!d)
 		goto fallback;
+	d->item = ITEM_DRAIN;
 	d->fd = fd;
 	d->ep = ep;
 	d->data = data;
@@ -195,12 +222,15 @@ static void drain_unlink(struct reaper *r, struct drain *d, struct drain **done,
 	DL_APPEND(*done, d);
 }
 
-static void handle_events(struct pool *pool, struct epoll_event *evs, int n,
-			  struct drain **done)
+/* Progress the drains named in evs; watches that fired are moved to the
+ * front of evs for watch_fired, which needs shard locks (taken after the
+ * reaper lock is dropped). Returns how many. */
+static int handle_events(struct pool *pool, struct epoll_event *evs, int n,
+			 struct drain **done)
 {
 	struct reaper *r = &pool->reaper;
 	uint64_t junk;
-	int i;
+	int i, nwatch = 0;
 
 	for (i = 0; i < n; i++) {
 		struct drain *d = evs[i].data.ptr;
@@ -212,10 +242,101 @@ static void handle_events(struct pool *pool, struct epoll_event *evs, int n,
 			(void)rd;
 			continue;
 		}
+		if (d->item == ITEM_WATCH) {
+			evs[nwatch++].data.ptr = d;
+			continue;
+		}
 		st = drain_step(d->fd, &d->budget);
 		if (st != DRAIN_AGAIN)
 			drain_unlink(r, d, done, st == DRAIN_EOF);
 	}
+	return nwatch;
+}
+
+void conn_watch(struct pool *pool, struct pool_conn *c)
+{
+	struct reaper *r = &pool->reaper;
+	struct epoll_event ev = { .events = EPOLLRDHUP | EPOLLET };
+	struct watch *w;
+
+	if (!c->ep->set.watch_idle)
+		return;
+	w = malloc(sizeof(*w));
+	if (!w)
+		return; /* unwatched: found dead at its next pool_get instead */
+	w->item = ITEM_WATCH;
+	w->fd = c->fd;
+	w->shard = c->ep->shard;
+	w->conn = c;
+	w->next = NULL;
+	ev.data.ptr = w;
+	pthread_mutex_lock(&r->lock);
+	/* No set (a child of fork() that could not make one): unwatched. */
+	if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, c->fd, &ev) == 0)
+		c->watch = w;
+	pthread_mutex_unlock(&r->lock);
+	if (!c->watch)
+		free(w);
+}
+
+void conn_unwatch(struct pool *pool, struct pool_conn *c)
+{
+	struct reaper *r = &pool->reaper;
+	struct watch *w = c->watch;
+
+	if (!w)
+		return;
+	c->watch = NULL;
+	/* From here the runner, should it hold an event for w, leaves c
+	 * alone: c is about to be freed. */
+	plock_lock(&w->shard->lock);
+	w->conn = NULL;
+	plock_unlock(&w->shard->lock);
+	/* Out of the set before the fd is closed: a copy of the descriptor
+	 * in a child of fork() would keep the registration alive. The runner
+	 * frees w once no batch of events can name it. */
+	pthread_mutex_lock(&r->lock);
+	epoll_ctl(r->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	w->next = r->dead;
+	r->dead = w;
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* The peer of a watched socket closed or reset it (no lock held). */
+static void watch_fired(struct pool *pool, struct watch *w)
+{
+	struct shard *sh = w->shard;
+	struct pool_conn *c;
+	struct pool_endpoint *ep;
+
+	plock_lock(&sh->lock);
+	c = w->conn;
+	if (!c || !c->in_idle) {
+		/* Retired meanwhile, or checked out (or being handed over):
+		 * its holder's pool_put retires it. */
+		if (c)
+			c->peer_gone = true;
+		plock_unlock(&sh->lock);
+		return;
+	}
+	ep = c->ep;
+	idle_remove(pool, ep, c);
+	ep->stats.peer_closed_idle++;
+	plock_unlock(&sh->lock);
+	conn_drop(pool, c); /* CLOSE_WAIT: a plain close, no TIME_WAIT */
+}
+
+/* Watches unwatched so far are out of the set: no later epoll_wait can
+ * name them, and the batch that could has been handled. */
+static void reap_dead(struct reaper *r)
+{
+	struct watch *dead;
+
+	pthread_mutex_lock(&r->lock);
+	dead = r->dead;
+	r->dead = NULL;
+	pthread_mutex_unlock(&r->lock);
+	free_dead(dead);
 }
 
 /* Fallback for drains past their deadline; returns ms to the next one. */
@@ -261,17 +382,21 @@ int reaper_run(struct pool *pool, int timeout_ms)
 	struct reaper *r = &pool->reaper;
 	struct epoll_event evs[REAPER_BATCH];
 	struct drain *done = NULL, *d, *tmp;
-	int n, next;
+	int n, next, i, nwatch = 0;
 
-	/* One runner at a time: a second one would race on the same drains. */
+	/* One runner at a time: a second one would race on the same drains,
+	 * and free watches another one's batch still names. */
 	if (pthread_mutex_trylock(&r->run_lock) != 0)
 		return 1;
 	n = wait_events(r->epfd, evs, timeout_ms);
 	pthread_mutex_lock(&r->lock);
 	if (n > 0)
-		handle_events(pool, evs, n, &done);
+		nwatch = handle_events(pool, evs, n, &done);
 	next = expire_overdue(r, now_ns(), &done);
 	pthread_mutex_unlock(&r->lock);
+	for (i = 0; i < nwatch; i++)
+		watch_fired(pool, evs[i].data.ptr);
+	reap_dead(r);
 	pthread_mutex_unlock(&r->run_lock);
 	DL_FOREACH_SAFE(done, d, tmp) {
 		DL_DELETE(done, d);

@@ -63,7 +63,7 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 	const struct connect_ctl ctl = { .cancel_fd = r->cancel_fd, .lock = &r->lock,
 					 .inflight = &r->inflight_fd };
 	uint64_t now = now_ns();
-	int fd = socket_connect_ctl(&ep->addr,
+	int fd = socket_connect_ctl(ep,
 				    now + MS_TO_NS(ep->set.connect_timeout_ms), &ctl);
 	struct pool_conn *c = fd >= 0 ? conn_new(ep, fd) : NULL;
 
@@ -91,6 +91,10 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 	/* c may be popped, retired and freed once the lock drops: nothing
 	 * of it is read after this point. */
 	idle_push(pool, ep, c, false); /* warm, but least recently used */
+	/* The server closed it already, and the idle watch, which saw that
+	 * before it was idle, will not say so again: the sweep retires it. */
+	if (c->peer_gone)
+		*due = now_ns();
 	plock_unlock(&ep->shard->lock);
 	waiters_wake_ep(pool, ep);
 	/* The idle list has it now (a child closes it from there). */

@@ -4,6 +4,9 @@
 
 #include "pool-internal.h"
 
+/* pool_stats_t is ABI: fields take reserved room, never add to it. */
+_Static_assert(sizeof(pool_stats_t) == 144, "pool_stats_t changed size");
+
 static void snapshot(const struct pool_endpoint *ep, pool_stats_t *out)
 {
 	*out = ep->stats;
@@ -26,6 +29,7 @@ void stats_add_counters(pool_stats_t *sum, const pool_stats_t *st)
 	sum->peer_first_ok += st->peer_first_ok;
 	sum->peer_first_fallback += st->peer_first_fallback;
 	sum->closed += st->closed;
+	sum->peer_closed_idle += st->peer_closed_idle;
 }
 
 static void add(pool_stats_t *sum, const pool_stats_t *st)

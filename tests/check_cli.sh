@@ -191,6 +191,14 @@ test_bad_configs() {
 	expect_rc 1 "unknown key"
 	expect_stderr "$f:2: max_idel: unknown key" "unknown key named"
 
+	# 192.0.2.1 (TEST-NET-1) is no address of this host: only a bind is
+	# tried, no packet is sent.
+	printf '[pool]\nsource_address = 127.0.0.2\n\n[endpoint *:6379]\nsource_address = 127.0.0.3, 192.0.2.1\n' >"$f"
+	run check-config "$f"
+	expect_rc 1 "source_address not local"
+	expect_stderr "$f: [endpoint *:6379] source_address: 192.0.2.1 cannot be bound: Cannot assign requested address (not an address of this host)" \
+		"source_address not local: section, key, address and why"
+
 	run check-config "$tmp/no-such.conf"
 	expect_rc 1 "missing file"
 	expect_grep "^$tmp/no-such.conf: No such file or directory" err \

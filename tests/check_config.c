@@ -146,6 +146,15 @@ START_TEST(defaults)
 	ck_assert(s.tls_verify);
 	ck_assert_ptr_null(s.tls_cert_file);
 	ck_assert_ptr_null(s.tls_key_file);
+	/* SPEC.md: watch_idle on; the other later keys off */
+	ck_assert(s.watch_idle);
+	ck_assert(!s.tcp_keepalive);
+	ck_assert_uint_eq(s.tcp_keepalive_idle_ms, 60000);
+	ck_assert_uint_eq(s.tcp_keepalive_interval_ms, 10000);
+	ck_assert_uint_eq(s.tcp_keepalive_count, 6);
+	ck_assert_uint_eq(s.tcp_user_timeout_ms, 0);
+	ck_assert_uint_eq(s.source_address.n, 0);
+	ck_assert_uint_eq(s.local_port_range, 0);
 	settings_release(&s);
 	ck_assert_int_eq(config_validate(cfg, err, sizeof(err)), 0);
 	pool_config_free(cfg);
@@ -240,6 +249,14 @@ START_TEST(every_key_in_section)
 	        "tls_verify = off\n"
 	        "tls_cert_file = c.pem\n"
 	        "tls_key_file = k.pem\n"
+	        "watch_idle = off\n"
+	        "tcp_keepalive = on\n"
+	        "tcp_keepalive_idle_ms = 15000\n"
+	        "tcp_keepalive_interval_ms = 16000\n"
+	        "tcp_keepalive_count = 17\n"
+	        "tcp_user_timeout_ms = 18\n"
+	        "source_address = 127.0.0.19, ::1\n"
+	        "local_port_range = 20000-20020\n"
 	        "[pool]\n"
 	        "fallback = close\n"
 	        "teardown = close\n"
@@ -276,6 +293,16 @@ START_TEST(every_key_in_section)
 	ck_assert(!s.tls_verify);
 	ck_assert_str_eq(s.tls_cert_file, "c.pem");
 	ck_assert_str_eq(s.tls_key_file, "k.pem");
+	ck_assert(!s.watch_idle);
+	ck_assert(s.tcp_keepalive);
+	ck_assert_uint_eq(s.tcp_keepalive_idle_ms, 15000);
+	ck_assert_uint_eq(s.tcp_keepalive_interval_ms, 16000);
+	ck_assert_uint_eq(s.tcp_keepalive_count, 17);
+	ck_assert_uint_eq(s.tcp_user_timeout_ms, 18);
+	ck_assert_uint_eq(s.source_address.n, 2);
+	ck_assert_int_eq(s.source_address.addr[0].sa.sa_family, AF_INET);
+	ck_assert_int_eq(s.source_address.addr[1].sa.sa_family, AF_INET6);
+	ck_assert_uint_eq(s.local_port_range, PORT_RANGE(20000, 20020));
 	settings_release(&s);
 	/* another endpoint gets [pool], which came later in the file */
 	s = resolve(cfg, "db:5433");
@@ -388,6 +415,51 @@ static const struct bad_file bad_files[] = {
 	  ":2: tls_ca_file: write it without quotes: \"\\\"/etc/ca.pem\\\"\"", 0 },
 	{ "[pool]\ntls_server_name = a\x01" "b\n",
 	  ":2: tls_server_name: control character in \"a\\x01b\"", 0 },
+	/* ports and dead peers */
+	{ "[pool]\nwatch_idle = yes\n",
+	  ":2: watch_idle: bad value: \"yes\" (expected on or off)", 0 },
+	{ "[pool]\ntcp_keepalive = 1\n",
+	  ":2: tcp_keepalive: bad value: \"1\" (expected on or off)", 0 },
+	{ "[pool]\ntcp_keepalive_idle_ms = 0\n",
+	  ":2: tcp_keepalive_idle_ms: out of range: \"0\" (1..32767000)", 0 },
+	{ "[pool]\ntcp_keepalive_interval_ms = 32768000\n",
+	  ":2: tcp_keepalive_interval_ms: out of range: \"32768000\" (1..32767000)", 0 },
+	{ "[pool]\ntcp_keepalive_count = 128\n",
+	  ":2: tcp_keepalive_count: out of range: \"128\" (1..127)", 0 },
+	{ "[pool]\ntcp_user_timeout_ms = 2147483648\n",
+	  ":2: tcp_user_timeout_ms: out of range: \"2147483648\" (0..2147483647)", 0 },
+	{ "[pool]\nsource_address = 10.0.0.300\n",
+	  ":2: source_address: not an IP address: \"10.0.0.300\"", 0 },
+	{ "[pool]\nsource_address = example.com\n",
+	  ":2: source_address: not an IP address: \"example.com\"", 0 },
+	{ "[pool]\nsource_address = 10.0.0.1,,10.0.0.2\n",
+	  ":2: source_address: not an IP address: \"\"", 0 },
+	{ "[pool]\nsource_address = 10.0.0.1,\n",
+	  ":2: source_address: empty address after ','", 0 },
+	{ "[pool]\nsource_address = 10.0.0.1, 10.0.0.1\n",
+	  ":2: source_address: listed twice: \"10.0.0.1\"", 0 },
+	{ "[pool]\nsource_address = [::1]\n",
+	  ":2: source_address: not an IP address: \"[::1]\"", 0 },
+	{ "[pool]\nsource_address = 127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,"
+	  "127.0.0.5,127.0.0.6,127.0.0.7,127.0.0.8,127.0.0.9,127.0.0.10,"
+	  "127.0.0.11,127.0.0.12,127.0.0.13,127.0.0.14,127.0.0.15,127.0.0.16,"
+	  "127.0.0.17\n", ":2: source_address: too many addresses (max 16)", 0 },
+	{ "[pool]\nlocal_port_range = 40000\n",
+	  ":2: local_port_range: expected LO-HI: \"40000\"", 0 },
+	{ "[pool]\nlocal_port_range = 40000-\n",
+	  ":2: local_port_range: expected LO-HI: \"40000-\"", 0 },
+	{ "[pool]\nlocal_port_range = 40000 - 40100\n",
+	  ":2: local_port_range: expected LO-HI: \"40000 - 40100\"", 0 },
+	{ "[pool]\nlocal_port_range = -5-10\n",
+	  ":2: local_port_range: expected LO-HI: \"-5-10\"", 0 },
+	{ "[pool]\nlocal_port_range = 40100-40000\n",
+	  ":2: local_port_range: low port above high port: \"40100-40000\"", 0 },
+	{ "[pool]\nlocal_port_range = 0-100\n",
+	  ":2: local_port_range: out of range: \"0-100\" (ports 1..65535)", 0 },
+	{ "[pool]\nlocal_port_range = 60000-70000\n",
+	  ":2: local_port_range: out of range: \"60000-70000\" (ports 1..65535)", 0 },
+	{ "[pool]\nlocal_port_range = 1-99999999999999999999\n",
+	  ":2: local_port_range: out of range: \"1-99999999999999999999\" (ports 1..65535)", 0 },
 	/* keys */
 	{ "[pool]\nmax_iddle = 1\n", ":2: max_iddle: unknown key", 0 },
 	{ "[pool]\n= 1\n", ":2: missing key name", 0 },
@@ -710,6 +782,11 @@ static const struct bad_set bad_sets[] = {
 	  "teardown: bad value: \"linger\" (expected close, abort or peer-first)",
 	  POOL_ECONFIG },
 	{ NULL, "bogus", "1", "bogus: unknown key", POOL_ECONFIG },
+	{ "db:1", "source_address", "1.2.3.4.5",
+	  "[endpoint db:1] source_address: not an IP address: \"1.2.3.4.5\"",
+	  POOL_ECONFIG },
+	{ NULL, "local_port_range", "2-1",
+	  "local_port_range: low port above high port: \"2-1\"", POOL_ECONFIG },
 	{ "db:1", "bogus", "1", "[endpoint db:1] bogus: unknown key", POOL_ECONFIG },
 	{ NULL, "close_request", "quit", "close_request: expected a quoted string",
 	  POOL_ECONFIG },
@@ -856,7 +933,10 @@ START_TEST(dump_round_trip)
 	        "[endpoint *:11211]\nteardown = peer-first\n"
 	        "close_request = \"quit\\r\\n\\0;#\\\"\\\\\\x7f\"\n"
 	        "tls_ca_file =\ntls_verify = off\n"
-	        "[endpoint [::1]:6379]\nmax_idle = 2\n");
+	        "[endpoint [::1]:6379]\nmax_idle = 2\n"
+	        "source_address = 127.0.0.2 ,::1, fe80::1%lo\n"
+	        "local_port_range = 1-65535\n"
+	        "[endpoint *:6380]\nsource_address =\nlocal_port_range =\n");
 	first = dump_of(cfg);
 	/* A string is bare text; unset, nothing follows '='. A section's
 	 * "" clears what [pool] set. */
@@ -865,6 +945,11 @@ START_TEST(dump_round_trip)
 	        "tls_server_name =\ntls_verify = on\n"));
 	ck_assert_ptr_nonnull(strstr(first, "\ntls = on\ntls_ca_file =\n"
 	        "tls_server_name =\ntls_verify = off\n"));
+	ck_assert_ptr_nonnull(strstr(first,
+	        "source_address = 127.0.0.2, ::1, fe80::1%lo\n"
+	        "local_port_range = 1-65535\n"));
+	ck_assert_ptr_nonnull(strstr(first, "[endpoint *:6380]\n"));
+	ck_assert_ptr_nonnull(strstr(first, "watch_idle = on\ntcp_keepalive = off\n"));
 	ck_assert_ptr_nonnull(strstr(first,
 	        "[endpoint *:11211]\nteardown = peer-first\n"
 	        "close_request = \"quit\\r\\n\\0;#\\\"\\\\\\x7f\"\n"));

@@ -132,7 +132,8 @@ START_TEST(restart_real_server_while_idle)
 	if (!rs)
 		return;
 	ep = realserver_endpoint(rs);
-	pool = pool_with(NULL);
+	/* watch_idle off: pool_get's own check is under test here. */
+	pool = pool_with("watch_idle", "off", NULL);
 	ck_assert_int_eq(pool_get(pool, ep, &a), 0);
 	ck_assert_int_eq(pool_get(pool, ep, &b), 0);
 	ck_assert(realserver_roundtrip(RS_REDIS, pool_conn_fd(a)));
@@ -159,7 +160,7 @@ START_TEST(restart_line_server_while_idle)
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	struct lineserver_opts o = { .port = lineserver_port(ls) };
 	char ep[32];
-	pool_t *pool = pool_with(NULL);
+	pool_t *pool = pool_with("watch_idle", "off", NULL); /* as above */
 	pool_conn_t *c;
 
 	ep_of_port(ep, sizeof(ep), o.port);
@@ -246,7 +247,7 @@ START_TEST(reset_idle_connection_is_stale)
 	uint16_t port;
 	int lfd = raw_socket(true, &port), sfd;
 	char ep[32];
-	pool_t *pool = pool_with("teardown", "abort", NULL);
+	pool_t *pool = pool_with("teardown", "abort", "watch_idle", "off", NULL);
 	pool_conn_t *c;
 
 	ep_of_port(ep, sizeof(ep), port);

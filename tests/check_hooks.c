@@ -377,12 +377,13 @@ START_TEST(free_at_max_uses)
 }
 END_TEST
 
-/* An idle connection the server closed: dropped by the next pool_get. */
+/* An idle connection the server closed: dropped by the next pool_get
+ * (with the idle watch off; with it on, the watch gets there first). */
 START_TEST(free_when_found_stale)
 {
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
-	pool_t *pool = pool_with("teardown", "abort", NULL);
+	pool_t *pool = pool_with("teardown", "abort", "watch_idle", "off", NULL);
 	pool_conn_t *c;
 
 	frees_reset();
@@ -393,6 +394,24 @@ START_TEST(free_when_found_stale)
 	frees_expect(1);
 	ck_assert_ptr_null(pool_conn_data(c)); /* a new connection */
 	pool_put(pool, c, POOL_RETIRE);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
+/* The same, found by the idle watch: closed and freed with no pool_get. */
+START_TEST(free_when_watch_sees_peer_close)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("teardown", "abort", NULL);
+
+	frees_reset();
+	use_once(pool, ep, POOL_REUSE);
+	lineserver_close_all(ls);
+	wait_for(stats_of(pool, ep).peer_closed_idle == 1, 2000);
+	frees_expect(1);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 0);
 	pool_destroy(pool);
 	lineserver_stop(ls);
 }
@@ -1212,6 +1231,7 @@ Suite *hooks_suite(void)
 	tcase_add_loop_test(tc, free_when_maintenance_retires, 0, 3);
 	tcase_add_test(tc, free_at_max_uses);
 	tcase_add_test(tc, free_when_found_stale);
+	tcase_add_test(tc, free_when_watch_sees_peer_close);
 	tcase_add_test(tc, free_when_evicted);
 	tcase_add_test(tc, destroy_leaves_checked_out_data);
 	tcase_add_test(tc, fork_child_frees_its_copies);

@@ -21,4 +21,5 @@ Suite *hooks_suite(void);
 #ifdef HAVE_OPENSSL
 Suite *tls_suite(void);
 #endif
+Suite *ports_suite(void);
 #endif

@@ -95,6 +95,14 @@ static int check_config(const char *path)
 		fprintf(stderr, "%s: %s\n", path, err);
 		goto out;
 	}
+	/* What pool_create() checks on this kernel (local_port_range), and
+	 * what only a connect would find out: a source_address that is not
+	 * an address of this host. */
+	if (socket_check_support(cfg, err, sizeof(err)) != 0 ||
+	    socket_check_sources(cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		goto out;
+	}
 	config_warnings(cfg, print_warning, (void *)path);
 	if (config_dump(cfg, stdout) != 0) {
 		fprintf(stderr, "tcpool: writing the settings: %s\n",
