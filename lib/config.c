@@ -914,12 +914,19 @@ out:
 
 POOL_API int pool_config_check(const pool_config_t *cfg, char *err, size_t errlen)
 {
+	int rc;
+
 	if (!cfg) {
 		set_err(err, errlen, "invalid argument");
 		return POOL_EINVAL;
 	}
 	if (config_validate(cfg, err, errlen))
 		return POOL_ECONFIG;
+	/* The same verdict as pool_create: keys this kernel cannot honour
+	 * (local_port_range before Linux 6.3) are POOL_ENOTSUP. */
+	rc = socket_check_support(cfg, err, errlen);
+	if (rc)
+		return rc;
 	set_err(err, errlen, "%s", "");
 	return 0;
 }

@@ -291,9 +291,11 @@ POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
 	}
 	/* Keys this kernel cannot honour (local_port_range before 6.3)
 	 * fail here rather than at every connect. */
-	rc = socket_check_support(pool->cfg, NULL, 0);
-	if (rc)
+	rc = socket_check_support(pool->cfg, err, sizeof(err));
+	if (rc) {
+		create_log(pool->cfg, "pool_create: %s", err);
 		goto fail_cfg;
+	}
 	rc = shards_init(pool);
 	if (rc)
 		goto fail_cfg;

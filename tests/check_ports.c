@@ -314,12 +314,20 @@ START_TEST(local_port_range_ipv6)
 }
 END_TEST
 
+
+/* The config's log callback: keeps the last line. */
+static void keep_log(int level, const char *msg, void *ud)
+{
+	(void)level;
+	snprintf(ud, 512, "%s", msg);
+}
+
 /* A kernel without IP_LOCAL_PORT_RANGE (before 6.3): pool_create fails
  * with POOL_ENOTSUP, and the check says which key. */
 START_TEST(local_port_range_unsupported)
 {
 	pool_config_t *cfg = config_with("max_idle", "1", NULL);
-	char err[256];
+	char err[256], logged[512];
 	pool_t *pool = NULL;
 
 	socket_probe_fake_errno = ENOPROTOOPT;
@@ -333,6 +341,17 @@ START_TEST(local_port_range_unsupported)
 	ck_assert_str_eq(err, "[endpoint *:6379] local_port_range: not supported "
 			 "by this kernel: Protocol not available "
 			 "(IP_LOCAL_PORT_RANGE needs Linux 6.3 or later)");
+	/* pool_config_check gives pool_create's verdict, and pool_create
+	 * says why through the config's log. */
+	err[0] = '\0';
+	ck_assert_int_eq(pool_config_check(cfg, err, sizeof(err)), POOL_ENOTSUP);
+	ck_assert_ptr_nonnull(strstr(err, "local_port_range: not supported"));
+	logged[0] = '\0';
+	pool_config_set_log(cfg, keep_log, logged);
+	ck_assert_int_eq(pool_create(&pool, cfg), POOL_ENOTSUP);
+	ck_assert_ptr_nonnull(strstr(logged, "pool_create: [endpoint *:6379] "
+				     "local_port_range: not supported"));
+	pool_config_set_log(cfg, NULL, NULL);
 	socket_probe_fake_errno = 0;
 	ck_assert_int_eq(pool_create(&pool, cfg), 0);
 	pool_destroy(pool);
