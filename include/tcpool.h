@@ -211,6 +211,14 @@ POOL_API void pool_conn_set_data(pool_conn_t *conn, void *data,
 POOL_API int pool_conn_setting(const pool_conn_t *conn, const char *key,
                                char *buf, size_t len);
 
+/* The close_request bytes in effect for conn's endpoint (they may hold
+ * NUL bytes: *len, when not NULL, gets their count), or NULL and 0 when
+ * none is set or conn is NULL. Valid while conn is checked out or inside
+ * its hooks; owned by the pool. For a close_request hook that sends the
+ * same request another way, such as through TLS. */
+POOL_API const char *pool_conn_close_request(const pool_conn_t *conn,
+                                             size_t *len);
+
 /* Log msg (one line, without a newline) at level (POOL_LOG_WARN or
  * POOL_LOG_INFO) through the log callback of conn's pool, as the pool's
  * own lines go (pool_set_log; stderr by default): for hooks, which have

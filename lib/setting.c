@@ -5,6 +5,9 @@
  *    (libtcpool-tls reads its tls_* keys this way). The text is what a
  *    config file would hold, so one parser, the core's, stands behind
  *    every key.
+ *  - pool_conn_close_request: the endpoint's close request as bytes,
+ *    for a close_request hook that sends it another way (through TLS),
+ *    so that no second decoder of the file's escapes is needed;
  *  - pool_conn_log: the pool's log, so that a hook's reason for failing
  *    (a certificate that does not verify) reaches the application where
  *    the pool's own lines do.
@@ -31,6 +34,16 @@ POOL_API int pool_conn_setting(const pool_conn_t *conn, const char *key,
 	                    : (const void *)&conn->ep->set;
 	n = config_format(buf, len, k, base);
 	return n > INT_MAX ? INT_MAX : (int)n;
+}
+
+POOL_API const char *pool_conn_close_request(const pool_conn_t *conn,
+                                             size_t *len)
+{
+	const struct pool_settings *s = conn ? &conn->ep->set : NULL;
+
+	if (len)
+		*len = s && s->close_request ? s->close_request_len : 0;
+	return s ? s->close_request : NULL;
 }
 
 POOL_API void pool_conn_log(const pool_conn_t *conn, int level, const char *msg)

@@ -842,6 +842,38 @@ START_TEST(close_request_hook_under_peer_first)
 }
 END_TEST
 
+/* What a close_request hook sends instead of the pool: the bytes, escapes
+ * decoded, NUL included; none where the endpoint has no close request. */
+START_TEST(close_request_bytes_for_hooks)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_config_t *cfg = config_with("close_request", "\"qu\\x00it\\r\\n\"", NULL);
+	pool_t *pool = create(cfg), *plain = pool_with("teardown", "abort", NULL);
+	pool_conn_t *c;
+	const char *req;
+	size_t len = 99;
+
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	req = pool_conn_close_request(c, &len);
+	ck_assert_uint_eq(len, 7);
+	ck_assert_int_eq(memcmp(req, "qu\0it\r\n", 7), 0);
+	ck_assert_ptr_eq(pool_conn_close_request(c, NULL), req);
+	pool_put(pool, c, POOL_REUSE);
+	ck_assert_int_eq(pool_get(plain, ep, &c), 0);
+	len = 99;
+	ck_assert_ptr_null(pool_conn_close_request(c, &len));
+	ck_assert_uint_eq(len, 0);
+	pool_put(plain, c, POOL_REUSE);
+	len = 99;
+	ck_assert_ptr_null(pool_conn_close_request(NULL, &len));
+	ck_assert_uint_eq(len, 0);
+	pool_destroy(plain);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 START_TEST(close_request_hook_failure_falls_back)
 {
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
@@ -1249,6 +1281,7 @@ Suite *hooks_suite(void)
 	tcase_add_test(th, set_hooks_bad_input_changes_nothing);
 	tcase_add_test(th, close_request_hook_under_peer_first);
 	tcase_add_test(th, close_request_hook_failure_falls_back);
+	tcase_add_test(th, close_request_bytes_for_hooks);
 	suite_add_tcase(s, th);
 
 	tcase_set_timeout(tl, 30);

@@ -801,8 +801,9 @@ START_TEST(fork_child_drops_other_threads_connections)
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		      "child: status %#x", status);
-	/* The child sent nothing: both connections still work here. */
-	lineserver_get_stats(ls, &ss);
+	/* The child sent nothing: both connections still work here. (The
+	 * server counts a connection once its thread has accepted it.) */
+	wait_for((lineserver_get_stats(ls, &ss), ss.accepted == 2), 2000);
 	ck_assert_uint_eq(ss.quits, 0);
 	ck_assert_uint_eq(ss.open, 2);
 	ck_assert(line_roundtrip(other_fd, "PING", "PONG"));

@@ -24,65 +24,11 @@
  * at once is a failure (the fallback applies).
  */
 #include <errno.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 
 #include <openssl/err.h>
 
 #include "tls-internal.h"
-
-/* The close request is at most 4096 bytes (tcpool.conf(5)), each written
- * as at most 4 characters, plus its quotes. */
-#define REQUEST_TEXT (4096 * 4 + 3)
-
-static int hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Decode the quoted, escaped text pool_conn_setting gives for
- * close_request (the file's syntax) in place; returns its length, 0 for
- * "" or text this syntax cannot hold. */
-static size_t unquote(char *s)
-{
-	static const char named[] = "rnt\\\"0", bytes[] = "\r\n\t\\\"";
-	size_t o = 0, i;
-
-	if (s[0] != '"')
-		return 0;
-	for (i = 1; s[i] && s[i] != '"'; i++) {
-		const char *hit = s[i] == '\\' && s[i + 1] ? strchr(named, s[i + 1]) : NULL;
-
-		if (hit) {
-			s[o++] = bytes[hit - named]; /* "\0" maps to the NUL */
-			i++;
-		} else if (s[i] == '\\' && s[i + 1] == 'x' && hex(s[i + 2]) >= 0 &&
-		           hex(s[i + 3]) >= 0) {
-			s[o++] = (char)(hex(s[i + 2]) << 4 | hex(s[i + 3]));
-			i += 3;
-		} else if (s[i] == '\\') {
-			return 0;
-		} else {
-			s[o++] = s[i];
-		}
-	}
-	return s[i] == '"' ? o : 0;
-}
-
-/* The endpoint's close_request bytes into buf; 0 when none. */
-static size_t request_bytes(const pool_conn_t *conn, char *buf, size_t len)
-{
-	int n = pool_conn_setting(conn, "close_request", buf, len);
-
-	return n > 0 && (size_t)n < len ? unquote(buf) : 0;
-}
 
 /* tls = off: the pool would have sent the bytes itself had our hook not
  * been installed; do as it does. */
@@ -115,22 +61,17 @@ static int send_tls(SSL *ssl, const char *req, size_t len)
 static int send_request(pool_conn_t *conn, struct tls_conn *tc)
 {
 	const pool_hooks_t *inner = &tc->inst->inner;
-	char *req;
+	const char *req;
 	size_t len;
-	int rc = -1;
 
 	if (inner->close_request)
 		return inner->close_request(conn, inner->ud);
-	req = malloc(REQUEST_TEXT);
-	if (!req)
-		return -1;
-	len = request_bytes(conn, req, REQUEST_TEXT);
-	if (len == 0)
+	req = pool_conn_close_request(conn, &len);
+	if (!req) {
 		tls_log(conn, "peer-first: no close_request to send");
-	else
-		rc = tc->ssl ? send_tls(tc->ssl, req, len) : send_plain(conn, req, len);
-	free(req);
-	return rc;
+		return -1;
+	}
+	return tc->ssl ? send_tls(tc->ssl, req, len) : send_plain(conn, req, len);
 }
 
 int tls_close_request(pool_conn_t *conn, void *ud)
