@@ -276,7 +276,8 @@ POOL_API void pool_config_set_log(pool_config_t *cfg, pool_log_fn fn, void *ud);
 typedef struct pool_stats {
 	uint64_t gets;               /* successful pool_get calls */
 	uint64_t reuses;             /* ... served by an idle connection */
-	uint64_t connects;           /* connections opened */
+	uint64_t connects;           /* connections opened (pool_socket's
+	                              * sockets included) */
 	uint64_t connect_failures;   /* connects that failed */
 	uint64_t waits;              /* pool_get calls that waited for a slot */
 	uint64_t wait_timeouts;      /* ... and gave up (POOL_EBUSY) */

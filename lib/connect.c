@@ -15,6 +15,9 @@
  * there are destinations; with the flag, connect() chooses the port for
  * the whole 4-tuple, so each source address brings a port range of its
  * own per destination (Envoy #44747; curl, nginx and HAProxy do the same).
+ *
+ * pool_socket's sockets are made by the same make_socket, with the same
+ * options, and left for the caller to connect.
  */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -119,6 +119,22 @@ START_TEST(options_applied)
 }
 END_TEST
 
+/* A source_address that is not this host's fails as pool_get fails:
+ * POOL_ECONNECT with errno EADDRNOTAVAIL, and nothing held. */
+START_TEST(nonlocal_source)
+{
+	pool_t *pool = pool_with("source_address", "10.255.1.1", NULL);
+	pool_conn_t *c;
+
+	errno = 0;
+	ck_assert_int_eq(pool_socket(pool, "127.0.0.1:1", AF_INET, &c), POOL_ECONNECT);
+	ck_assert_int_eq(errno, EADDRNOTAVAIL);
+	ck_assert_uint_eq(stats_of(pool, "127.0.0.1:1").in_use, 0);
+	ck_assert_uint_eq(stats_of(pool, "127.0.0.1:1").connects, 0);
+	pool_destroy(pool);
+}
+END_TEST
+
 /* ---- caps ----------------------------------------------------------------- */
 
 static long long busy_ms(pool_t *pool, const char *ep)
@@ -488,6 +504,7 @@ Suite *socket_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_checked_fixture(tc, fixture_test_setup, fixture_test_teardown);
 	tcase_add_test(tc, options_applied);
+	tcase_add_test(tc, nonlocal_source);
 	tcase_add_test(tc, caps_without_waiting);
 	tcase_add_test(tc, retire_close);
 	tcase_add_test(tc, retire_abort);
