@@ -152,6 +152,31 @@ POOL_API void pool_destroy(pool_t *pool);
  * per connect. */
 POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out);
 
+/* A new TCP socket for endpoint that the CALLER connects: for libraries
+ * that connect their own sockets (libcurl's CURLOPT_OPENSOCKETFUNCTION),
+ * so that the pool still opens them, with the endpoint's socket options
+ * (TCP_NODELAY, tcp_keepalive*, tcp_user_timeout_ms, the next
+ * source_address, local_port_range), counts them under its caps and
+ * retires them by the endpoint's policy. family: AF_INET or AF_INET6, as
+ * the caller's resolver chose (it must be an IP literal's own family);
+ * AF_UNSPEC: the literal's (POOL_EINVAL for a host name). A unix:
+ * endpoint gets an AF_UNIX socket (family AF_UNSPEC or AF_UNIX).
+ * The socket is blocking, close-on-exec, not connected. It takes an
+ * endpoint slot and a max_total slot without waiting: POOL_EBUSY at a
+ * cap. On success *out is checked out to the caller, valid until
+ * pool_put(), which takes it back: POOL_RETIRE tears it down by the
+ * policy (peer-first: the close request, then the server's EOF), and
+ * POOL_REUSE keeps it for pool_get callers if it is connected and alive
+ * (and its endpoint has no on_connect hook, which never ran on it:
+ * retired then). A socket never connected is just closed, whatever the
+ * mode. on_connect does not run. Counted in the stats' connects.
+ * Returns 0, POOL_EINVAL, POOL_EENDPOINT, POOL_ESHUTDOWN, POOL_EBUSY,
+ * or the codes pool_get gives when a socket cannot be made
+ * (POOL_EMFILE, POOL_ENOMEM, POOL_ECONNECT for a source_address that
+ * cannot be bound). See pool_socket(3). */
+POOL_API int pool_socket(pool_t *pool, const char *endpoint, int family,
+                         pool_conn_t **out);
+
 /* Give a connection back. Takes ownership of conn: it is invalid after
  * this call. Never blocks on the peer. Cannot fail; misuse (NULL, a
  * connection of another pool, a double put that can be detected) is
@@ -259,7 +284,8 @@ POOL_API void pool_config_set_log(pool_config_t *cfg, pool_log_fn fn, void *ud);
 typedef struct pool_stats {
 	uint64_t gets;               /* successful pool_get calls */
 	uint64_t reuses;             /* ... served by an idle connection */
-	uint64_t connects;           /* connections opened */
+	uint64_t connects;           /* connections opened (pool_socket's
+	                              * sockets included) */
 	uint64_t connect_failures;   /* connects that failed */
 	uint64_t waits;              /* pool_get calls that waited for a slot */
 	uint64_t wait_timeouts;      /* ... and gave up (POOL_EBUSY) */

@@ -2,7 +2,9 @@
  * pool_get / pool_put: the hot path. An idle hand-out is one shard lock,
  * a list pop and, when validation is due, one recv(MSG_PEEK) syscall.
  */
+#include <arpa/inet.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "pool-internal.h"
@@ -25,9 +27,9 @@ static bool needs_validation(const struct pool_conn *c, uint64_t now)
 	return after == 0 || now - c->last_put_ns >= MS_TO_NS(after);
 }
 
-/* Shard lock held. */
-static void hand_out(struct pool_endpoint *ep, struct pool_conn *c,
-		     uint64_t now, bool reused)
+/* Shard lock held: c is the calling thread's now. */
+static void check_out(struct pool_endpoint *ep, struct pool_conn *c,
+		      uint64_t now, bool reused)
 {
 	c->magic = CONN_MAGIC_OUT;
 	c->uses++;
@@ -36,6 +38,13 @@ static void hand_out(struct pool_endpoint *ep, struct pool_conn *c,
 	c->holder = pthread_self();
 	c->leak_reported = false;
 	DL_APPEND(ep->busy, c);
+}
+
+/* A pool_get hand-out (shard lock held). */
+static void hand_out(struct pool_endpoint *ep, struct pool_conn *c,
+		     uint64_t now, bool reused)
+{
+	check_out(ep, c, now, reused);
 	ep->stats.gets++;
 	if (reused)
 		ep->stats.reuses++;
@@ -87,6 +96,15 @@ static enum slot slot_reserve(struct pool *pool, struct pool_endpoint *ep,
 	return SLOT_OK;
 }
 
+/* Give up the slots slot_reserve took for a connection that could not
+ * be opened (shard lock held, released). */
+static void slot_abandon(struct pool *pool, struct pool_endpoint *ep)
+{
+	ep->nin_use--;
+	ep_slot_put_unlock(pool, ep); /* ep may be forgotten from here on */
+	total_release(pool);
+}
+
 /* Connect a new connection in a reserved slot; shard lock NOT held. */
 static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 		       pool_conn_t **out)
@@ -121,9 +139,7 @@ static int connect_new(struct pool *pool, struct pool_endpoint *ep,
 		return 0;
 	}
 	ep->stats.connect_failures++;
-	ep->nin_use--;
-	ep_slot_put_unlock(pool, ep); /* ep may be forgotten from here on */
-	total_release(pool);
+	slot_abandon(pool, ep);
 	return fd < 0 ? fd : rc;
 }
 
@@ -320,6 +336,158 @@ POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 	return get_locked(pool, ep, out);
 }
 
+/* ---- pool_socket: a socket the caller connects ---- */
+
+/* The family pool_socket makes for ep: the caller's (its resolver chose
+ * it for a name), which must be the literal's own for an IP literal;
+ * AF_UNSPEC takes the literal's. 0 when none fits (POOL_EINVAL). */
+static int socket_family(const struct endpoint_addr *addr, int family)
+{
+	struct in6_addr a6;
+	int lit = 0;
+
+	if (addr->kind == EP_UNIX)
+		return family == AF_UNSPEC || family == AF_UNIX ? AF_UNIX : 0;
+	if (inet_pton(AF_INET, addr->host, &a6) == 1)
+		lit = AF_INET;
+	else if (inet_pton(AF_INET6, addr->host, &a6) == 1)
+		lit = AF_INET6;
+	if (family == AF_UNSPEC)
+		return lit;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	return lit && lit != family ? 0 : family;
+}
+
+/* Both slots for a pool_socket, without waiting (shard lock held,
+ * released): the caller is typically inside another library's callback,
+ * which must not block. 0 or POOL_EBUSY. */
+static int slot_reserve_now(struct pool *pool, struct pool_endpoint *ep)
+{
+	struct waiter w;
+	enum slot slot;
+
+	waiter_init(&w, ep); /* never queued: a full cap is EBUSY at once */
+	slot = slot_reserve(pool, ep, &w);
+	if (slot == SLOT_OK) {
+		plock_unlock(&ep->shard->lock);
+		return 0;
+	}
+	if (w.has_ep)
+		ep_slot_put_unlock(pool, ep);
+	else
+		plock_unlock(&ep->shard->lock);
+	return POOL_EBUSY;
+}
+
+/* A new socket in reserved slots, checked out to the caller (no lock
+ * held). Counted in connects: it is a socket the pool opened. */
+static int socket_hand_out(struct pool *pool, struct pool_endpoint *ep,
+			   int family, pool_conn_t **out)
+{
+	struct pool_conn *c = NULL;
+	int fd = socket_unconnected(ep, family);
+
+	if (fd >= 0) {
+		c = conn_alloc(ep, fd); /* unwatched until proven: see conn_alloc */
+		if (!c) {
+			close(fd);
+			fd = POOL_ENOMEM;
+		}
+	}
+	plock_lock(&ep->shard->lock);
+	if (!c) {
+		slot_abandon(pool, ep);
+		return fd;
+	}
+	c->unproven = true;
+	ep->stats.connects++;
+	check_out(ep, c, now_coarse_ns(), false);
+	plock_unlock(&ep->shard->lock);
+	note_hand_out(pool, ep, c->got_ns);
+	*out = c;
+	return 0;
+}
+
+POOL_API int pool_socket(pool_t *pool, const char *endpoint, int family,
+			 pool_conn_t **out)
+{
+	struct pool_endpoint *ep;
+	int rc;
+
+	if (!out)
+		return POOL_EINVAL;
+	*out = NULL;
+	if (!pool || !endpoint)
+		return POOL_EINVAL;
+	fork_check(pool);
+	if (atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
+		return POOL_ESHUTDOWN;
+	rc = pool_endpoint_lock(pool, endpoint, &ep);
+	if (rc)
+		return rc;
+	family = socket_family(&ep->addr, family);
+	if (!family) {
+		pool_endpoint_unlock(ep);
+		return POOL_EINVAL;
+	}
+	rc = slot_reserve_now(pool, ep);
+	return rc ? rc : socket_hand_out(pool, ep, family, out);
+}
+
+/* What the first put of a pool_socket connection comes to. The pool has
+ * only the caller's word that it is connected, to the endpoint, and in a
+ * state pool_get callers expect. */
+enum proof { PROOF_AS_ASKED, PROOF_RETIRE, PROOF_DROP };
+
+static enum proof prove(struct pool *pool, struct pool_conn *c,
+			pool_put_mode mode)
+{
+	const pool_hooks_t *h = c->ep->hooks;
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
+
+	/* Never connected, or still connecting (getpeername fails with
+	 * ENOTCONN in both): a close() sends nothing and leaves no TIME_WAIT
+	 * whatever the policy, and a close request has no one to go to. */
+	if (getpeername(c->fd, (struct sockaddr *)&peer, &len) < 0)
+		return PROOF_DROP;
+	if (mode != POOL_REUSE)
+		return PROOF_AS_ASKED;
+	/* pool_get callers get what on_connect made of a connection (a TLS
+	 * session, an AUTH): this one never had it. Retired by policy. */
+	if (h && h->on_connect)
+		return PROOF_RETIRE;
+	/* The server closed it, or bytes are waiting: as for a stale idle
+	 * connection (drop_stale), a plain close. */
+	if (!socket_is_alive(c->fd))
+		return PROOF_DROP;
+	c->unproven = false;
+	/* From now on like any connection the pool connected itself. */
+	conn_watch(pool, c);
+	return PROOF_AS_ASKED;
+}
+
+/* The first put of a pool_socket connection (no lock held). True when c
+ * was dropped; otherwise *mode is what pool_put applies. */
+static bool put_unproven(struct pool *pool, struct pool_conn *c,
+			 pool_put_mode *mode)
+{
+	struct pool_endpoint *ep = c->ep;
+	enum proof p = prove(pool, c, *mode);
+
+	if (p == PROOF_RETIRE)
+		*mode = POOL_RETIRE;
+	if (p != PROOF_DROP)
+		return false;
+	plock_lock(&ep->shard->lock);
+	DL_DELETE(ep->busy, c);
+	ep->nin_use--;
+	plock_unlock(&ep->shard->lock);
+	conn_drop(pool, c);
+	return true;
+}
+
 /* Keep a healthy connection idle (shard lock held). Above max_idle it is
  * kept too, unless idle_shrink_ms is 0: the maintenance retires such a
  * surplus gradually, so that a burst's connections serve the next burst
@@ -378,6 +546,8 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 		return;
 	}
 	if (fork_put_inherited(pool, conn))
+		return;
+	if (conn->unproven && put_unproven(pool, conn, &mode))
 		return;
 	ep = conn->ep;
 	now = now_coarse_ns();

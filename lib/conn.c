@@ -11,6 +11,15 @@
 
 struct pool_conn *conn_new(struct pool_endpoint *ep, int fd)
 {
+	struct pool_conn *c = conn_alloc(ep, fd);
+
+	if (c)
+		conn_watch(ep->pool, c);
+	return c;
+}
+
+struct pool_conn *conn_alloc(struct pool_endpoint *ep, int fd)
+{
 	struct pool_conn *c = calloc(1, sizeof(*c));
 	uint64_t now = now_ns();
 
@@ -23,7 +32,6 @@ struct pool_conn *conn_new(struct pool_endpoint *ep, int fd)
 	c->created_ns = now;
 	c->last_put_ns = now;
 	conn_set_expiry(c, now);
-	conn_watch(ep->pool, c);
 	return c;
 }
 

@@ -15,6 +15,9 @@
  * there are destinations; with the flag, connect() chooses the port for
  * the whole 4-tuple, so each source address brings a port range of its
  * own per destination (Envoy #44747; curl, nginx and HAProxy do the same).
+ *
+ * pool_socket's sockets are made by the same make_socket, with the same
+ * options, and left for the caller to connect.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -124,13 +127,13 @@ static int connect_unix_retry(int fd, const struct sockaddr *sa, socklen_t salen
 /* A socket, published in ctl->inflight when ctl has one: under
  * ctl->lock, which the atfork handler holds across fork(), so a child
  * either sees the number or gets no copy of the socket. */
-static int open_socket(int family, const struct connect_ctl *ctl)
+static int open_socket(int family, int flags, const struct connect_ctl *ctl)
 {
 	int fd;
 
 	if (ctl->lock)
 		pthread_mutex_lock(ctl->lock);
-	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | flags, 0);
 	if (fd >= 0 && ctl->lock)
 		*ctl->inflight = fd;
 	if (ctl->lock)
@@ -230,17 +233,19 @@ static int tcp_prepare(int fd, int family, const struct tcp_plan *plan)
 	return err;
 }
 
-/* One attempt on one address. Returns the fd or -errno; *setup_failed
- * tells a socket that could not be prepared (plan NULL: unix) from a
- * connect that failed. */
-static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
-		       uint64_t deadline_ns, const struct connect_ctl *ctl,
+/* The one place a socket for an endpoint is made, for the pool's
+ * connects and for pool_socket alike: opened (flags: SOCK_NONBLOCK or 0)
+ * and, for TCP (plan not NULL; NULL: unix), given every option the
+ * endpoint's settings ask for. Returns the fd or -errno; *setup_failed
+ * tells an option or source address that could not be applied from a
+ * socket() that failed. */
+static int make_socket(int family, int flags, const struct connect_ctl *ctl,
 		       const struct tcp_plan *plan, bool *setup_failed)
 {
-	int fd, r, err;
+	int fd, err;
 
 	*setup_failed = false;
-	fd = open_socket(family, ctl);
+	fd = open_socket(family, flags, ctl);
 	if (fd < 0)
 		return -errno;
 	err = plan ? tcp_prepare(fd, family, plan) : 0;
@@ -249,6 +254,20 @@ static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
 		connect_ctl_close(ctl, fd);
 		return -err;
 	}
+	return fd;
+}
+
+/* One attempt on one address. Returns the fd or -errno; *setup_failed
+ * tells a socket that could not be prepared from a connect that failed. */
+static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
+		       uint64_t deadline_ns, const struct connect_ctl *ctl,
+		       const struct tcp_plan *plan, bool *setup_failed)
+{
+	int fd, r, err;
+
+	fd = make_socket(family, SOCK_NONBLOCK, ctl, plan, setup_failed);
+	if (fd < 0)
+		return fd;
 	do {
 		r = connect(fd, sa, salen);
 	} while (r == -1 && errno == EINTR);
@@ -329,24 +348,55 @@ out:
 	return fd;
 }
 
-int socket_connect_ctl(struct pool_endpoint *ep, uint64_t deadline_ns,
-		       const struct connect_ctl *ctl)
+/* ep's options for one new socket: its turn in the source_address round
+ * robin is taken here, one per socket (all the addresses a connect tries
+ * share it). */
+static struct tcp_plan plan_for(struct pool_endpoint *ep)
 {
 	struct tcp_plan plan = { .set = &ep->set };
 
-	if (ep->addr.kind == EP_UNIX)
-		return connect_unix(&ep->addr, deadline_ns, ctl);
 	if (ep->set.source_address.n)
 		plan.turn = atomic_fetch_add_explicit(&ep->source_next, 1,
 						      memory_order_relaxed);
+	return plan;
+}
+
+static const struct connect_ctl ctl_none = { .cancel_fd = -1 };
+
+int socket_connect_ctl(struct pool_endpoint *ep, uint64_t deadline_ns,
+		       const struct connect_ctl *ctl)
+{
+	struct tcp_plan plan;
+
+	if (ep->addr.kind == EP_UNIX)
+		return connect_unix(&ep->addr, deadline_ns, ctl);
+	plan = plan_for(ep);
 	return connect_tcp(&ep->addr, deadline_ns, ctl, &plan);
 }
 
 int socket_connect(struct pool_endpoint *ep, uint64_t deadline_ns)
 {
-	static const struct connect_ctl none = { .cancel_fd = -1 };
+	return socket_connect_ctl(ep, deadline_ns, &ctl_none);
+}
 
-	return socket_connect_ctl(ep, deadline_ns, &none);
+int socket_unconnected(struct pool_endpoint *ep, int family)
+{
+	struct tcp_plan plan;
+	bool setup_failed;
+	int fd;
+
+	if (ep->addr.kind == EP_UNIX) {
+		fd = make_socket(AF_UNIX, 0, &ctl_none, NULL, &setup_failed);
+	} else {
+		plan = plan_for(ep);
+		fd = make_socket(family, 0, &ctl_none, &plan, &setup_failed);
+	}
+	if (fd >= 0)
+		return fd;
+	errno = -fd;
+	/* As socket_connect says it: an option or a source address that
+	 * does not apply is the configuration's fault. */
+	return setup_failed ? POOL_ECONNECT : connect_error(-fd);
 }
 
 /* Call fn on [pool]'s settings and on each section's effective ones,

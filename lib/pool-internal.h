@@ -209,6 +209,13 @@ struct pool_endpoint;
  * source address that cannot be bound (not local) is POOL_ECONNECT with
  * errno EADDRNOTAVAIL, apart from POOL_EADDRNOTAVAIL (no free port). */
 int socket_connect(struct pool_endpoint *ep, uint64_t deadline_ns);
+/* pool_socket: a blocking, close-on-exec socket for ep, NOT connected,
+ * with exactly the options socket_connect gives its sockets (same code;
+ * TCP: the next source address, bound with IP_BIND_ADDRESS_NO_PORT).
+ * family: AF_INET or AF_INET6 (ignored for a unix endpoint: AF_UNIX).
+ * Returns the fd, or the negative POOL_E* code socket_connect would give
+ * for the same cause, with errno set. */
+int socket_unconnected(struct pool_endpoint *ep, int family);
 /* What the refill thread adds to a connect: it is given up as soon as
  * cancel_fd (-1: none) is readable (POOL_ESHUTDOWN, errno ECANCELED), and
  * with lock set, the socket being connected is kept in *inflight (-1
@@ -306,6 +313,10 @@ struct pool_conn {
 	bool in_idle;              /* on ep->idle (shard lock) */
 	bool peer_gone;            /* the watch saw the peer close while it was
 	                            * not idle: never idle again (shard lock) */
+	bool unproven;             /* made by pool_socket, connected by the
+	                            * caller (or not): checked, and watched,
+	                            * at its first POOL_REUSE put (its holder
+	                            * only) */
 	struct watch *watch;       /* watch_idle registration, or NULL */
 	unsigned fork_gen;         /* fork generation it was opened in */
 	pthread_t holder;          /* the thread that got it (pool_get):
@@ -593,6 +604,11 @@ static inline void pool_endpoint_unlock(struct pool_endpoint *ep)
  * and conn_retire do; conn_free alone is for where no maintenance runs
  * (a child of fork(), pool_destroy's last step). */
 struct pool_conn *conn_new(struct pool_endpoint *ep, int fd);
+/* conn_new without the watch: for pool_socket's sockets, which are not
+ * connected yet (epoll reports EPOLLHUP for an unconnected TCP socket, so
+ * the watch would take it for one the server closed). They are watched
+ * from their first POOL_REUSE put (checkout.c). */
+struct pool_conn *conn_alloc(struct pool_endpoint *ep, int fd);
 void conn_free(struct pool_conn *c);
 /* Tear c down by its endpoint's policy (broken: never send the close
  * request) and free its slot. Called without any lock held. */

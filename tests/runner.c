@@ -35,6 +35,7 @@ int main(void)
 	srunner_add_suite(sr, tls_suite());
 #endif
 	srunner_add_suite(sr, ports_suite());
+	srunner_add_suite(sr, socket_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

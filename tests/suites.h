@@ -22,4 +22,5 @@ Suite *hooks_suite(void);
 Suite *tls_suite(void);
 #endif
 Suite *ports_suite(void);
+Suite *socket_suite(void);
 #endif

@@ -3,38 +3,47 @@
  *
  * libcurl has its own connection cache, and it keeps it: a handle reuses
  * its connections across curl_easy_perform() calls whatever we do. What
- * tcpool can add is who opens the sockets and how they end. Three modes:
+ * tcpool can add is who opens the sockets and how they end. Four modes:
  *
+ *   -m socket  any libcurl (the default): tcpool opens each socket
+ *              (pool_socket in OPENSOCKETFUNCTION: the endpoint's socket
+ *              options, counted under its caps), curl connects it and
+ *              caches the connection as usual, and CLOSESOCKETFUNCTION
+ *              gives it back to tcpool (pool_put POOL_RETIRE), which
+ *              retires it by the endpoint's policy: peer-first with an
+ *              HTTP "Connection: close" request by default, so nginx
+ *              closes first and holds the TIME_WAIT, the client none.
+ *   -m pool    libcurl >= 8.0: full reuse. tcpool connects the sockets
+ *              (pool_get in OPENSOCKETFUNCTION, CURL_SOCKOPT_ALREADY_
+ *              CONNECTED) and takes them back in CLOSESOCKETFUNCTION
+ *              (pool_put): sockets outlive curl handles, and are retired
+ *              by the endpoint's policy.
  *   -m own     curl alone, the baseline: curl connects and caches, and
  *              closes with a plain close(): the client holds TIME_WAIT.
- *   -m abort   any libcurl: curl connects and caches; CLOSESOCKETFUNCTION
- *              ends each socket with an RST (SO_LINGER {1,0}), tcpool's
- *              abort policy done by hand: no TIME_WAIT on either side.
- *   -m pool    libcurl >= 8.0: tcpool opens the sockets (pool_get in
- *              OPENSOCKETFUNCTION, CURL_SOCKOPT_ALREADY_CONNECTED) and
- *              takes them back in CLOSESOCKETFUNCTION (pool_put): sockets
- *              outlive curl handles, and are retired by the endpoint's
- *              policy (peer-first with an HTTP "Connection: close"
- *              request by default).
+ *   -m abort   the baseline without tcpool: curl connects and caches;
+ *              CLOSESOCKETFUNCTION ends each socket with an RST
+ *              (SO_LINGER {1,0}) by hand: no TIME_WAIT on either side.
+ *              -m socket -p abort does the same through tcpool.
  *
  * Why "pool" needs 8.0: libcurl 7.88 calls connect() even on a socket its
  * SOCKOPTFUNCTION said was connected, gets EISCONN and fails the transfer
  * ("Couldn't connect to server"): curl issue #10626, fixed in 8.0 by pull
- * request #10648. A socket curl connects itself cannot be one tcpool
- * connected, and tcpool has no call to take over a socket it did not
- * connect: so on 7.88 the policy is applied by hand (-m abort).
+ * request #10648. "socket" hands curl sockets it connects itself, which
+ * every libcurl does; the cost is that connections live and die with
+ * curl's cache (its handle), not tcpool's.
  *
- * Usage: curl-pool [-m own|abort|pool] [-n REQUESTS] [-H HANDLES] [-k K]
- *                  [-p POLICY] HOST:PORT
+ * Usage: curl-pool [-m socket|pool|own|abort] [-n REQUESTS] [-H HANDLES]
+ *                  [-k K] [-p POLICY] HOST:PORT
  *   -H HANDLES the requests are spread over this many easy handles, one
  *              after the other (default 1). curl's cache lives and dies
  *              with its handle; tcpool's pool outlives them.
  *   -k K       every K-th request is made with CURLOPT_FORBID_REUSE, so
- *              curl closes (and, in abort and pool modes, retires) that
- *              connection: the churn a real client sees from servers'
- *              keep-alive limits. 0 (default): curl keeps its connection.
- *   -p POLICY  tcpool's teardown policy in pool mode: peer-first (default),
- *              abort or close.
+ *              curl closes (and, in socket, abort and pool modes,
+ *              retires) that connection: the churn a real client sees
+ *              from servers' keep-alive limits. 0 (default): curl keeps
+ *              its connection.
+ *   -p POLICY  tcpool's teardown policy in socket and pool modes:
+ *              peer-first (default), abort or close.
  *
  * Ends on one line: "1000 requests, 0 failed, client TIME_WAIT 0".
  * Exit status 0 when no request failed, 77 when the mode needs a newer
@@ -52,24 +61,65 @@
 #include "tcpool.h"
 
 #define MAX_FD 1024    /* the fd -> connection map's size */
+#define MAX_PENDING 8  /* sockets curl closes within one transfer */
 #define EXIT_SKIP 77
 
-enum mode { MODE_OWN, MODE_ABORT, MODE_POOL };
+enum mode { MODE_OWN, MODE_ABORT, MODE_POOL, MODE_SOCKET };
 
 struct app {
 	enum mode mode;
 	const char *endpoint;       /* "127.0.0.1:8080" */
-	const char *policy;         /* pool mode's teardown */
+	const char *policy;         /* socket and pool modes: teardown */
 	char url[300];
 	int requests;
 	int handles;                /* easy handles, one after the other */
 	int forbid_every;
-	pool_t *pool;               /* pool mode only */
+	pool_t *pool;               /* pool and socket modes */
 	/* Which pool connection a socket curl holds belongs to. One thread
 	 * uses this handle: no lock. With a handle per thread, guard it. */
 	pool_conn_t *conn_of[MAX_FD];
 	int in_transfer;            /* inside curl_easy_perform() */
+	/* socket mode: closed by curl during the transfer under way, put
+	 * back once its outcome is known */
+	pool_conn_t *pending[MAX_PENDING];
+	int npending;
 };
+
+/* curl made the socket non-blocking. The pool's own I/O does not care
+ * (it uses MSG_DONTWAIT), but a socket kept for pool_get is handed to
+ * its next user as it is, and pool_get promises a blocking one. */
+static void clear_nonblock(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags != -1)
+		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+
+/* The pool connection of a socket curl gives up, forgotten; NULL when it
+ * is not one of ours. */
+static pool_conn_t *take_conn(struct app *app, curl_socket_t fd)
+{
+	pool_conn_t *conn = fd >= 0 && fd < MAX_FD ? app->conn_of[fd] : NULL;
+
+	if (conn)
+		app->conn_of[fd] = NULL;
+	return conn;
+}
+
+/* Remember which pool connection curl now holds as fd; false (and the
+ * connection put back) when fd does not fit the map. */
+static int map_conn(struct app *app, pool_conn_t *conn, pool_put_mode mode)
+{
+	int fd = pool_conn_fd(conn);
+
+	if (fd >= MAX_FD) {
+		pool_put(app->pool, conn, mode);
+		return 0;
+	}
+	app->conn_of[fd] = conn;
+	return 1;
+}
 
 /* ---- pool mode: tcpool's sockets under curl ---------------------------- */
 
@@ -92,12 +142,7 @@ static curl_socket_t pool_open(void *clientp, curlsocktype purpose,
 		return CURL_SOCKET_BAD;
 	}
 	fd = pool_conn_fd(conn);
-	if (fd >= MAX_FD) {
-		pool_put(app->pool, conn, POOL_REUSE);
-		return CURL_SOCKET_BAD;
-	}
-	app->conn_of[fd] = conn;
-	return fd;
+	return map_conn(app, conn, POOL_REUSE) ? fd : CURL_SOCKET_BAD;
 }
 
 /* The socket is connected already: curl >= 8.0 then skips connect(). */
@@ -115,18 +160,11 @@ static int pool_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
 static int pool_close(void *clientp, curl_socket_t fd)
 {
 	struct app *app = clientp;
-	pool_conn_t *conn = fd >= 0 && fd < MAX_FD ? app->conn_of[fd] : NULL;
-	int flags;
+	pool_conn_t *conn = take_conn(app, fd);
 
 	if (!conn)
 		return close(fd); /* not one of ours */
-	app->conn_of[fd] = NULL;
-	/* curl made the socket non-blocking. The pool's own I/O does not
-	 * care (it uses MSG_DONTWAIT), but its next user expects what
-	 * pool_get promises: a blocking socket. */
-	flags = fcntl(fd, F_GETFL);
-	if (flags != -1)
-		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	clear_nonblock(fd);
 	/* Outside a transfer (curl_easy_cleanup) the connection sits
 	 * between two HTTP exchanges: healthy, kept for the next handle.
 	 * Inside one, curl closes on an error, on the server's "Connection:
@@ -135,6 +173,73 @@ static int pool_close(void *clientp, curl_socket_t fd)
 	 * fallback, abort here, applies: no TIME_WAIT either way). */
 	pool_put(app->pool, conn, app->in_transfer ? POOL_BROKEN : POOL_REUSE);
 	return 0;
+}
+
+/* ---- socket mode: tcpool opens, curl connects, tcpool retires ----------- */
+
+/* curl wants a socket for a new connection, to the address its resolver
+ * chose (of the endpoint the URL names): a new one from the pool, with
+ * the endpoint's options, which curl then connects itself. Never blocks:
+ * at a cap pool_socket fails at once (POOL_EBUSY) and so does the
+ * transfer. */
+static curl_socket_t socket_open(void *clientp, curlsocktype purpose,
+				 struct curl_sockaddr *addr)
+{
+	struct app *app = clientp;
+	pool_conn_t *conn;
+	int rc;
+
+	if (purpose != CURLSOCKTYPE_IPCXN)
+		return CURL_SOCKET_BAD;
+	rc = pool_socket(app->pool, app->endpoint, addr->family, &conn);
+	if (rc) {
+		fprintf(stderr, "curl-pool: pool_socket: %s\n", pool_strerror(rc));
+		return CURL_SOCKET_BAD;
+	}
+	return map_conn(app, conn, POOL_RETIRE) ? pool_conn_fd(conn) : CURL_SOCKET_BAD;
+}
+
+/* Not connected yet: curl connects it (any libcurl). */
+static int socket_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+	(void)clientp;
+	(void)fd;
+	(void)purpose;
+	return CURL_SOCKOPT_OK;
+}
+
+/* curl drops the connection from its cache: give it back to be retired
+ * by the policy. Not right away inside a transfer: curl closes there on
+ * FORBID_REUSE, on the server's "Connection: close" (both after a whole
+ * response), or on an error (in the middle of one), and does not say
+ * which. So the connection waits for curl_easy_perform's result (put_
+ * pending): RETIRE after a good transfer, BROKEN (no close request)
+ * after a failed one. curl no longer uses the descriptor, and it stays
+ * open until then, so no new socket gets its number meanwhile. Outside a
+ * transfer (curl_easy_cleanup) it sits between two requests: RETIRE. */
+static int socket_close(void *clientp, curl_socket_t fd)
+{
+	struct app *app = clientp;
+	pool_conn_t *conn = take_conn(app, fd);
+
+	if (!conn)
+		return close(fd); /* not one of ours */
+	clear_nonblock(fd);
+	if (!app->in_transfer)
+		pool_put(app->pool, conn, POOL_RETIRE);
+	else if (app->npending < MAX_PENDING)
+		app->pending[app->npending++] = conn;
+	else
+		pool_put(app->pool, conn, POOL_BROKEN);
+	return 0;
+}
+
+/* After curl_easy_perform(): retire what curl closed during it. */
+static void put_pending(struct app *app, CURLcode rc)
+{
+	while (app->npending > 0)
+		pool_put(app->pool, app->pending[--app->npending],
+			 rc == CURLE_OK ? POOL_RETIRE : POOL_BROKEN);
 }
 
 /* ---- abort mode: curl's sockets, tcpool's abort policy by hand ---------- */
@@ -182,6 +287,12 @@ static int setup_handle(CURL *h, struct app *app, struct body *b)
 		bad |= curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, pool_sockopt);
 		bad |= curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, pool_close);
 		bad |= curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, app);
+	} else if (app->mode == MODE_SOCKET) {
+		bad |= curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, socket_open);
+		bad |= curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, app);
+		bad |= curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, socket_sockopt);
+		bad |= curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, socket_close);
+		bad |= curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, app);
 	} else if (app->mode == MODE_ABORT) {
 		bad |= curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, abort_close);
 	}
@@ -200,6 +311,7 @@ static int get(CURL *h, struct app *app, struct body *b, int i, long *connects)
 	app->in_transfer = 1;
 	rc = curl_easy_perform(h);
 	app->in_transfer = 0;
+	put_pending(app, rc);
 	if (rc != CURLE_OK) {
 		fprintf(stderr, "curl-pool: request %d: %s\n", i, curl_easy_strerror(rc));
 		return -1;
@@ -247,11 +359,11 @@ out:
 
 /* ---- main ------------------------------------------------------------------- */
 
-static const char *const mode_names[] = { "own", "abort", "pool" };
+static const char *const mode_names[] = { "own", "abort", "pool", "socket" };
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: curl-pool [-m own|abort|pool] [-n REQUESTS] "
+	fprintf(stderr, "usage: curl-pool [-m socket|pool|own|abort] [-n REQUESTS] "
 		"[-H HANDLES] [-k K] [-p POLICY] HOST:PORT\n");
 	exit(2);
 }
@@ -260,7 +372,7 @@ static void parse(int argc, char **argv, struct app *app)
 {
 	int c;
 
-	app->mode = MODE_ABORT;
+	app->mode = MODE_SOCKET;
 	app->policy = "peer-first";
 	app->requests = 1000;
 	app->handles = 1;
@@ -271,6 +383,8 @@ static void parse(int argc, char **argv, struct app *app)
 			app->mode = MODE_ABORT;
 		else if (c == 'm' && strcmp(optarg, "pool") == 0)
 			app->mode = MODE_POOL;
+		else if (c == 'm' && strcmp(optarg, "socket") == 0)
+			app->mode = MODE_SOCKET;
 		else if (c == 'n')
 			app->requests = atoi(optarg);
 		else if (c == 'H')
@@ -316,9 +430,10 @@ static int run_handle(struct app *app, int first, int last, long *connects)
 	}
 	for (i = first; i < last; i++)
 		failed += get(h, app, &b, i, connects) != 0;
-	/* Closes the connection curl still caches, through pool_close or
-	 * abort_close: outside a transfer, so pool mode keeps it for the
-	 * next handle. */
+	/* Closes the connection curl still caches, through pool_close,
+	 * socket_close or abort_close: outside a transfer, so pool mode
+	 * keeps it for the next handle, and socket mode retires it by the
+	 * policy. */
 	curl_easy_cleanup(h);
 	return failed;
 }
@@ -353,13 +468,13 @@ int main(int argc, char **argv)
 	if (app.mode == MODE_POOL && !curl_can_take_connected_sockets()) {
 		printf("curl-pool: -m pool skipped: libcurl %s calls connect() on "
 		       "sockets it is given connected (curl issue #10626, fixed "
-		       "in 8.0); use -m abort\n",
+		       "in 8.0); use -m socket\n",
 		       curl_version_info(CURLVERSION_NOW)->version);
 		return EXIT_SKIP;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return 1;
-	if (app.mode == MODE_POOL) {
+	if (app.mode == MODE_POOL || app.mode == MODE_SOCKET) {
 		app.pool = make_pool(&app);
 		if (!app.pool)
 			return 1;
