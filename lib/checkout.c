@@ -317,11 +317,11 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 	}
 }
 
-POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
+/* What pool_get and pool_socket check first: the arguments, a fork, a
+ * pool shutting down; then the endpoint, returned with its shard locked. */
+static inline int checkout_begin(struct pool *pool, const char *endpoint,
+				 pool_conn_t **out, struct pool_endpoint **ep)
 {
-	struct pool_endpoint *ep;
-	int rc;
-
 	if (!out)
 		return POOL_EINVAL;
 	*out = NULL;
@@ -330,10 +330,15 @@ POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 	fork_check(pool);
 	if (atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
 		return POOL_ESHUTDOWN;
-	rc = pool_endpoint_lock(pool, endpoint, &ep);
-	if (rc)
-		return rc;
-	return get_locked(pool, ep, out);
+	return pool_endpoint_lock(pool, endpoint, ep);
+}
+
+POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
+{
+	struct pool_endpoint *ep;
+	int rc = checkout_begin(pool, endpoint, out, &ep);
+
+	return rc ? rc : get_locked(pool, ep, out);
 }
 
 /* ---- pool_socket: a socket the caller connects ---- */
@@ -413,17 +418,8 @@ POOL_API int pool_socket(pool_t *pool, const char *endpoint, int family,
 			 pool_conn_t **out)
 {
 	struct pool_endpoint *ep;
-	int rc;
+	int rc = checkout_begin(pool, endpoint, out, &ep);
 
-	if (!out)
-		return POOL_EINVAL;
-	*out = NULL;
-	if (!pool || !endpoint)
-		return POOL_EINVAL;
-	fork_check(pool);
-	if (atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
-		return POOL_ESHUTDOWN;
-	rc = pool_endpoint_lock(pool, endpoint, &ep);
 	if (rc)
 		return rc;
 	family = socket_family(&ep->addr, family);
