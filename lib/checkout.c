@@ -151,6 +151,7 @@ static void drop_stale(struct pool *pool, struct pool_conn *c)
 	plock_lock(&ep->shard->lock);
 	ep->nin_use--;
 	ep->stats.stale_dropped++;
+	ep->pins++; /* the caller relocks ep after c's slot is gone */
 	plock_unlock(&ep->shard->lock);
 	/* Peer closed (CLOSE_WAIT) or reset: a plain close leaves no
 	 * TIME_WAIT. Unexpected bytes waiting: close() sends an RST, which
@@ -194,9 +195,13 @@ static bool still_good(struct pool *pool, struct pool_endpoint *ep,
 
 	if (conn_expired(c, now)) {
 		ep->nin_use--;
+		/* c's slot goes with it: until ep is locked again, only the
+		 * pin keeps the maintenance from forgetting ep. */
+		ep->pins++;
 		plock_unlock(&ep->shard->lock);
 		conn_retire(pool, c, false);
 		plock_lock(&ep->shard->lock);
+		ep->pins--;
 		return false;
 	}
 	/* peer_gone: the idle watch saw the server close it. */
@@ -206,8 +211,10 @@ static bool still_good(struct pool *pool, struct pool_endpoint *ep,
 	plock_unlock(&ep->shard->lock);
 	alive = socket_is_alive(c->fd);
 	if (!alive)
-		drop_stale(pool, c);
+		drop_stale(pool, c); /* pins ep */
 	plock_lock(&ep->shard->lock);
+	if (!alive)
+		ep->pins--;
 	return alive;
 }
 
