@@ -85,6 +85,15 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 		return false;
 	}
 	*due = conn_idle_due(c);
+	/* Unpublished before it goes on the idle list, where others may
+	 * retire it and its number be reused: a fork's child must never
+	 * close a number through inflight_fd that is no longer this socket.
+	 * (A fork right here leaves the child a copy until it exits or
+	 * execs, the gap tcpool(3) describes; the other way round it would
+	 * close someone else's descriptor.) */
+	pthread_mutex_lock(&r->lock);
+	r->inflight_fd = -1;
+	pthread_mutex_unlock(&r->lock);
 	plock_lock(&ep->shard->lock);
 	ep->nconnecting--;
 	ep->stats.connects++;
@@ -97,10 +106,6 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 		*due = now_ns();
 	plock_unlock(&ep->shard->lock);
 	waiters_wake_ep(pool, ep);
-	/* The idle list has it now (a child closes it from there). */
-	pthread_mutex_lock(&r->lock);
-	r->inflight_fd = -1;
-	pthread_mutex_unlock(&r->lock);
 	if (pool->cfg->max_total)
 		waiters_wake_total(pool);
 	return true;
