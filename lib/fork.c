@@ -219,6 +219,9 @@ static void child_reset_endpoint(struct pool_endpoint *ep, struct data_free **fr
 	ep->nin_use = 0;
 	ep->nconnecting = 0;
 	ep->wantq = NULL;
+	/* Pins of parent threads waiting at the fork: gone with them, or
+	 * the child could never forget the endpoint. */
+	ep->pins = 0;
 	ep->stats.draining = 0;
 }
 
