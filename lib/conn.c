@@ -279,7 +279,10 @@ static enum drain_status request_close(struct pool_conn *c, enum fallback_why *w
 	*why = FB_UNREAD;
 	if (st != DRAIN_AGAIN)
 		return st;
-	if (!h || !h->close_request) {
+	/* A pool_socket connection never saw on_connect: a close_request
+	 * hook may count on what on_connect set up (libtcpool-tls's TLS
+	 * state), so such a connection gets the endpoint's bytes instead. */
+	if (!h || !h->close_request || (c->unproven && h->on_connect)) {
 		*why = FB_SEND;
 		return drain_send(c->fd, &c->ep->set);
 	}

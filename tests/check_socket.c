@@ -374,6 +374,46 @@ START_TEST(reuse_with_on_connect_retires)
 }
 END_TEST
 
+static int close_hook_calls;
+
+static int count_close_request(pool_conn_t *c, void *ud)
+{
+	(void)c;
+	(void)ud;
+	close_hook_calls++;
+	return -1;
+}
+
+/* A close_request hook may count on what on_connect set up (a TLS
+ * session); a pool_socket connection never had on_connect, so peer-first
+ * sends it the endpoint's bytes, not the hook: the server closes first. */
+START_TEST(retire_skips_hook_on_connect_never_saw)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_config_t *cfg = config_with("teardown", "peer-first",
+					 "close_request", "\"quit\\n\"", NULL);
+	pool_hooks_t hooks = { .on_connect = count_connect,
+			       .close_request = count_close_request };
+	struct lineserver_stats lst;
+	pool_t *pool = NULL;
+
+	on_connect_calls = close_hook_calls = 0;
+	ck_assert_int_eq(pool_config_set_hooks(cfg, NULL, &hooks), 0);
+	ck_assert_int_eq(pool_create(&pool, cfg), 0);
+	pool_config_free(cfg);
+	pool_put(pool, connected_socket(pool, ls), POOL_RETIRE);
+	wait_drains(pool, 3000);
+	ck_assert_int_eq(close_hook_calls, 0);
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_ok, 1);
+	lineserver_get_stats(ls, &lst);
+	ck_assert_uint_eq(lst.quits, 1);
+	tw_expect(ep, 0, 1);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 /* ---- arguments, families, unix ------------------------------------------- */
 
 START_TEST(bad_arguments)
@@ -514,6 +554,7 @@ Suite *socket_suite(void)
 	tcase_add_test(tc, reuse_never_connected);
 	tcase_add_test(tc, reuse_peer_closed);
 	tcase_add_test(tc, reuse_with_on_connect_retires);
+	tcase_add_test(tc, retire_skips_hook_on_connect_never_saw);
 	tcase_add_test(tc, bad_arguments);
 	tcase_add_test(tc, families);
 	tcase_add_test(tc, unix_endpoint);
