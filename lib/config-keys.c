@@ -579,8 +579,8 @@ static const char *string_unwritable(const char *s)
 /* Bare text, such as a path: everything after '=' (a file's inline
  * comment cut, blanks trimmed). "" gives NULL, so a section can go back
  * to the built-in behaviour. What a file could not hold is refused, from
- * pool_config_set too, so that the dump reads back the same; so are
- * quotes, which would become part of the name. */
+ * pool_config_set too, so that the dump reads back the same; so is a
+ * double quote anywhere. */
 static int parse_string(const char *s, char **out, char *why, size_t whylen)
 {
 	char shown[QUOTE_SHOWN * 4 + 8];
@@ -593,7 +593,9 @@ static int parse_string(const char *s, char **out, char *why, size_t whylen)
 		snprintf(why, whylen, "%s %s", bad, shown);
 		return POOL_ECONFIG;
 	}
-	if (s[0] == '"') {
+	/* Anywhere, not just first: the file's reader tracks quotes on
+	 * every line, and would read "a\"b;c" with the ';' escaped. */
+	if (strchr(s, '"')) {
 		snprintf(why, whylen, "write it without quotes: %s", shown);
 		return POOL_ECONFIG;
 	}

@@ -542,13 +542,18 @@ static int header_line(struct load_ctx *ctx, char *line, char *out, size_t outle
 static int key_line(struct load_ctx *ctx, const char *line, char *out, size_t outlen)
 {
 	bool quoted = false, escaped = false, sep = false;
+	bool lead = false; /* after the first '=' or ':', only blanks yet */
 	const char *p;
 	size_t o = 0;
 
 	for (p = line; *p; p++) {
 		const char *emit = p;
 		size_t n = 1;
+		bool opens_value = !quoted && !sep && (*p == '=' || *p == ':');
 
+		/* A quote opens a quoted value (close_request's syntax) only
+		 * as the value's first character; elsewhere, in a path, it
+		 * is text, and a ';' after it no comment to protect. */
 		if (quoted) {
 			if (escaped)
 				escaped = false;
@@ -560,13 +565,14 @@ static int key_line(struct load_ctx *ctx, const char *line, char *out, size_t ou
 				emit = "\\x3b";
 				n = 4;
 			}
-		} else if (*p == '"') {
+		} else if (*p == '"' && lead) {
 			quoted = true;
 		} else if ((*p == ';' || *p == '#') && is_blank(p[-1])) {
 			break; /* p > line: a line never starts with a blank here */
 		} else if (*p == '=' || *p == ':') {
 			sep = true;
 		}
+		lead = opens_value || (lead && is_blank(*p));
 		if (o + n >= outlen) {
 			load_fail(ctx, POOL_ECONFIG, ctx->lineno,
 			          "line too long (max %zu characters)", outlen - 1);

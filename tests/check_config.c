@@ -413,6 +413,8 @@ static const struct bad_file bad_files[] = {
 	  ":2: tls_verify: bad value: \"1\" (expected on or off)", 0 },
 	{ "[pool]\ntls_ca_file = \"/etc/ca.pem\"\n",
 	  ":2: tls_ca_file: write it without quotes: \"\\\"/etc/ca.pem\\\"\"", 0 },
+	{ "[pool]\ntls_ca_file = /etc/ssl/my\"ca;v2.pem\n",
+	  ":2: tls_ca_file: write it without quotes: \"/etc/ssl/my\\\"ca;v2.pem\"", 0 },
 	{ "[pool]\ntls_server_name = a\x01" "b\n",
 	  ":2: tls_server_name: control character in \"a\\x01b\"", 0 },
 	/* ports and dead peers */
