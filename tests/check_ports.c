@@ -572,10 +572,15 @@ START_TEST(dead_peer_detected)
 		ru.ms, strerror(ru.err), rk.ms, strerror(rk.err));
 	/* The kernel counts the user timeout from the last send before the
 	 * first timer retransmission, which here comes after a tail loss
-	 * probe: measured 1440 ms on veth, hence the margin. */
+	 * probe, and checks it only when a retransmission timer fires:
+	 * measured 1420-1450 ms on veth, but 6014 and 6082 ms (the fifth
+	 * backed-off retransmission, 0.2 + 0.4 + 0.8 + 1.6 + 3.2 s) in two
+	 * parallel `make check` runs on 2026-11-26. So the bound is that
+	 * step; what matters is that the read without the key is still
+	 * blocked then (above), as it would be for 15 minutes. */
 	ck_assert_int_eq(ru.err, ETIMEDOUT);
 	ck_assert_int_ge(ru.ms, 900);
-	ck_assert_int_le(ru.ms, 1000 + 1000);
+	ck_assert_int_le(ru.ms, 1000 + 5500);
 	ck_assert_int_eq(rk.err, ETIMEDOUT);
 	ck_assert_int_ge(rk.ms, 2500);
 	ck_assert_int_le(rk.ms, 3000 + 1000);
