@@ -567,6 +567,80 @@ START_TEST(tls_off_endpoint_is_plain)
 }
 END_TEST
 
+/* The application replaced a TLS connection's data slot with its own
+ * (pool_conn_set_data, bytes that are no TLS state): the TLS calls see
+ * no state instead of reading its bytes as ours, and peer-first, with no
+ * SSL to write through, falls back to abort, saying why. The displaced
+ * state is freed by pool_tls_free. */
+START_TEST(replaced_data_is_not_tls_state)
+{
+	struct realserver *rs = start_tls(RS_REDIS, NULL);
+	pool_conn_t *c;
+	const char *ep;
+	pool_t *pool;
+	char *mine;
+
+	if (!rs)
+		return;
+	ep = realserver_endpoint(rs);
+	pool = pool_of(tls_config(NULL, "teardown", "peer-first", "close_request",
+				  realserver_close_request(RS_REDIS), "max_idle", "0",
+				  NULL));
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_ptr_nonnull(pool_tls_ssl(c));
+	mine = malloc(64);
+	ck_assert_ptr_nonnull(mine);
+	memset(mine, 'A', 64);
+	pool_conn_set_data(c, mine, free);
+	ck_assert_ptr_null(pool_tls_ssl(c));
+	ck_assert_ptr_null(pool_tls_data(c));
+	pool_tls_set_data(c, mine, NULL); /* ignored: no TLS state */
+	ck_assert_ptr_eq(pool_conn_data(c), mine);
+	pool_put(pool, c, POOL_RETIRE);
+	wait_drains(pool, 5000);
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_fallback, 1);
+	log_expect(": peer-first: no TLS state on this connection");
+	pool_destroy(pool);
+	tw_expect(ep, 0, 0); /* the fallback: abort */
+	realserver_stop(rs);
+}
+END_TEST
+
+/* A tls = off endpoint under the TLS hooks whose slot holds no TLS state
+ * (detached by the application here; a pool_socket() connection is the
+ * same): peer-first still sends the close request, as the pool would
+ * without the hooks, and the TIME_WAIT stays with the server. */
+START_TEST(tls_off_without_state_sends_request)
+{
+	struct realserver *rs;
+	pool_config_t *cfg;
+	pool_conn_t *c;
+	const char *ep;
+	pool_t *pool;
+	char err[256];
+
+	if (!realserver_available(RS_REDIS))
+		return;
+	rs = realserver_start(RS_REDIS, NULL);
+	ck_assert_ptr_nonnull(rs);
+	ep = realserver_endpoint(rs);
+	cfg = tls_config(NULL, "teardown", "peer-first", "close_request",
+			 realserver_close_request(RS_REDIS), "max_idle", "0", NULL);
+	ck_assert_int_eq(pool_config_set(cfg, ep, "tls", "off", err, sizeof(err)), 0);
+	pool = pool_of(cfg);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert(realserver_roundtrip(RS_REDIS, pool_conn_fd(c)));
+	pool_conn_set_data(c, NULL, NULL);
+	pool_put(pool, c, POOL_RETIRE);
+	wait_drains(pool, 5000);
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_fallback, 0);
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_ok, 1);
+	pool_destroy(pool);
+	tw_expect(ep, 0, 1);
+	realserver_stop(rs);
+}
+END_TEST
+
 /* A warm min_idle connection is handed out working: the TLS 1.3 tickets
  * that came after its handshake were read then, not left waiting on the
  * idle socket, where the pool would take them for a dead connection. */
@@ -769,6 +843,8 @@ Suite *tls_suite(void)
 	tcase_add_test(tc, peer_first_without_request_falls_back);
 	tcase_add_test(tc, inner_hooks_run_inside_tls);
 	tcase_add_test(tc, tls_off_endpoint_is_plain);
+	tcase_add_test(tc, replaced_data_is_not_tls_state);
+	tcase_add_test(tc, tls_off_without_state_sends_request);
 	tcase_add_test(tc, warm_connection_is_usable);
 	tcase_add_test(tc, client_certificate);
 	tcase_add_test(tc, bad_files_are_named);

@@ -126,9 +126,8 @@ static char *setting_dup(const pool_conn_t *conn, const char *key)
 }
 
 /* The context for conn's settings. */
-static SSL_CTX *conn_ctx(pool_conn_t *conn, bool *verify)
+static SSL_CTX *conn_ctx(pool_conn_t *conn, struct tls_conn *tc, bool *verify)
 {
-	struct tls_conn *tc = pool_conn_data(conn);
 	struct tls_ctx_key k;
 	char on[8], why[512];
 	SSL_CTX *ctx;
@@ -152,7 +151,7 @@ static SSL *conn_ssl(pool_conn_t *conn, struct tls_conn *tc)
 	char name[NAME_MAX_LEN];
 	const char *ep = pool_conn_endpoint(conn);
 	bool verify;
-	SSL_CTX *ctx = conn_ctx(conn, &verify);
+	SSL_CTX *ctx = conn_ctx(conn, tc, &verify);
 	SSL *ssl;
 
 	if (!ctx)
@@ -290,6 +289,7 @@ int tls_on_connect(pool_conn_t *conn, void *ud)
 		return -1;
 	}
 	tc->inst = inst;
+	tls_conn_track(tc);
 	pool_conn_set_data(conn, tc, tls_conn_free);
 	if (tls_wanted(conn) && !tls_start(conn, tc))
 		return -1;

@@ -62,6 +62,7 @@ POOL_API void pool_tls_free(pool_tls_t *tls)
 
 	if (!tls)
 		return;
+	tls_conns_free(tls);
 	tls_sessions_free(tls);
 	tls_ctxs_free(tls);
 	for (inst = tls->installs; inst; inst = next) {
@@ -72,16 +73,30 @@ POOL_API void pool_tls_free(pool_tls_t *tls)
 	free(tls);
 }
 
-POOL_API SSL *pool_tls_ssl(const pool_conn_t *conn)
+/* The slot holds our state only if on_connect put it there and nobody
+ * replaced it. Anything else (NULL, a pool_socket() connection, the
+ * application's own pool_conn_set_data) is told apart by the magic,
+ * read first: a misaligned pointer is not ours either. */
+struct tls_conn *tls_conn_get(const pool_conn_t *conn)
 {
 	struct tls_conn *tc = pool_conn_data(conn);
+
+	if (!tc || (uintptr_t)tc % _Alignof(struct tls_conn) != 0 ||
+	    tc->magic != TLS_CONN_MAGIC)
+		return NULL;
+	return tc;
+}
+
+POOL_API SSL *pool_tls_ssl(const pool_conn_t *conn)
+{
+	struct tls_conn *tc = tls_conn_get(conn);
 
 	return tc ? tc->ssl : NULL;
 }
 
 POOL_API void *pool_tls_data(const pool_conn_t *conn)
 {
-	struct tls_conn *tc = pool_conn_data(conn);
+	struct tls_conn *tc = tls_conn_get(conn);
 
 	return tc ? tc->data : NULL;
 }
@@ -89,7 +104,7 @@ POOL_API void *pool_tls_data(const pool_conn_t *conn)
 POOL_API void pool_tls_set_data(pool_conn_t *conn, void *data,
                                 void (*free_fn)(void *data))
 {
-	struct tls_conn *tc = pool_conn_data(conn);
+	struct tls_conn *tc = tls_conn_get(conn);
 
 	if (!tc)
 		return;
@@ -97,13 +112,36 @@ POOL_API void pool_tls_set_data(pool_conn_t *conn, void *data,
 	tc->free_fn = free_fn;
 }
 
-/* The pool calls this once, after the socket is closed. */
-void tls_conn_free(void *data)
+void tls_conn_track(struct tls_conn *tc)
 {
-	struct tls_conn *tc = data;
+	struct pool_tls *tls = tc->inst->tls;
 
-	if (!tc)
-		return;
+	tc->magic = TLS_CONN_MAGIC;
+	pthread_mutex_lock(&tls->lock);
+	tc->prev = NULL;
+	tc->next = tls->conns;
+	if (tls->conns)
+		tls->conns->prev = tc;
+	tls->conns = tc;
+	pthread_mutex_unlock(&tls->lock);
+}
+
+static void conn_untrack(struct tls_conn *tc)
+{
+	struct pool_tls *tls = tc->inst->tls;
+
+	pthread_mutex_lock(&tls->lock);
+	if (tc->prev)
+		tc->prev->next = tc->next;
+	else
+		tls->conns = tc->next;
+	if (tc->next)
+		tc->next->prev = tc->prev;
+	pthread_mutex_unlock(&tls->lock);
+}
+
+static void conn_release(struct tls_conn *tc)
+{
 	if (tc->ssl) {
 		/* A connection retired by abort, close or after a failed
 		 * peer-first never saw a close_notify; OpenSSL would then take
@@ -116,7 +154,34 @@ void tls_conn_free(void *data)
 	if (tc->free_fn)
 		tc->free_fn(tc->data);
 	free(tc->sess_key);
+	tc->magic = 0; /* a stale pointer to it no longer passes for ours */
 	free(tc);
+}
+
+/* The pool calls this once, after the socket is closed (it is the
+ * free_fn on_connect set, so data is ours unless the slot was replaced,
+ * in which case the pool calls the application's instead). */
+void tls_conn_free(void *data)
+{
+	struct tls_conn *tc = data;
+
+	if (!tc || tc->magic != TLS_CONN_MAGIC)
+		return;
+	conn_untrack(tc);
+	conn_release(tc);
+}
+
+/* States still live after every pool is destroyed: the ones the
+ * application displaced from their slot with pool_conn_set_data. */
+void tls_conns_free(struct pool_tls *tls)
+{
+	struct tls_conn *tc, *next;
+
+	for (tc = tls->conns; tc; tc = next) {
+		next = tc->next;
+		conn_release(tc);
+	}
+	tls->conns = NULL;
 }
 
 bool tls_setting(const pool_conn_t *conn, const char *key, char *buf, size_t len)
