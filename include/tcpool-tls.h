@@ -36,7 +36,8 @@ typedef struct pool_tls pool_tls_t; /* opaque */
 /* TLS state shared by the pools of an application: one OpenSSL context
  * per distinct CA/verify/client-certificate settings (files are read at
  * the first connection that needs them), and the last session of each
- * endpoint, for resumption. NULL when out of memory. The caller owns it:
+ * endpoint, for resumption. Its lock is safe across fork() (atfork
+ * handlers) and never held while a file is read. NULL when out of memory. The caller owns it:
  * free it with pool_tls_free() once every pool using it is destroyed. */
 POOL_API pool_tls_t *pool_tls_new(void);
 

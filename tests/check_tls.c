@@ -10,13 +10,17 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -810,6 +814,83 @@ START_TEST(threads_share_the_state)
 }
 END_TEST
 
+struct blocked_get {
+	pool_t *pool;
+	const char *ep;
+	int rc;
+};
+
+static void *blocked_get_thread(void *arg)
+{
+	struct blocked_get *b = arg;
+	pool_conn_t *c;
+
+	b->rc = pool_get(b->pool, b->ep, &c);
+	if (b->rc == 0)
+		pool_put(b->pool, c, POOL_RETIRE);
+	return NULL;
+}
+
+/* In a child of fork(): a TLS connect, bounded by an alarm; exits 0 when
+ * it succeeded (never returns). */
+static void child_connects(pool_config_t *cfg, const char *ep)
+{
+	pool_conn_t *c;
+	pool_t *pool;
+
+	/* A hang ends the child with SIGALRM; check's own handler, which
+	 * the child may inherit, would kill the whole test instead. */
+	signal(SIGALRM, SIG_DFL);
+	alarm(5);
+	if (pool_create(&pool, cfg) != 0 || pool_get(pool, ep, &c) != 0)
+		_exit(1);
+	_exit(pool_tls_ssl(c) ? 0 : 2);
+}
+
+/* A thread stuck reading a CA file (a FIFO nobody writes) while another
+ * forks: the child's TLS connects must not wait for a lock that thread,
+ * absent in the child, holds. Files are read outside the lock, and fork
+ * takes the lock first. */
+START_TEST(fork_while_reading_files)
+{
+	struct realserver *rs = start_tls(RS_REDIS, NULL);
+	struct blocked_get b = { 0 };
+	pool_config_t *child_cfg;
+	char fifo[128];
+	pthread_t t;
+	int status, fd;
+	pid_t pid;
+
+	if (!rs)
+		return;
+	snprintf(fifo, sizeof(fifo), "%s", cert("fifo.pem"));
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	b.ep = realserver_endpoint(rs);
+	b.pool = pool_of(tls_config(NULL, "tls_ca_file", fifo, NULL));
+	child_cfg = tls_config(NULL, NULL);
+	ck_assert_int_eq(pthread_create(&t, NULL, blocked_get_thread, &b), 0);
+	usleep(300 * 1000); /* the thread is in open(fifo) by now */
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0)
+		child_connects(child_cfg, b.ep);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	/* let the thread's open and read finish: EOF, no certificate */
+	fd = open(fifo, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	pthread_join(t, NULL);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the child's TLS connect %s",
+		      WIFSIGNALED(status) ? "hung (killed by its alarm)" : "failed");
+	ck_assert_int_eq(b.rc, POOL_EHOOK);
+	pool_config_free(child_cfg);
+	pool_destroy(b.pool);
+	unlink(fifo);
+	realserver_stop(rs);
+}
+END_TEST
+
 /* ---- the suite ---- */
 
 static void suite_setup(void)
@@ -850,6 +931,7 @@ Suite *tls_suite(void)
 	tcase_add_test(tc, bad_files_are_named);
 	tcase_add_test(tc, silent_server_times_out);
 	tcase_add_test(tc, threads_share_the_state);
+	tcase_add_test(tc, fork_while_reading_files);
 	suite_add_tcase(s, tc);
 	return s;
 }

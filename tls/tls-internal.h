@@ -5,7 +5,9 @@
  *
  * Locking: pool_tls.lock guards the context list, the session cache,
  * the install list and the list of live connection states. It is held
- * only for list work, never while talking to a server. Connections are touched only by the thread that
+ * only for list work, never while reading a file or talking to a
+ * server, and fork() takes it first (pthread_atfork, tls.c): a child
+ * never inherits it locked by a thread it does not have. Connections are touched only by the thread that
  * holds them (on_connect, the application, the close_request hook), as
  * the pool guarantees.
  */
@@ -56,6 +58,7 @@ struct pool_tls {
 	struct tls_sess *sessions;
 	struct tls_install *installs;
 	struct tls_conn *conns;  /* every live tls_conn */
+	struct pool_tls *next_all; /* the list fork() walks (tls.c) */
 };
 
 /* "tlsconn1": marks a data slot that holds our state. The slot may hold

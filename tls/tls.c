@@ -10,6 +10,70 @@
 
 #include "tls-internal.h"
 
+/* Every live pool_tls, for the fork handlers. A thread may hold a
+ * pool_tls lock when another forks: the child would inherit it locked
+ * with no thread to release it, and its first TLS connect would hang.
+ * So fork() takes all_lock and every lock first (prepare), and the
+ * child re-initialises them. Lock order: all_lock, then a tls->lock. */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pool_tls *all;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static int fork_rc;
+
+static void fork_prepare(void)
+{
+	struct pool_tls *t;
+
+	pthread_mutex_lock(&all_lock);
+	for (t = all; t; t = t->next_all)
+		pthread_mutex_lock(&t->lock);
+}
+
+static void fork_parent(void)
+{
+	struct pool_tls *t;
+
+	for (t = all; t; t = t->next_all)
+		pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&all_lock);
+}
+
+/* The child has one thread, the one that forked, which took every lock
+ * in prepare: fresh mutexes are as good and need no owner check. */
+static void fork_child(void)
+{
+	struct pool_tls *t;
+
+	for (t = all; t; t = t->next_all)
+		pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_init(&all_lock, NULL);
+}
+
+static void fork_register(void)
+{
+	fork_rc = pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void all_add(struct pool_tls *tls)
+{
+	pthread_mutex_lock(&all_lock);
+	tls->next_all = all;
+	all = tls;
+	pthread_mutex_unlock(&all_lock);
+}
+
+static void all_remove(struct pool_tls *tls)
+{
+	struct pool_tls **p;
+
+	pthread_mutex_lock(&all_lock);
+	for (p = &all; *p && *p != tls; p = &(*p)->next_all)
+		;
+	if (*p)
+		*p = tls->next_all;
+	pthread_mutex_unlock(&all_lock);
+}
+
 POOL_API pool_tls_t *pool_tls_new(void)
 {
 	struct pool_tls *tls;
@@ -18,11 +82,16 @@ POOL_API pool_tls_t *pool_tls_new(void)
 	 * here rather than at the first connect. */
 	if (OPENSSL_init_ssl(0, NULL) != 1)
 		return NULL;
+	pthread_once(&fork_once, fork_register);
+	if (fork_rc != 0)
+		return NULL;
 	tls = calloc(1, sizeof(*tls));
 	if (tls && pthread_mutex_init(&tls->lock, NULL) != 0) {
 		free(tls);
 		tls = NULL;
 	}
+	if (tls)
+		all_add(tls);
 	return tls;
 }
 
@@ -62,6 +131,7 @@ POOL_API void pool_tls_free(pool_tls_t *tls)
 
 	if (!tls)
 		return;
+	all_remove(tls);
 	tls_conns_free(tls);
 	tls_sessions_free(tls);
 	tls_ctxs_free(tls);
