@@ -326,6 +326,32 @@ START_TEST(server_name_is_checked)
 }
 END_TEST
 
+/* A tls_server_name too long for a DNS name (300 bytes) fails the
+ * connection, saying so: it is never dropped in favour of the
+ * endpoint's address, which the certificate would match. */
+START_TEST(long_server_name_fails)
+{
+	struct realserver *rs = start_tls(RS_REDIS, NULL);
+	char name[301];
+	pool_conn_t *c = NULL;
+	const char *ep;
+	pool_t *pool;
+
+	if (!rs)
+		return;
+	ep = realserver_endpoint(rs);
+	memset(name, 'a', 295);
+	strcpy(name + 295, ".test");
+	pool = pool_of(tls_config(NULL, "tls_server_name", name, NULL));
+	ck_assert_int_eq(pool_get(pool, ep, &c), POOL_EHOOK);
+	ck_assert_ptr_null(c);
+	log_expect(": tls_server_name is too long (300 bytes; at most 255)");
+	pool_destroy(pool);
+	tw_expect(ep, 0, 0);
+	realserver_stop(rs);
+}
+END_TEST
+
 /* nginx says which name came in SNI ($ssl_server_name): the configured
  * one, and none for an IP endpoint (RFC 6066 forbids IP literals). */
 START_TEST(sni_reaches_the_server)
@@ -918,6 +944,7 @@ Suite *tls_suite(void)
 	tcase_add_loop_test(tc, handshake_and_request, 0, 2);
 	tcase_add_loop_test(tc, untrusted_ca_fails, 0, 2);
 	tcase_add_loop_test(tc, server_name_is_checked, 0, 2);
+	tcase_add_test(tc, long_server_name_fails);
 	tcase_add_test(tc, sni_reaches_the_server);
 	tcase_add_loop_test(tc, second_connection_resumes, 0, 2);
 	tcase_add_loop_test(tc, peer_first_over_tls, 0, 2);

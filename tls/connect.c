@@ -21,7 +21,11 @@
 
 #include "tls-internal.h"
 
+/* A DNS name has at most 253 bytes, and SNI carries at most 255 (RFC
+ * 6066 3): a longer tls_server_name fails the connection. */
 #define NAME_MAX_LEN 256
+/* The longest value tcpool's configuration holds (CONFIG_MAX_STRING):
+ * a path it accepts always fits. */
 #define PATH_MAX_LEN 4096
 
 static int64_t mono_us(void)
@@ -86,10 +90,11 @@ static bool set_peer_name(pool_conn_t *conn, SSL *ssl, bool verify, char *name,
                           size_t namelen)
 {
 	bool ip;
-	int ok = 1;
+	int ok = 1, set = tls_setting(conn, "tls_server_name", name, namelen);
 
-	if (!tls_setting(conn, "tls_server_name", name, namelen) &&
-	    !endpoint_host(pool_conn_endpoint(conn), name, namelen)) {
+	if (set < 0)
+		return false; /* said why; never checked against another name */
+	if (!set && !endpoint_host(pool_conn_endpoint(conn), name, namelen)) {
 		name[0] = '\0';
 		if (!verify)
 			return true;
@@ -118,11 +123,17 @@ static void key_release(struct tls_ctx_key *k)
 	free(k->key_file);
 }
 
-static char *setting_dup(const pool_conn_t *conn, const char *key)
+/* *out: a copy of key's value, NULL when unset. False when it is too
+ * long (logged) or out of memory. */
+static bool setting_dup(const pool_conn_t *conn, const char *key, char **out)
 {
 	char buf[PATH_MAX_LEN + 1];
+	int set = tls_setting(conn, key, buf, sizeof(buf));
 
-	return tls_setting(conn, key, buf, sizeof(buf)) ? strdup(buf) : NULL;
+	*out = set > 0 ? strdup(buf) : NULL;
+	if (set > 0 && !*out)
+		tls_log(conn, "out of memory");
+	return set == 0 || *out;
 }
 
 /* The context for conn's settings. */
@@ -132,14 +143,17 @@ static SSL_CTX *conn_ctx(pool_conn_t *conn, struct tls_conn *tc, bool *verify)
 	char on[8], why[512];
 	SSL_CTX *ctx;
 
-	k.verify = !tls_setting(conn, "tls_verify", on, sizeof(on)) ||
-	           strcmp(on, "off") != 0;
-	k.ca_file = setting_dup(conn, "tls_ca_file");
-	k.cert_file = setting_dup(conn, "tls_cert_file");
-	k.key_file = setting_dup(conn, "tls_key_file");
-	ctx = tls_ctx_get(tc->inst->tls, &k, why, sizeof(why));
-	if (!ctx)
-		tls_log(conn, "%s", why);
+	k.verify = !(tls_setting(conn, "tls_verify", on, sizeof(on)) > 0 &&
+	             strcmp(on, "off") == 0);
+	k.ca_file = k.cert_file = k.key_file = NULL;
+	ctx = NULL;
+	if (setting_dup(conn, "tls_ca_file", &k.ca_file) &&
+	    setting_dup(conn, "tls_cert_file", &k.cert_file) &&
+	    setting_dup(conn, "tls_key_file", &k.key_file)) {
+		ctx = tls_ctx_get(tc->inst->tls, &k, why, sizeof(why));
+		if (!ctx)
+			tls_log(conn, "%s", why);
+	}
 	*verify = k.verify;
 	key_release(&k);
 	return ctx;
@@ -246,7 +260,7 @@ static unsigned timeout_ms(const pool_conn_t *conn)
 {
 	char buf[16];
 
-	return tls_setting(conn, "connect_timeout_ms", buf, sizeof(buf))
+	return tls_setting(conn, "connect_timeout_ms", buf, sizeof(buf)) > 0
 	       ? (unsigned)strtoul(buf, NULL, 10) : 2000u;
 }
 
@@ -275,7 +289,7 @@ static bool tls_wanted(const pool_conn_t *conn)
 {
 	char on[8];
 
-	return tls_setting(conn, "tls", on, sizeof(on)) && strcmp(on, "on") == 0;
+	return tls_setting(conn, "tls", on, sizeof(on)) > 0 && strcmp(on, "on") == 0;
 }
 
 int tls_on_connect(pool_conn_t *conn, void *ud)

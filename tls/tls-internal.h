@@ -115,9 +115,12 @@ int tls_on_connect(pool_conn_t *conn, void *ud);
 int tls_close_request(pool_conn_t *conn, void *ud);
 void tls_conn_free(void *data);
 
-/* A key's value for conn as text; false when it is empty or too long. */
-bool tls_setting(const pool_conn_t *conn, const char *key, char *buf,
-                 size_t len);
+/* A key's value for conn as text: 1 when set, 0 when unset (empty), -1
+ * (logged) when it does not fit len. Too long is not unset: a value
+ * dropped silently would let a default (the endpoint's host for
+ * tls_server_name, the system store for tls_ca_file) stand in for it. */
+int tls_setting(const pool_conn_t *conn, const char *key, char *buf,
+                size_t len);
 
 /* Log "tls: ENDPOINT: ..." through the pool's log. */
 void tls_log(const pool_conn_t *conn, const char *fmt, ...)

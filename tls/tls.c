@@ -254,11 +254,16 @@ void tls_conns_free(struct pool_tls *tls)
 	tls->conns = NULL;
 }
 
-bool tls_setting(const pool_conn_t *conn, const char *key, char *buf, size_t len)
+int tls_setting(const pool_conn_t *conn, const char *key, char *buf, size_t len)
 {
 	int n = pool_conn_setting(conn, key, buf, len);
 
-	return n > 0 && (size_t)n < len;
+	if (n <= 0)
+		return 0;
+	if ((size_t)n < len)
+		return 1;
+	tls_log(conn, "%s is too long (%d bytes; at most %zu)", key, n, len - 1);
+	return -1;
 }
 
 void tls_log(const pool_conn_t *conn, const char *fmt, ...)
