@@ -219,13 +219,27 @@ static bool handshake(pool_conn_t *conn, SSL *ssl, int64_t deadline_us)
 	return false;
 }
 
+/* After a first ticket: how much longer to wait for more. Servers send
+ * several (OpenSSL: 2), possibly in separate segments; one left unread
+ * would be bytes on the idle socket. A gap of 1 ms between them means
+ * the server has sent what it had. */
+#define TICKET_GAP_US 1000
+
+static int64_t ticket_wait(const struct tls_conn *tc, int64_t until)
+{
+	int64_t gap = mono_us() + TICKET_GAP_US;
+
+	return tc->sessions > 0 && gap < until ? gap : until;
+}
+
 /* TLS 1.3 servers send their session tickets after the handshake. Left
  * unread, they would be bytes waiting on an idle socket, which the pool
  * takes for a dead connection; and a server that refuses our client
  * certificate says so only now. So wait for them a little: about as
  * long again as the handshake took (a round trip and the server's work)
- * plus 5 ms, never past the deadline. SSL_peek processes them without
- * taking application data a server-first protocol may send. */
+ * plus 5 ms, never past the deadline, and once one came, until no more
+ * come within TICKET_GAP_US. SSL_peek processes them without taking
+ * application data a server-first protocol may send. */
 static bool read_tickets(pool_conn_t *conn, struct tls_conn *tc, int64_t took_us,
                          int64_t deadline_us)
 {
@@ -245,7 +259,7 @@ static bool read_tickets(pool_conn_t *conn, struct tls_conn *tc, int64_t took_us
 		err = SSL_get_error(tc->ssl, r);
 		if (err != SSL_ERROR_WANT_READ)
 			break;
-		if (tc->sessions > 0 || wait_io(pool_conn_fd(conn), err, until) <= 0)
+		if (wait_io(pool_conn_fd(conn), err, ticket_wait(tc, until)) <= 0)
 			return true;
 	}
 	if (err == SSL_ERROR_ZERO_RETURN || !ERR_peek_last_error())
