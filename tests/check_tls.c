@@ -642,6 +642,8 @@ END_TEST
  * without the hooks, and the TIME_WAIT stays with the server. */
 START_TEST(tls_off_without_state_sends_request)
 {
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct realserver *rs;
 	pool_config_t *cfg;
 	pool_conn_t *c;
@@ -662,11 +664,18 @@ START_TEST(tls_off_without_state_sends_request)
 	ck_assert(realserver_roundtrip(RS_REDIS, pool_conn_fd(c)));
 	pool_conn_set_data(c, NULL, NULL);
 	pool_put(pool, c, POOL_RETIRE);
+	/* pool_socket(): on_connect never ran, the slot is empty */
+	ck_assert_int_eq(pool_socket(pool, ep, AF_INET, &c), 0);
+	sa.sin_port = htons((uint16_t)atoi(strrchr(ep, ':') + 1));
+	ck_assert_int_eq(connect(pool_conn_fd(c), (struct sockaddr *)&sa,
+				 sizeof(sa)), 0);
+	ck_assert(realserver_roundtrip(RS_REDIS, pool_conn_fd(c)));
+	pool_put(pool, c, POOL_RETIRE);
 	wait_drains(pool, 5000);
 	ck_assert_uint_eq(stats_of(pool, ep).peer_first_fallback, 0);
-	ck_assert_uint_eq(stats_of(pool, ep).peer_first_ok, 1);
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_ok, 2);
 	pool_destroy(pool);
-	tw_expect(ep, 0, 1);
+	tw_expect(ep, 0, 2);
 	realserver_stop(rs);
 }
 END_TEST
