@@ -36,7 +36,8 @@ typedef struct pool_tls pool_tls_t; /* opaque */
 /* TLS state shared by the pools of an application: one OpenSSL context
  * per distinct CA/verify/client-certificate settings (files are read at
  * the first connection that needs them), and the last session of each
- * endpoint, for resumption. NULL when out of memory. The caller owns it:
+ * endpoint, for resumption. Its lock is safe across fork() (atfork
+ * handlers) and never held while a file is read. NULL when out of memory. The caller owns it:
  * free it with pool_tls_free() once every pool using it is destroyed. */
 POOL_API pool_tls_t *pool_tls_new(void);
 
@@ -55,20 +56,27 @@ POOL_API pool_tls_t *pool_tls_new(void);
  * without TLS (and the close_request bytes are sent as the pool would).
  * The connection's data slot holds the TLS state: applications use
  * pool_tls_data()/pool_tls_set_data() instead of pool_conn_data()/
- * pool_conn_set_data(), on every endpoint, TLS or not.
+ * pool_conn_set_data(), on every endpoint, TLS or not. A connection
+ * whose slot holds something else (the application replaced it, or
+ * pool_socket() made it) has no TLS state: pool_tls_ssl/pool_tls_data
+ * return NULL, and peer-first sends the request as without the hooks
+ * for tls = off, and falls back for tls = on. The slot must then hold
+ * NULL or a pointer to at least 8 readable bytes.
  * tls must outlive every pool made from cfg (or a copy of it). Returns 0,
  * POOL_EINVAL (tls or cfg NULL), POOL_EENDPOINT (bad pattern) or
  * POOL_ENOMEM; on failure cfg is unchanged. */
 POOL_API int pool_tls_config(pool_tls_t *tls, pool_config_t *cfg,
                              const char *endpoint, const pool_hooks_t *inner);
 
-/* Free the TLS state: contexts, cached sessions, installed hooks' state.
+/* Free the TLS state: contexts, cached sessions, installed hooks' state,
+ * and connections' TLS state the application displaced from the slot.
  * Only after pool_destroy() of every pool that uses it. NULL is fine. */
 POOL_API void pool_tls_free(pool_tls_t *tls);
 
 /* The TLS connection of conn, for the application's own I/O (SSL_read,
  * SSL_write on a blocking or non-blocking descriptor alike); NULL when
- * conn's endpoint has tls = off. Owned by the pool: valid until
+ * conn's endpoint has tls = off or conn's data slot holds no TLS state
+ * (see pool_tls_config). Owned by the pool: valid until
  * pool_put(); never SSL_free or SSL_shutdown it. Only for connections of
  * a configuration set up with pool_tls_config(). */
 POOL_API SSL *pool_tls_ssl(const pool_conn_t *conn);

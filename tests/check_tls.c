@@ -10,13 +10,17 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -322,6 +326,32 @@ START_TEST(server_name_is_checked)
 }
 END_TEST
 
+/* A tls_server_name too long for a DNS name (300 bytes) fails the
+ * connection, saying so: it is never dropped in favour of the
+ * endpoint's address, which the certificate would match. */
+START_TEST(long_server_name_fails)
+{
+	struct realserver *rs = start_tls(RS_REDIS, NULL);
+	char name[301];
+	pool_conn_t *c = NULL;
+	const char *ep;
+	pool_t *pool;
+
+	if (!rs)
+		return;
+	ep = realserver_endpoint(rs);
+	memset(name, 'a', 295);
+	strcpy(name + 295, ".test");
+	pool = pool_of(tls_config(NULL, "tls_server_name", name, NULL));
+	ck_assert_int_eq(pool_get(pool, ep, &c), POOL_EHOOK);
+	ck_assert_ptr_null(c);
+	log_expect(": tls_server_name is too long (300 bytes; at most 255)");
+	pool_destroy(pool);
+	tw_expect(ep, 0, 0);
+	realserver_stop(rs);
+}
+END_TEST
+
 /* nginx says which name came in SNI ($ssl_server_name): the configured
  * one, and none for an IP endpoint (RFC 6066 forbids IP literals). */
 START_TEST(sni_reaches_the_server)
@@ -567,6 +597,89 @@ START_TEST(tls_off_endpoint_is_plain)
 }
 END_TEST
 
+/* The application replaced a TLS connection's data slot with its own
+ * (pool_conn_set_data, bytes that are no TLS state): the TLS calls see
+ * no state instead of reading its bytes as ours, and peer-first, with no
+ * SSL to write through, falls back to abort, saying why. The displaced
+ * state is freed by pool_tls_free. */
+START_TEST(replaced_data_is_not_tls_state)
+{
+	struct realserver *rs = start_tls(RS_REDIS, NULL);
+	pool_conn_t *c;
+	const char *ep;
+	pool_t *pool;
+	char *mine;
+
+	if (!rs)
+		return;
+	ep = realserver_endpoint(rs);
+	pool = pool_of(tls_config(NULL, "teardown", "peer-first", "close_request",
+				  realserver_close_request(RS_REDIS), "max_idle", "0",
+				  NULL));
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_ptr_nonnull(pool_tls_ssl(c));
+	mine = malloc(64);
+	ck_assert_ptr_nonnull(mine);
+	memset(mine, 'A', 64);
+	pool_conn_set_data(c, mine, free);
+	ck_assert_ptr_null(pool_tls_ssl(c));
+	ck_assert_ptr_null(pool_tls_data(c));
+	pool_tls_set_data(c, mine, NULL); /* ignored: no TLS state */
+	ck_assert_ptr_eq(pool_conn_data(c), mine);
+	pool_put(pool, c, POOL_RETIRE);
+	wait_drains(pool, 5000);
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_fallback, 1);
+	log_expect(": peer-first: no TLS state on this connection");
+	pool_destroy(pool);
+	tw_expect(ep, 0, 0); /* the fallback: abort */
+	realserver_stop(rs);
+}
+END_TEST
+
+/* A tls = off endpoint under the TLS hooks whose slot holds no TLS state
+ * (detached by the application here; a pool_socket() connection is the
+ * same): peer-first still sends the close request, as the pool would
+ * without the hooks, and the TIME_WAIT stays with the server. */
+START_TEST(tls_off_without_state_sends_request)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct realserver *rs;
+	pool_config_t *cfg;
+	pool_conn_t *c;
+	const char *ep;
+	pool_t *pool;
+	char err[256];
+
+	if (!realserver_available(RS_REDIS))
+		return;
+	rs = realserver_start(RS_REDIS, NULL);
+	ck_assert_ptr_nonnull(rs);
+	ep = realserver_endpoint(rs);
+	cfg = tls_config(NULL, "teardown", "peer-first", "close_request",
+			 realserver_close_request(RS_REDIS), "max_idle", "0", NULL);
+	ck_assert_int_eq(pool_config_set(cfg, ep, "tls", "off", err, sizeof(err)), 0);
+	pool = pool_of(cfg);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert(realserver_roundtrip(RS_REDIS, pool_conn_fd(c)));
+	pool_conn_set_data(c, NULL, NULL);
+	pool_put(pool, c, POOL_RETIRE);
+	/* pool_socket(): on_connect never ran, the slot is empty */
+	ck_assert_int_eq(pool_socket(pool, ep, AF_INET, &c), 0);
+	sa.sin_port = htons((uint16_t)atoi(strrchr(ep, ':') + 1));
+	ck_assert_int_eq(connect(pool_conn_fd(c), (struct sockaddr *)&sa,
+				 sizeof(sa)), 0);
+	ck_assert(realserver_roundtrip(RS_REDIS, pool_conn_fd(c)));
+	pool_put(pool, c, POOL_RETIRE);
+	wait_drains(pool, 5000);
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_fallback, 0);
+	ck_assert_uint_eq(stats_of(pool, ep).peer_first_ok, 2);
+	pool_destroy(pool);
+	tw_expect(ep, 0, 2);
+	realserver_stop(rs);
+}
+END_TEST
+
 /* A warm min_idle connection is handed out working: the TLS 1.3 tickets
  * that came after its handshake were read then, not left waiting on the
  * idle socket, where the pool would take them for a dead connection. */
@@ -736,6 +849,97 @@ START_TEST(threads_share_the_state)
 }
 END_TEST
 
+struct blocked_get {
+	pool_t *pool;
+	const char *ep;
+	int rc;
+};
+
+static void *blocked_get_thread(void *arg)
+{
+	struct blocked_get *b = arg;
+	pool_conn_t *c;
+
+	b->rc = pool_get(b->pool, b->ep, &c);
+	if (b->rc == 0)
+		pool_put(b->pool, c, POOL_RETIRE);
+	return NULL;
+}
+
+/* In a child of fork(): a TLS connect, bounded by an alarm; writes 'y'
+ * to fd when it succeeded, and exits (never returns). The verdict goes
+ * through fd rather than the exit status, which valgrind's leak check
+ * may overwrite in the child (the parent's threads, gone there, leave
+ * their stacks "possibly lost"). */
+static void child_connects(pool_config_t *cfg, const char *ep, int fd)
+{
+	pool_conn_t *c;
+	pool_t *pool;
+
+	/* A hang ends the child with SIGALRM; check's own handler, which
+	 * the child may inherit, would kill the whole test instead. */
+	signal(SIGALRM, SIG_DFL);
+	alarm(5);
+	if (pool_create(&pool, cfg) != 0)
+		_exit(1);
+	if (pool_get(pool, ep, &c) == 0) {
+		if (pool_tls_ssl(c) && write(fd, "y", 1) != 1)
+			_exit(2);
+		pool_put(pool, c, POOL_RETIRE);
+	}
+	pool_destroy(pool);
+	pool_config_free(cfg);
+	_exit(0);
+}
+
+/* A thread stuck reading a CA file (a FIFO nobody writes) while another
+ * forks: the child's TLS connects must not wait for a lock that thread,
+ * absent in the child, holds. Files are read outside the lock, and fork
+ * takes the lock first. */
+START_TEST(fork_while_reading_files)
+{
+	struct realserver *rs = start_tls(RS_REDIS, NULL);
+	struct blocked_get b = { 0 };
+	pool_config_t *child_cfg;
+	char fifo[128], ok = 0;
+	pthread_t t;
+	int status, fd, verdict[2];
+	bool connected;
+	pid_t pid;
+
+	if (!rs)
+		return;
+	snprintf(fifo, sizeof(fifo), "%s", cert("fifo.pem"));
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	b.ep = realserver_endpoint(rs);
+	b.pool = pool_of(tls_config(NULL, "tls_ca_file", fifo, NULL));
+	child_cfg = tls_config(NULL, NULL);
+	ck_assert_int_eq(pthread_create(&t, NULL, blocked_get_thread, &b), 0);
+	usleep(300 * 1000); /* the thread is in open(fifo) by now */
+	ck_assert_int_eq(pipe(verdict), 0);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0)
+		child_connects(child_cfg, b.ep, verdict[1]);
+	close(verdict[1]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	connected = read(verdict[0], &ok, 1) == 1 && ok == 'y';
+	close(verdict[0]);
+	/* let the thread's open and read finish: EOF, no certificate */
+	fd = open(fifo, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	pthread_join(t, NULL);
+	ck_assert_msg(connected, "the child's TLS connect %s",
+		      WIFSIGNALED(status) ? "hung (killed by its alarm)" : "failed");
+	ck_assert_int_eq(b.rc, POOL_EHOOK);
+	pool_config_free(child_cfg);
+	pool_destroy(b.pool);
+	unlink(fifo);
+	realserver_stop(rs);
+}
+END_TEST
+
 /* ---- the suite ---- */
 
 static void suite_setup(void)
@@ -763,17 +967,21 @@ Suite *tls_suite(void)
 	tcase_add_loop_test(tc, handshake_and_request, 0, 2);
 	tcase_add_loop_test(tc, untrusted_ca_fails, 0, 2);
 	tcase_add_loop_test(tc, server_name_is_checked, 0, 2);
+	tcase_add_test(tc, long_server_name_fails);
 	tcase_add_test(tc, sni_reaches_the_server);
 	tcase_add_loop_test(tc, second_connection_resumes, 0, 2);
 	tcase_add_loop_test(tc, peer_first_over_tls, 0, 2);
 	tcase_add_test(tc, peer_first_without_request_falls_back);
 	tcase_add_test(tc, inner_hooks_run_inside_tls);
 	tcase_add_test(tc, tls_off_endpoint_is_plain);
+	tcase_add_test(tc, replaced_data_is_not_tls_state);
+	tcase_add_test(tc, tls_off_without_state_sends_request);
 	tcase_add_test(tc, warm_connection_is_usable);
 	tcase_add_test(tc, client_certificate);
 	tcase_add_test(tc, bad_files_are_named);
 	tcase_add_test(tc, silent_server_times_out);
 	tcase_add_test(tc, threads_share_the_state);
+	tcase_add_test(tc, fork_while_reading_files);
 	suite_add_tcase(s, tc);
 	return s;
 }

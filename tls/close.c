@@ -24,6 +24,7 @@
  * at once is a failure (the fallback applies).
  */
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <openssl/err.h>
@@ -57,6 +58,16 @@ static int send_tls(SSL *ssl, const char *req, size_t len)
 	return SSL_write(ssl, req, (int)len) == (int)len ? 0 : -1;
 }
 
+/* The endpoint's close_request bytes; NULL after saying so. */
+static const char *request_bytes(pool_conn_t *conn, size_t *len)
+{
+	const char *req = pool_conn_close_request(conn, len);
+
+	if (!req)
+		tls_log(conn, "peer-first: no close_request to send");
+	return req;
+}
+
 /* The request, through TLS when the endpoint has it. */
 static int send_request(pool_conn_t *conn, struct tls_conn *tc)
 {
@@ -66,25 +77,45 @@ static int send_request(pool_conn_t *conn, struct tls_conn *tc)
 
 	if (inner->close_request)
 		return inner->close_request(conn, inner->ud);
-	req = pool_conn_close_request(conn, &len);
-	if (!req) {
-		tls_log(conn, "peer-first: no close_request to send");
+	req = request_bytes(conn, &len);
+	if (!req)
+		return -1;
+	return tc->ssl ? send_tls(tc->ssl, req, len) : send_plain(conn, req, len);
+}
+
+/* No TLS state in the slot: a connection on_connect never saw (made by
+ * pool_socket) or whose data the application replaced. On a tls = off
+ * endpoint, do what would happen without our hooks: inner's
+ * close_request, else the bytes as the pool sends them. On a tls = on
+ * one there is no SSL to write through (inner's hook would get NULL from
+ * pool_tls_ssl), and plain bytes would be garbage to a TLS server: let
+ * the fallback apply. */
+static int send_stateless(pool_conn_t *conn, const struct tls_install *inst)
+{
+	const char *req;
+	char on[8];
+	size_t len;
+
+	if (pool_conn_setting(conn, "tls", on, sizeof(on)) > 0 &&
+	    strcmp(on, "on") == 0) {
+		tls_log(conn, "peer-first: no TLS state on this connection "
+		        "(pool_conn_set_data replaced it, or on_connect never ran)");
 		return -1;
 	}
-	return tc->ssl ? send_tls(tc->ssl, req, len) : send_plain(conn, req, len);
+	if (inst && inst->inner.close_request)
+		return inst->inner.close_request(conn, inst->inner.ud);
+	req = request_bytes(conn, &len);
+	return req ? send_plain(conn, req, len) : -1;
 }
 
 int tls_close_request(pool_conn_t *conn, void *ud)
 {
-	struct tls_conn *tc = pool_conn_data(conn);
+	struct tls_conn *tc = tls_conn_get(conn);
 	int fd = pool_conn_fd(conn), flags, rc;
 
-	(void)ud;
-	if (!tc)
-		return -1;
 	flags = tls_fd_nonblock(fd);
 	ERR_clear_error();
-	rc = send_request(conn, tc);
+	rc = tc ? send_request(conn, tc) : send_stateless(conn, ud);
 	ERR_clear_error();
 	tls_fd_restore(fd, flags);
 	return rc < 0 ? -1 : 0;

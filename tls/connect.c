@@ -21,7 +21,11 @@
 
 #include "tls-internal.h"
 
+/* A DNS name has at most 253 bytes, and SNI carries at most 255 (RFC
+ * 6066 3): a longer tls_server_name fails the connection. */
 #define NAME_MAX_LEN 256
+/* The longest value tcpool's configuration holds (CONFIG_MAX_STRING):
+ * a path it accepts always fits. */
 #define PATH_MAX_LEN 4096
 
 static int64_t mono_us(void)
@@ -86,10 +90,11 @@ static bool set_peer_name(pool_conn_t *conn, SSL *ssl, bool verify, char *name,
                           size_t namelen)
 {
 	bool ip;
-	int ok = 1;
+	int ok = 1, set = tls_setting(conn, "tls_server_name", name, namelen);
 
-	if (!tls_setting(conn, "tls_server_name", name, namelen) &&
-	    !endpoint_host(pool_conn_endpoint(conn), name, namelen)) {
+	if (set < 0)
+		return false; /* said why; never checked against another name */
+	if (!set && !endpoint_host(pool_conn_endpoint(conn), name, namelen)) {
 		name[0] = '\0';
 		if (!verify)
 			return true;
@@ -118,29 +123,37 @@ static void key_release(struct tls_ctx_key *k)
 	free(k->key_file);
 }
 
-static char *setting_dup(const pool_conn_t *conn, const char *key)
+/* *out: a copy of key's value, NULL when unset. False when it is too
+ * long (logged) or out of memory. */
+static bool setting_dup(const pool_conn_t *conn, const char *key, char **out)
 {
 	char buf[PATH_MAX_LEN + 1];
+	int set = tls_setting(conn, key, buf, sizeof(buf));
 
-	return tls_setting(conn, key, buf, sizeof(buf)) ? strdup(buf) : NULL;
+	*out = set > 0 ? strdup(buf) : NULL;
+	if (set > 0 && !*out)
+		tls_log(conn, "out of memory");
+	return set == 0 || *out;
 }
 
 /* The context for conn's settings. */
-static SSL_CTX *conn_ctx(pool_conn_t *conn, bool *verify)
+static SSL_CTX *conn_ctx(pool_conn_t *conn, struct tls_conn *tc, bool *verify)
 {
-	struct tls_conn *tc = pool_conn_data(conn);
 	struct tls_ctx_key k;
 	char on[8], why[512];
 	SSL_CTX *ctx;
 
-	k.verify = !tls_setting(conn, "tls_verify", on, sizeof(on)) ||
-	           strcmp(on, "off") != 0;
-	k.ca_file = setting_dup(conn, "tls_ca_file");
-	k.cert_file = setting_dup(conn, "tls_cert_file");
-	k.key_file = setting_dup(conn, "tls_key_file");
-	ctx = tls_ctx_get(tc->inst->tls, &k, why, sizeof(why));
-	if (!ctx)
-		tls_log(conn, "%s", why);
+	k.verify = !(tls_setting(conn, "tls_verify", on, sizeof(on)) > 0 &&
+	             strcmp(on, "off") == 0);
+	k.ca_file = k.cert_file = k.key_file = NULL;
+	ctx = NULL;
+	if (setting_dup(conn, "tls_ca_file", &k.ca_file) &&
+	    setting_dup(conn, "tls_cert_file", &k.cert_file) &&
+	    setting_dup(conn, "tls_key_file", &k.key_file)) {
+		ctx = tls_ctx_get(tc->inst->tls, &k, why, sizeof(why));
+		if (!ctx)
+			tls_log(conn, "%s", why);
+	}
 	*verify = k.verify;
 	key_release(&k);
 	return ctx;
@@ -152,7 +165,7 @@ static SSL *conn_ssl(pool_conn_t *conn, struct tls_conn *tc)
 	char name[NAME_MAX_LEN];
 	const char *ep = pool_conn_endpoint(conn);
 	bool verify;
-	SSL_CTX *ctx = conn_ctx(conn, &verify);
+	SSL_CTX *ctx = conn_ctx(conn, tc, &verify);
 	SSL *ssl;
 
 	if (!ctx)
@@ -206,13 +219,27 @@ static bool handshake(pool_conn_t *conn, SSL *ssl, int64_t deadline_us)
 	return false;
 }
 
+/* After a first ticket: how much longer to wait for more. Servers send
+ * several (OpenSSL: 2), possibly in separate segments; one left unread
+ * would be bytes on the idle socket. A gap of 1 ms between them means
+ * the server has sent what it had. */
+#define TICKET_GAP_US 1000
+
+static int64_t ticket_wait(const struct tls_conn *tc, int64_t until)
+{
+	int64_t gap = mono_us() + TICKET_GAP_US;
+
+	return tc->sessions > 0 && gap < until ? gap : until;
+}
+
 /* TLS 1.3 servers send their session tickets after the handshake. Left
  * unread, they would be bytes waiting on an idle socket, which the pool
  * takes for a dead connection; and a server that refuses our client
  * certificate says so only now. So wait for them a little: about as
  * long again as the handshake took (a round trip and the server's work)
- * plus 5 ms, never past the deadline. SSL_peek processes them without
- * taking application data a server-first protocol may send. */
+ * plus 5 ms, never past the deadline, and once one came, until no more
+ * come within TICKET_GAP_US. SSL_peek processes them without taking
+ * application data a server-first protocol may send. */
 static bool read_tickets(pool_conn_t *conn, struct tls_conn *tc, int64_t took_us,
                          int64_t deadline_us)
 {
@@ -232,7 +259,7 @@ static bool read_tickets(pool_conn_t *conn, struct tls_conn *tc, int64_t took_us
 		err = SSL_get_error(tc->ssl, r);
 		if (err != SSL_ERROR_WANT_READ)
 			break;
-		if (tc->sessions > 0 || wait_io(pool_conn_fd(conn), err, until) <= 0)
+		if (wait_io(pool_conn_fd(conn), err, ticket_wait(tc, until)) <= 0)
 			return true;
 	}
 	if (err == SSL_ERROR_ZERO_RETURN || !ERR_peek_last_error())
@@ -247,7 +274,7 @@ static unsigned timeout_ms(const pool_conn_t *conn)
 {
 	char buf[16];
 
-	return tls_setting(conn, "connect_timeout_ms", buf, sizeof(buf))
+	return tls_setting(conn, "connect_timeout_ms", buf, sizeof(buf)) > 0
 	       ? (unsigned)strtoul(buf, NULL, 10) : 2000u;
 }
 
@@ -276,7 +303,7 @@ static bool tls_wanted(const pool_conn_t *conn)
 {
 	char on[8];
 
-	return tls_setting(conn, "tls", on, sizeof(on)) && strcmp(on, "on") == 0;
+	return tls_setting(conn, "tls", on, sizeof(on)) > 0 && strcmp(on, "on") == 0;
 }
 
 int tls_on_connect(pool_conn_t *conn, void *ud)
@@ -290,6 +317,7 @@ int tls_on_connect(pool_conn_t *conn, void *ud)
 		return -1;
 	}
 	tc->inst = inst;
+	tls_conn_track(tc);
 	pool_conn_set_data(conn, tc, tls_conn_free);
 	if (tls_wanted(conn) && !tls_start(conn, tc))
 		return -1;

@@ -239,40 +239,73 @@ static SSL_CTX *ctx_make(const struct tls_ctx_key *key, char *why, size_t whylen
 	return NULL;
 }
 
-/* A failed one is not kept: the file may be fixed by the next connect. */
+static struct tls_ctx *ctx_find(struct pool_tls *tls, const struct tls_ctx_key *key)
+{
+	struct tls_ctx *c;
+
+	for (c = tls->ctxs; c && !key_same(&c->key, key); c = c->next)
+		;
+	return c;
+}
+
+static SSL_CTX *ctx_lookup(struct pool_tls *tls, const struct tls_ctx_key *key)
+{
+	struct tls_ctx *c;
+
+	pthread_mutex_lock(&tls->lock);
+	c = ctx_find(tls, key);
+	pthread_mutex_unlock(&tls->lock);
+	return c ? c->ctx : NULL;
+}
+
+/* Keep c unless another thread made the same context meanwhile; the
+ * one kept. */
+static SSL_CTX *ctx_insert(struct pool_tls *tls, struct tls_ctx *c)
+{
+	struct tls_ctx *won;
+
+	pthread_mutex_lock(&tls->lock);
+	won = ctx_find(tls, &c->key);
+	if (!won) {
+		c->next = tls->ctxs;
+		tls->ctxs = c;
+		won = c;
+	}
+	pthread_mutex_unlock(&tls->lock);
+	if (won != c) {
+		SSL_CTX_free(c->ctx);
+		key_free(&c->key);
+		free(c);
+	}
+	return won->ctx;
+}
+
+/* Made outside the lock: reading a file can block for ever (a FIFO, a
+ * hung NFS mount), and must not hold up other endpoints' connects, nor
+ * a fork() (whose prepare handler takes the lock). Threads connecting at
+ * start-up may each read the files once; one context is kept. A failed
+ * one is not kept: the file may be fixed by the next connect. */
 SSL_CTX *tls_ctx_get(struct pool_tls *tls, const struct tls_ctx_key *key,
                      char *why, size_t whylen)
 {
+	SSL_CTX *ctx = ctx_lookup(tls, key);
 	struct tls_ctx *c;
-	SSL_CTX *ctx = NULL;
 
-	pthread_mutex_lock(&tls->lock);
-	for (c = tls->ctxs; c && !key_same(&c->key, key); c = c->next)
-		;
-	if (c) {
-		ctx = c->ctx;
-		goto out;
-	}
-	/* Made under the lock: files are read once, not once per thread
-	 * that connects at start-up. */
+	if (ctx)
+		return ctx;
 	c = calloc(1, sizeof(*c));
 	if (!c || !key_copy(&c->key, key)) {
 		free(c);
 		snprintf(why, whylen, "out of memory");
-		goto out;
+		return NULL;
 	}
 	c->ctx = ctx_make(key, why, whylen);
 	if (!c->ctx) {
 		key_free(&c->key);
 		free(c);
-		goto out;
+		return NULL;
 	}
-	c->next = tls->ctxs;
-	tls->ctxs = c;
-	ctx = c->ctx;
-out:
-	pthread_mutex_unlock(&tls->lock);
-	return ctx;
+	return ctx_insert(tls, c);
 }
 
 void tls_ctxs_free(struct pool_tls *tls)

@@ -3,8 +3,11 @@
  * pool_conn_setting, pool_conn_log) and OpenSSL: a pool knows nothing
  * of TLS.
  *
- * Locking: pool_tls.lock guards the context list, the session cache and
- * the install list. Connections are touched only by the thread that
+ * Locking: pool_tls.lock guards the context list, the session cache,
+ * the install list and the list of live connection states. It is held
+ * only for list work, never while reading a file or talking to a
+ * server, and fork() takes it first (pthread_atfork, tls.c): a child
+ * never inherits it locked by a thread it does not have. Connections are touched only by the thread that
  * holds them (on_connect, the application, the close_request hook), as
  * the pool guarantees.
  */
@@ -54,16 +57,28 @@ struct pool_tls {
 	struct tls_ctx *ctxs;
 	struct tls_sess *sessions;
 	struct tls_install *installs;
+	struct tls_conn *conns;  /* every live tls_conn */
+	struct pool_tls *next_all; /* the list fork() walks (tls.c) */
 };
+
+/* "tlsconn1": marks a data slot that holds our state. The slot may hold
+ * something else: a pool_socket() connection never ran on_connect, and
+ * an application may call pool_conn_set_data() itself. */
+#define TLS_CONN_MAGIC UINT64_C(0x746c73636f6e6e31)
 
 /* A connection's data slot: the TLS state, and the application's data. */
 struct tls_conn {
+	uint64_t magic;          /* TLS_CONN_MAGIC, first: checked before
+	                          * anything else is read */
 	SSL *ssl;                /* NULL when the endpoint has tls = off */
 	struct tls_install *inst;
 	char *sess_key;          /* where its sessions are cached */
 	unsigned sessions;       /* sessions the server gave it (tickets) */
 	void *data;              /* pool_tls_set_data */
 	void (*free_fn)(void *data);
+	/* In tls->conns: a state the application displaced from the slot
+	 * (pool_conn_set_data) is still freed, by pool_tls_free. */
+	struct tls_conn *prev, *next;
 };
 
 /* ---- contexts and sessions (ctx.c) ---- */
@@ -90,13 +105,22 @@ void tls_reason(char *out, size_t outlen, const SSL *ssl);
 
 /* ---- hooks (connect.c, close.c) ---- */
 
+/* conn's TLS state, or NULL when its data slot holds anything else. */
+struct tls_conn *tls_conn_get(const pool_conn_t *conn);
+/* Add tc to / free tc and remove it from its pool_tls's live list. */
+void tls_conn_track(struct tls_conn *tc);
+void tls_conns_free(struct pool_tls *tls);
+
 int tls_on_connect(pool_conn_t *conn, void *ud);
 int tls_close_request(pool_conn_t *conn, void *ud);
 void tls_conn_free(void *data);
 
-/* A key's value for conn as text; false when it is empty or too long. */
-bool tls_setting(const pool_conn_t *conn, const char *key, char *buf,
-                 size_t len);
+/* A key's value for conn as text: 1 when set, 0 when unset (empty), -1
+ * (logged) when it does not fit len. Too long is not unset: a value
+ * dropped silently would let a default (the endpoint's host for
+ * tls_server_name, the system store for tls_ca_file) stand in for it. */
+int tls_setting(const pool_conn_t *conn, const char *key, char *buf,
+                size_t len);
 
 /* Log "tls: ENDPOINT: ..." through the pool's log. */
 void tls_log(const pool_conn_t *conn, const char *fmt, ...)

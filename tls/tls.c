@@ -10,6 +10,70 @@
 
 #include "tls-internal.h"
 
+/* Every live pool_tls, for the fork handlers. A thread may hold a
+ * pool_tls lock when another forks: the child would inherit it locked
+ * with no thread to release it, and its first TLS connect would hang.
+ * So fork() takes all_lock and every lock first (prepare), and the
+ * child re-initialises them. Lock order: all_lock, then a tls->lock. */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pool_tls *all;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static int fork_rc;
+
+static void fork_prepare(void)
+{
+	struct pool_tls *t;
+
+	pthread_mutex_lock(&all_lock);
+	for (t = all; t; t = t->next_all)
+		pthread_mutex_lock(&t->lock);
+}
+
+static void fork_parent(void)
+{
+	struct pool_tls *t;
+
+	for (t = all; t; t = t->next_all)
+		pthread_mutex_unlock(&t->lock);
+	pthread_mutex_unlock(&all_lock);
+}
+
+/* The child has one thread, the one that forked, which took every lock
+ * in prepare: fresh mutexes are as good and need no owner check. */
+static void fork_child(void)
+{
+	struct pool_tls *t;
+
+	for (t = all; t; t = t->next_all)
+		pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_init(&all_lock, NULL);
+}
+
+static void fork_register(void)
+{
+	fork_rc = pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void all_add(struct pool_tls *tls)
+{
+	pthread_mutex_lock(&all_lock);
+	tls->next_all = all;
+	all = tls;
+	pthread_mutex_unlock(&all_lock);
+}
+
+static void all_remove(struct pool_tls *tls)
+{
+	struct pool_tls **p;
+
+	pthread_mutex_lock(&all_lock);
+	for (p = &all; *p && *p != tls; p = &(*p)->next_all)
+		;
+	if (*p)
+		*p = tls->next_all;
+	pthread_mutex_unlock(&all_lock);
+}
+
 POOL_API pool_tls_t *pool_tls_new(void)
 {
 	struct pool_tls *tls;
@@ -18,11 +82,16 @@ POOL_API pool_tls_t *pool_tls_new(void)
 	 * here rather than at the first connect. */
 	if (OPENSSL_init_ssl(0, NULL) != 1)
 		return NULL;
+	pthread_once(&fork_once, fork_register);
+	if (fork_rc != 0)
+		return NULL;
 	tls = calloc(1, sizeof(*tls));
 	if (tls && pthread_mutex_init(&tls->lock, NULL) != 0) {
 		free(tls);
 		tls = NULL;
 	}
+	if (tls)
+		all_add(tls);
 	return tls;
 }
 
@@ -62,6 +131,8 @@ POOL_API void pool_tls_free(pool_tls_t *tls)
 
 	if (!tls)
 		return;
+	all_remove(tls);
+	tls_conns_free(tls);
 	tls_sessions_free(tls);
 	tls_ctxs_free(tls);
 	for (inst = tls->installs; inst; inst = next) {
@@ -72,16 +143,30 @@ POOL_API void pool_tls_free(pool_tls_t *tls)
 	free(tls);
 }
 
-POOL_API SSL *pool_tls_ssl(const pool_conn_t *conn)
+/* The slot holds our state only if on_connect put it there and nobody
+ * replaced it. Anything else (NULL, a pool_socket() connection, the
+ * application's own pool_conn_set_data) is told apart by the magic,
+ * read first: a misaligned pointer is not ours either. */
+struct tls_conn *tls_conn_get(const pool_conn_t *conn)
 {
 	struct tls_conn *tc = pool_conn_data(conn);
+
+	if (!tc || (uintptr_t)tc % _Alignof(struct tls_conn) != 0 ||
+	    tc->magic != TLS_CONN_MAGIC)
+		return NULL;
+	return tc;
+}
+
+POOL_API SSL *pool_tls_ssl(const pool_conn_t *conn)
+{
+	struct tls_conn *tc = tls_conn_get(conn);
 
 	return tc ? tc->ssl : NULL;
 }
 
 POOL_API void *pool_tls_data(const pool_conn_t *conn)
 {
-	struct tls_conn *tc = pool_conn_data(conn);
+	struct tls_conn *tc = tls_conn_get(conn);
 
 	return tc ? tc->data : NULL;
 }
@@ -89,7 +174,7 @@ POOL_API void *pool_tls_data(const pool_conn_t *conn)
 POOL_API void pool_tls_set_data(pool_conn_t *conn, void *data,
                                 void (*free_fn)(void *data))
 {
-	struct tls_conn *tc = pool_conn_data(conn);
+	struct tls_conn *tc = tls_conn_get(conn);
 
 	if (!tc)
 		return;
@@ -97,13 +182,36 @@ POOL_API void pool_tls_set_data(pool_conn_t *conn, void *data,
 	tc->free_fn = free_fn;
 }
 
-/* The pool calls this once, after the socket is closed. */
-void tls_conn_free(void *data)
+void tls_conn_track(struct tls_conn *tc)
 {
-	struct tls_conn *tc = data;
+	struct pool_tls *tls = tc->inst->tls;
 
-	if (!tc)
-		return;
+	tc->magic = TLS_CONN_MAGIC;
+	pthread_mutex_lock(&tls->lock);
+	tc->prev = NULL;
+	tc->next = tls->conns;
+	if (tls->conns)
+		tls->conns->prev = tc;
+	tls->conns = tc;
+	pthread_mutex_unlock(&tls->lock);
+}
+
+static void conn_untrack(struct tls_conn *tc)
+{
+	struct pool_tls *tls = tc->inst->tls;
+
+	pthread_mutex_lock(&tls->lock);
+	if (tc->prev)
+		tc->prev->next = tc->next;
+	else
+		tls->conns = tc->next;
+	if (tc->next)
+		tc->next->prev = tc->prev;
+	pthread_mutex_unlock(&tls->lock);
+}
+
+static void conn_release(struct tls_conn *tc)
+{
 	if (tc->ssl) {
 		/* A connection retired by abort, close or after a failed
 		 * peer-first never saw a close_notify; OpenSSL would then take
@@ -116,14 +224,46 @@ void tls_conn_free(void *data)
 	if (tc->free_fn)
 		tc->free_fn(tc->data);
 	free(tc->sess_key);
+	tc->magic = 0; /* a stale pointer to it no longer passes for ours */
 	free(tc);
 }
 
-bool tls_setting(const pool_conn_t *conn, const char *key, char *buf, size_t len)
+/* The pool calls this once, after the socket is closed (it is the
+ * free_fn on_connect set, so data is ours unless the slot was replaced,
+ * in which case the pool calls the application's instead). */
+void tls_conn_free(void *data)
+{
+	struct tls_conn *tc = data;
+
+	if (!tc || tc->magic != TLS_CONN_MAGIC)
+		return;
+	conn_untrack(tc);
+	conn_release(tc);
+}
+
+/* States still live after every pool is destroyed: the ones the
+ * application displaced from their slot with pool_conn_set_data. */
+void tls_conns_free(struct pool_tls *tls)
+{
+	struct tls_conn *tc, *next;
+
+	for (tc = tls->conns; tc; tc = next) {
+		next = tc->next;
+		conn_release(tc);
+	}
+	tls->conns = NULL;
+}
+
+int tls_setting(const pool_conn_t *conn, const char *key, char *buf, size_t len)
 {
 	int n = pool_conn_setting(conn, key, buf, len);
 
-	return n > 0 && (size_t)n < len;
+	if (n <= 0)
+		return 0;
+	if ((size_t)n < len)
+		return 1;
+	tls_log(conn, "%s is too long (%d bytes; at most %zu)", key, n, len - 1);
+	return -1;
 }
 
 void tls_log(const pool_conn_t *conn, const char *fmt, ...)
