@@ -14,7 +14,7 @@
  * pool_tls lock when another forks: the child would inherit it locked
  * with no thread to release it, and its first TLS connect would hang.
  * So fork() takes all_lock and every lock first (prepare), and the
- * child re-initialises them. Lock order: all_lock, then a tls->lock. */
+ * child, whose one thread is the forking one, releases them. Lock order: all_lock, then a tls->lock. */
 static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pool_tls *all;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -39,14 +39,12 @@ static void fork_parent(void)
 }
 
 /* The child has one thread, the one that forked, which took every lock
- * in prepare: fresh mutexes are as good and need no owner check. */
+ * in prepare and so may release them, as the parent does (the core's
+ * fork.c does the same). Re-initialising a mutex held by the caller
+ * instead is undefined, and TSan reports the next lock as a double lock. */
 static void fork_child(void)
 {
-	struct pool_tls *t;
-
-	for (t = all; t; t = t->next_all)
-		pthread_mutex_init(&t->lock, NULL);
-	pthread_mutex_init(&all_lock, NULL);
+	fork_parent();
 }
 
 static void fork_register(void)
