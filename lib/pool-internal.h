@@ -260,11 +260,6 @@ void teardown_now(int fd, enum pool_teardown how);
  * if the server turned out to have closed. */
 bool teardown_fallback(int fd, enum pool_teardown how, size_t *budget);
 
-/* Start a peer-first close: send the close request (non-blocking).
- * Returns DRAIN_EOF if the peer had already closed, DRAIN_FAILED if the
- * request could not be sent whole, DRAIN_AGAIN otherwise. */
-enum drain_status drain_start(int fd, const struct pool_settings *s);
-
 /* Send the configured close request bytes (non-blocking): DRAIN_AGAIN
  * when sent whole, DRAIN_EOF if the peer is gone, DRAIN_FAILED if there
  * are none or they could not be sent whole. */

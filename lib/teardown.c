@@ -84,19 +84,6 @@ static enum drain_status send_close_request(int fd, const struct pool_settings *
 	return DRAIN_AGAIN;
 }
 
-enum drain_status drain_start(int fd, const struct pool_settings *s)
-{
-	size_t budget = DRAIN_BUDGET;
-	enum drain_status st;
-
-	/* A peer that closed while the connection sat idle needs no request:
-	 * closing a CLOSE_WAIT socket leaves no TIME_WAIT on either side. */
-	st = drain_step(fd, &budget);
-	if (st != DRAIN_AGAIN)
-		return st;
-	return drain_send(fd, s);
-}
-
 enum drain_status drain_send(int fd, const struct pool_settings *s)
 {
 	if (!s->close_request || s->close_request_len == 0)
