@@ -392,14 +392,18 @@ size_t config_escape(char *out, size_t outlen, const char *s, size_t len)
 
 #define QUOTE_SHOWN 64
 
-void config_quote(char *out, size_t outlen, const char *s)
+void config_quote_bytes(char *out, size_t outlen, const char *s, size_t len)
 {
 	char body[QUOTE_SHOWN * 4 + 1];
-	size_t n = strlen(s);
-	size_t shown = n > QUOTE_SHOWN ? QUOTE_SHOWN : n;
+	size_t shown = len > QUOTE_SHOWN ? QUOTE_SHOWN : len;
 	size_t used = config_escape(body, sizeof(body), s, shown);
 
-	snprintf(out, outlen, "\"%s\"%s", body, used < n ? "..." : "");
+	snprintf(out, outlen, "\"%s\"%s", body, used < len ? "..." : "");
+}
+
+void config_quote(char *out, size_t outlen, const char *s)
+{
+	config_quote_bytes(out, outlen, s, strlen(s));
 }
 
 /* ---- parsing values ---- */

@@ -127,6 +127,8 @@ size_t config_escape(char *out, size_t outlen, const char *s, size_t len);
 
 /* A quoted, escaped and, past 64 bytes, shortened copy of s for messages. */
 void config_quote(char *out, size_t outlen, const char *s);
+/* The same for len bytes that may hold NUL bytes (a close_request). */
+void config_quote_bytes(char *out, size_t outlen, const char *s, size_t len);
 
 /* The hooks an endpoint matching sec (NULL: none) gets: the section's
  * when it sets them, else [pool]'s; NULL when none. Points into cfg. */

@@ -160,23 +160,23 @@ uint32_t ratelimit_hit(struct ratelimit *rl, uint64_t now)
 }
 
 /* The close request as configured, for a message: the hook, or the
- * bytes quoted with their escapes (shortened past 64). */
+ * bytes quoted with their escapes, as config messages show values. */
 static void request_shown(char *out, size_t outlen, const struct pool_endpoint *ep)
 {
 	const struct pool_settings *s = &ep->set;
-	char body[64 * 4 + 1];
-	size_t n = s->close_request_len, shown = n > 64 ? 64 : n, used;
+	char quoted[64 * 4 + 8];
 
 	if (ep->hooks && ep->hooks->close_request) {
 		snprintf(out, outlen, "the close_request hook");
 		return;
 	}
-	if (!n) {
+	if (!s->close_request_len) {
 		snprintf(out, outlen, "no close_request");
 		return;
 	}
-	used = config_escape(body, sizeof(body), s->close_request, shown);
-	snprintf(out, outlen, "close_request \"%s\"%s", body, used < n ? "..." : "");
+	config_quote_bytes(quoted, sizeof(quoted), s->close_request,
+			   s->close_request_len);
+	snprintf(out, outlen, "close_request %s", quoted);
 }
 
 static void fallback_text(char *out, size_t outlen, const struct pool_endpoint *ep,
