@@ -836,11 +836,9 @@ static size_t format_sources(char *out, size_t outlen,
 		out[0] = '\0';
 	for (i = 0; i < src->n; i++) {
 		const union pool_sockaddr *a = &src->addr[i];
-		socklen_t len = a->sa.sa_family == AF_INET ? sizeof(a->in)
-		                                           : sizeof(a->in6);
 		int n;
 
-		if (getnameinfo(&a->sa, len, host, sizeof(host), NULL, 0,
+		if (getnameinfo(&a->sa, sockaddr_len(a), host, sizeof(host), NULL, 0,
 		                NI_NUMERICHOST) != 0)
 			snprintf(host, sizeof(host), "?");
 		n = snprintf(out + (used < outlen ? used : outlen),

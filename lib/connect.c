@@ -208,6 +208,17 @@ static int dead_peer_options(int fd, const struct pool_settings *s)
 	return err;
 }
 
+/* Bind fd to the source address src with no port: connect() picks the
+ * port for the whole 4-tuple. Returns 0 or an errno. */
+static int bind_source(int fd, const union pool_sockaddr *src)
+{
+	int err = setopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+
+	if (!err && bind(fd, &src->sa, sockaddr_len(src)) < 0)
+		err = errno;
+	return err;
+}
+
 /* Everything a TCP socket gets before connect(). Returns 0 or an errno:
  * a configured option that does not apply fails the connect rather than
  * leave the socket without what the configuration promised. */
@@ -224,13 +235,7 @@ static int tcp_prepare(int fd, int family, const struct tcp_plan *plan)
 	    setsockopt(fd, IPPROTO_IP, IP_LOCAL_PORT_RANGE, &range, sizeof(range)) < 0)
 		err = errno;
 	src = err ? NULL : pick_source(&s->source_address, family, plan->turn);
-	if (!src)
-		return err;
-	err = setopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
-	if (!err && bind(fd, &src->sa, family == AF_INET ? sizeof(src->in)
-							  : sizeof(src->in6)) < 0)
-		err = errno;
-	return err;
+	return src ? bind_source(fd, src) : err;
 }
 
 /* The one place a socket for an endpoint is made, for the pool's
@@ -465,10 +470,7 @@ static int probe_sources(const struct pool_settings *s, const char *where,
 
 		if (fd < 0)
 			return 0; /* cannot tell */
-		e = setopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
-		if (!e && bind(fd, &a->sa, family == AF_INET ? sizeof(a->in)
-							   : sizeof(a->in6)) < 0)
-			e = errno;
+		e = bind_source(fd, a);
 		close(fd);
 		if (!e)
 			continue;

@@ -65,6 +65,12 @@ union pool_sockaddr {
 	struct sockaddr_in in;
 	struct sockaddr_in6 in6;
 };
+
+/* The length bind() and getnameinfo() expect for a's family. */
+static inline socklen_t sockaddr_len(const union pool_sockaddr *a)
+{
+	return a->sa.sa_family == AF_INET ? sizeof(a->in) : sizeof(a->in6);
+}
 struct pool_sources {
 	uint32_t n;
 	union pool_sockaddr addr[POOL_MAX_SOURCES];
