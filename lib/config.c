@@ -806,11 +806,36 @@ int config_validate(const struct pool_config *cfg, char *err, size_t errlen)
 	return POOL_ECONFIG;
 }
 
+int config_each_settings(const struct pool_config *cfg,
+			 int (*fn)(const struct pool_settings *s,
+				   const char *where, void *ud),
+			 void *ud)
+{
+	struct pool_settings eff;
+	char where[SHOWN + 16];
+	size_t i;
+	int rc = fn(&cfg->defaults, "[pool]", ud);
+
+	for (i = 0; !rc && i < cfg->nsections; i++) {
+		config_overlay(&eff, &cfg->defaults, &cfg->sections[i]);
+		section_name(where, sizeof(where), cfg, (long)i);
+		rc = fn(&eff, where, ud);
+	}
+	return rc;
+}
+
+struct warn_ctx {
+	void (*warn)(const char *msg, void *ud);
+	void *ud;
+	unsigned n;
+};
+
 /* One section's settings (s): max_idle below max_active means a burst
  * can leave more connections idle than max_idle keeps. */
-static unsigned settings_warn(const struct pool_settings *s, const char *name,
-                              void (*warn)(const char *msg, void *ud), void *ud)
+static int settings_warn(const struct pool_settings *s, const char *name,
+                         void *arg)
 {
+	struct warn_ctx *w = arg;
 	char msg[SHOWN + 256];
 
 	if (!s->max_active || s->max_idle >= s->max_active)
@@ -825,25 +850,18 @@ static unsigned settings_warn(const struct pool_settings *s, const char *name,
 		         "and idle_shrink_ms is 0: every connection given back above "
 		         "%u idle is closed at once, and a burst opens them again",
 		         name, s->max_idle, s->max_active, s->max_idle);
-	warn(msg, ud);
-	return 1;
+	w->warn(msg, w->ud);
+	w->n++;
+	return 0; /* every section is looked at */
 }
 
 unsigned config_warnings(const struct pool_config *cfg,
                          void (*warn)(const char *msg, void *ud), void *ud)
 {
-	struct pool_settings eff;
-	char name[SHOWN + 16];
-	unsigned n;
-	size_t i;
+	struct warn_ctx w = { warn, ud, 0 };
 
-	n = settings_warn(&cfg->defaults, "[pool]", warn, ud);
-	for (i = 0; i < cfg->nsections; i++) {
-		config_overlay(&eff, &cfg->defaults, &cfg->sections[i]);
-		section_name(name, sizeof(name), cfg, (long)i);
-		n += settings_warn(&eff, name, warn, ud);
-	}
-	return n;
+	config_each_settings(cfg, settings_warn, &w);
+	return w.n;
 }
 
 /* Apply key = value to tmp in [pool] (pattern NULL) or its section;

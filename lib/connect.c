@@ -404,30 +404,16 @@ int socket_unconnected(struct pool_endpoint *ep, int family)
 	return setup_failed ? POOL_ECONNECT : connect_error(-fd);
 }
 
-/* Call fn on [pool]'s settings and on each section's effective ones,
- * with the section's name for messages; stops at the first non-zero. */
-static int each_settings(const struct pool_config *cfg,
-			 int (*fn)(const struct pool_settings *s, const char *where,
-				   char *err, size_t errlen),
-			 char *err, size_t errlen)
-{
-	struct pool_settings eff;
-	char where[POOL_MAX_HOST + POOL_MAX_PATH + 16];
-	size_t i;
-	int rc = fn(&cfg->defaults, "[pool]", err, errlen);
-
-	for (i = 0; !rc && i < cfg->nsections; i++) {
-		config_overlay(&eff, &cfg->defaults, &cfg->sections[i]);
-		snprintf(where, sizeof(where), "[endpoint %s]",
-			 cfg->sections[i].pattern);
-		rc = fn(&eff, where, err, errlen);
-	}
-	return rc;
-}
+/* Where a probe's message goes. */
+struct probe_err {
+	char *err;
+	size_t errlen;
+};
 
 static int probe_port_range(const struct pool_settings *s, const char *where,
-			    char *err, size_t errlen)
+			    void *arg)
 {
+	const struct probe_err *pe = arg;
 	uint32_t range = s->local_port_range;
 	int fd, e = 0;
 
@@ -443,8 +429,8 @@ static int probe_port_range(const struct pool_settings *s, const char *where,
 		e = socket_probe_fake_errno;
 	if (!e)
 		return 0;
-	if (err && errlen)
-		snprintf(err, errlen, "%s local_port_range: not supported by this "
+	if (pe->err && pe->errlen)
+		snprintf(pe->err, pe->errlen, "%s local_port_range: not supported by this "
 			 "kernel: %s (IP_LOCAL_PORT_RANGE needs Linux 6.3 or later)",
 			 where, strerror(e));
 	return POOL_ENOTSUP;
@@ -452,13 +438,16 @@ static int probe_port_range(const struct pool_settings *s, const char *where,
 
 int socket_check_support(const struct pool_config *cfg, char *err, size_t errlen)
 {
-	return each_settings(cfg, probe_port_range, err, errlen);
+	struct probe_err pe = { err, errlen };
+
+	return config_each_settings(cfg, probe_port_range, &pe);
 }
 
 /* Bind each source address as a connect would, port left to connect(). */
 static int probe_sources(const struct pool_settings *s, const char *where,
-			 char *err, size_t errlen)
+			 void *arg)
 {
+	const struct probe_err *pe = arg;
 	char host[INET6_ADDRSTRLEN];
 	uint32_t i;
 
@@ -477,8 +466,8 @@ static int probe_sources(const struct pool_settings *s, const char *where,
 		inet_ntop(family, family == AF_INET ? (const void *)&a->in.sin_addr
 						    : (const void *)&a->in6.sin6_addr,
 			  host, sizeof(host));
-		if (err && errlen)
-			snprintf(err, errlen, "%s source_address: %s cannot be "
+		if (pe->err && pe->errlen)
+			snprintf(pe->err, pe->errlen, "%s source_address: %s cannot be "
 				 "bound: %s%s", where, host, strerror(e),
 				 e == EADDRNOTAVAIL ? " (not an address of this host)"
 						    : "");
@@ -489,7 +478,9 @@ static int probe_sources(const struct pool_settings *s, const char *where,
 
 int socket_check_sources(const struct pool_config *cfg, char *err, size_t errlen)
 {
-	return each_settings(cfg, probe_sources, err, errlen);
+	struct probe_err pe = { err, errlen };
+
+	return config_each_settings(cfg, probe_sources, &pe);
 }
 
 bool socket_is_alive(int fd)

@@ -154,6 +154,14 @@ int config_resolve(const struct pool_config *cfg,
                    const struct endpoint_addr *addr,
                    struct pool_settings *out);
 void settings_release(struct pool_settings *s);
+
+/* Call fn on [pool]'s settings, then on each section's effective ones,
+ * with the section's name for messages ("[pool]", "[endpoint P]");
+ * stops at, and returns, the first non-zero fn returns. */
+int config_each_settings(const struct pool_config *cfg,
+			 int (*fn)(const struct pool_settings *s,
+				   const char *where, void *ud),
+			 void *ud);
 /* The hooks of the same section (pool_config_set_hooks), or NULL: points
  * into cfg, so valid as long as cfg is unchanged (a pool's own copy). */
 const pool_hooks_t *config_resolve_hooks(const struct pool_config *cfg,
