@@ -116,9 +116,8 @@ static void child_close_inherited(struct pool *pool)
 			child_close_conns(ep, self);
 	DL_FOREACH(pool->reaper.list, d)
 		close_copy(&d->fd);
-	/* A refill's connect under way: no thread will finish it here. It
-	 * may be on an idle list too already; closing twice is harmless
-	 * here, since nothing can open a descriptor in between. */
+	/* A refill's connect under way: no thread will finish it here. (It
+	 * is unpublished before it goes on an idle list: never both.) */
 	close_copy(&pool->refill.inflight_fd);
 	/* The epoll set and the eventfds are shared with the parent: a
 	 * write or epoll_ctl here would reach the parent's threads. */
@@ -231,18 +230,14 @@ static void child_reset_reaper(struct pool *pool, struct data_free **frees)
 {
 	struct reaper *r = &pool->reaper;
 	struct drain *d, *tmp;
-	struct watch *w;
 
 	DL_FOREACH_SAFE(r->list, d, tmp) {
 		DL_DELETE(r->list, d);
 		defer_free(frees, &d->data, &d->free_fn);
 		free(d);
 	}
-	while (r->dead) {
-		w = r->dead;
-		r->dead = w->next;
-		free(w);
-	}
+	reaper_free_dead(r->dead);
+	r->dead = NULL;
 	/* run_lock may be "held" by the parent's maintenance thread, which
 	 * does not exist here: fresh locks. */
 	reaper_init_state(r);

@@ -676,6 +676,8 @@ int reaper_init(struct reaper *r);
 void reaper_init_state(struct reaper *r);
 int reaper_open(struct reaper *r);
 void reaper_fini(struct reaper *r);
+/* Free a list of unwatched watches (r->dead), once nothing can name them. */
+void reaper_free_dead(struct watch *w);
 /* Track fd until the server's EOF or the deadline; takes the fd, its
  * max_total slot, released when the drain ends, and the connection's
  * data, freed (free_fn) once the socket is closed. */

@@ -72,7 +72,7 @@ int reaper_init(struct reaper *r)
 	return rc;
 }
 
-static void free_dead(struct watch *w)
+void reaper_free_dead(struct watch *w)
 {
 	struct watch *next;
 
@@ -84,7 +84,7 @@ static void free_dead(struct watch *w)
 
 void reaper_fini(struct reaper *r)
 {
-	free_dead(r->dead);
+	reaper_free_dead(r->dead);
 	r->dead = NULL;
 	if (r->epfd >= 0)
 		close(r->epfd);
@@ -336,7 +336,7 @@ static void reap_dead(struct reaper *r)
 	dead = r->dead;
 	r->dead = NULL;
 	pthread_mutex_unlock(&r->lock);
-	free_dead(dead);
+	reaper_free_dead(dead);
 }
 
 /* Fallback for drains past their deadline; returns ms to the next one. */
