@@ -317,6 +317,32 @@ POOL_API int pool_stats_foreach(pool_t *pool,
                                            const pool_stats_t *st, void *ud),
                                 void *ud);
 
+/* ---- event loops ------------------------------------------------------ */
+
+/* One acquire in progress, for programs that must not block
+ * (pool_get_start(3)). */
+typedef struct pool_pending pool_pending_t;
+
+POOL_API int pool_get_start(pool_t *pool, const char *endpoint,
+                            pool_conn_t **out, pool_pending_t **pend);
+POOL_API int pool_pending_fd(const pool_pending_t *pend, short *events);
+POOL_API int pool_get_finish(pool_t *pool, pool_pending_t *pend,
+                             pool_conn_t **out);
+POOL_API void pool_get_cancel(pool_t *pool, pool_pending_t *pend);
+
+/* Retire the idle connections of endpoint (NULL: of every endpoint) now,
+ * by their policy, and the checked-out ones at their pool_put. */
+POOL_API int pool_flush(pool_t *pool, const char *endpoint);
+
+/* ---- metrics ----------------------------------------------------------- */
+
+#define POOL_FORMAT_PROMETHEUS 1 /* Prometheus text exposition format 0.0.4 */
+
+/* The pool's metrics as text in buf (len bytes, NUL-terminated when len
+ * > 0). Returns the length the whole text needs, without the NUL, as
+ * snprintf does, or a negative POOL_E* code. */
+POOL_API int pool_stats_format(pool_t *pool, char *buf, size_t len, int format);
+
 /* ---- TIME_WAIT accounting --------------------------------------------- */
 
 typedef struct pool_tw_count {

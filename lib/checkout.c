@@ -10,14 +10,24 @@
 #include "pool-internal.h"
 #include "wait.h"
 
-/* Whether a connection has reached its max_uses or lifetime. */
-static bool conn_expired(const struct pool_conn *c, uint64_t now)
+/* Why a connection must not be handed out again: its max_uses, its
+ * lifetime, or pool_flush / a DNS change (doomed); RR_COUNT: none. */
+static enum retire_reason conn_expiry(const struct pool_conn *c, uint64_t now)
 {
 	const struct pool_settings *s = &c->ep->set;
 
 	if (s->max_uses && c->uses >= s->max_uses)
-		return true;
-	return c->expires_ns && now >= c->expires_ns;
+		return RR_MAX_USES;
+	if (c->expires_ns && now >= c->expires_ns)
+		return RR_LIFETIME;
+	if (c->doomed)
+		return (enum retire_reason)c->retire_why;
+	return RR_COUNT;
+}
+
+static bool conn_expired(const struct pool_conn *c, uint64_t now)
+{
+	return conn_expiry(c, now) != RR_COUNT;
 }
 
 static bool needs_validation(const struct pool_conn *c, uint64_t now)
@@ -156,7 +166,7 @@ static void drop_stale(struct pool *pool, struct pool_conn *c)
 	/* Peer closed (CLOSE_WAIT) or reset: a plain close leaves no
 	 * TIME_WAIT. Unexpected bytes waiting: close() sends an RST, which
 	 * is what such a connection deserves. */
-	conn_drop(pool, c);
+	conn_drop(pool, c, RR_STALE);
 }
 
 /* At max_total, an idle connection of another endpoint is worth less than
@@ -180,7 +190,7 @@ static bool evict_idle_elsewhere(struct pool *pool, struct pool_endpoint *self)
 		plock_unlock(&pool->shards[i].lock);
 	}
 	if (victim)
-		conn_retire(pool, victim, false);
+		conn_retire(pool, victim, false, RR_EVICTED);
 	return victim != NULL;
 }
 
@@ -191,15 +201,16 @@ static bool evict_idle_elsewhere(struct pool *pool, struct pool_endpoint *self)
 static bool still_good(struct pool *pool, struct pool_endpoint *ep,
 		       struct pool_conn *c, uint64_t now)
 {
+	enum retire_reason why = conn_expiry(c, now);
 	bool alive;
 
-	if (conn_expired(c, now)) {
+	if (why != RR_COUNT) {
 		ep->nin_use--;
 		/* c's slot goes with it: until ep is locked again, only the
 		 * pin keeps the maintenance from forgetting ep. */
 		ep->pins++;
 		plock_unlock(&ep->shard->lock);
-		conn_retire(pool, c, false);
+		conn_retire(pool, c, false, why);
 		plock_lock(&ep->shard->lock);
 		ep->pins--;
 		return false;
@@ -487,7 +498,7 @@ static bool put_unproven(struct pool *pool, struct pool_conn *c,
 	DL_DELETE(ep->busy, c);
 	ep->nin_use--;
 	plock_unlock(&ep->shard->lock);
-	conn_drop(pool, c);
+	conn_drop(pool, c, RR_STALE);
 	return true;
 }
 
@@ -539,6 +550,26 @@ static bool hand_to_waiter(struct pool *pool, struct pool_conn *c)
 	return false;
 }
 
+/* Why a pool_put retires conn rather than keeping it. */
+static enum retire_reason put_reason(struct pool *pool, const struct pool_conn *c,
+				     pool_put_mode mode, uint64_t now)
+{
+	enum retire_reason why;
+
+	if (mode == POOL_RETIRE)
+		return RR_USER;
+	if (mode == POOL_BROKEN)
+		return RR_BROKEN;
+	if (c->peer_gone)
+		return RR_PEER_CLOSED;
+	why = conn_expiry(c, now);
+	if (why != RR_COUNT)
+		return why;
+	if (atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
+		return RR_DESTROY;
+	return RR_SURPLUS; /* above max_idle, with idle_shrink_ms = 0 */
+}
+
 POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 {
 	struct pool_endpoint *ep;
@@ -583,7 +614,7 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 	}
 	ep->nin_use--;
 	plock_unlock(&ep->shard->lock);
-	conn_retire(pool, conn, mode == POOL_BROKEN);
+	conn_retire(pool, conn, mode == POOL_BROKEN, put_reason(pool, conn, mode, now));
 }
 
 POOL_API int pool_conn_fd(const pool_conn_t *conn)

@@ -105,6 +105,17 @@ const struct config_key config_keys[CONFIG_NKEYS] = {
 		.offset = offsetof(struct pool_settings, source_address),
 	},
 	ENUM_KEY(KEY_LOCAL_PORT_RANGE, local_port_range, CT_PORT_RANGE, 0),
+	/* glibc's own bound for one DNS try is 5 s (resolv.conf timeout);
+	 * 0 would fail every lookup of a name. */
+	UINT_KEY(KEY_RESOLVE_TIMEOUT_MS, resolve_timeout_ms, 1, UINT32_MAX, 5000),
+	/* Off, as before: every new connection resolves its name afresh. */
+	UINT_KEY(KEY_DNS_REFRESH_MS, dns_refresh_ms, 0, UINT32_MAX, 0),
+	/* RFC 8305's recommended Connection Attempt Delay; curl and Go use
+	 * it too. 0 = try every address at once. */
+	UINT_KEY(KEY_HAPPY_EYEBALLS_MS, happy_eyeballs_ms, 0, UINT32_MAX, 250),
+	UINT_KEY(KEY_CONNECT_BACKOFF_MS, connect_backoff_ms, 0, UINT32_MAX, 0),
+	UINT_KEY(KEY_CONNECT_BACKOFF_MAX_MS, connect_backoff_max_ms, 0, UINT32_MAX, 30000),
+	UINT_KEY(KEY_MAX_CONNECTING, max_connecting, 0, UINT32_MAX, 0),
 };
 
 struct choice {

@@ -7,6 +7,7 @@
 
 #include "config-keys.h"
 #include "pool-internal.h"
+#include "obs.h"
 #include "wait.h"
 
 struct pool_conn *conn_new(struct pool_endpoint *ep, int fd)
@@ -110,11 +111,12 @@ void slot_release(struct pool *pool, struct pool_endpoint *ep)
 	total_release(pool);
 }
 
-void conn_drop(struct pool *pool, struct pool_conn *c)
+void conn_drop(struct pool *pool, struct pool_conn *c, enum retire_reason why)
 {
 	struct pool_endpoint *ep = c->ep;
 
 	conn_unwatch(pool, c);
+	obs_retire(pool, ep, why, TEARDOWN_CLOSE, c->created_ns);
 	close(c->fd);
 	data_release(c->data, c->free_fn);
 	conn_free(c);
@@ -327,7 +329,8 @@ static bool retire_peer_first(struct pool *pool, struct pool_conn *c, bool broke
 	return false;
 }
 
-void conn_retire(struct pool *pool, struct pool_conn *c, bool broken)
+void conn_retire(struct pool *pool, struct pool_conn *c, bool broken,
+		 enum retire_reason why)
 {
 	struct pool_endpoint *ep = c->ep;
 	enum pool_teardown policy = ep->set.teardown;
@@ -335,6 +338,7 @@ void conn_retire(struct pool *pool, struct pool_conn *c, bool broken)
 
 	conn_unwatch(pool, c); /* before a drain puts fd in the same set */
 	count_retired(ep, policy);
+	obs_retire(pool, ep, why, policy, c->created_ns);
 	if (policy == TEARDOWN_PEER_FIRST) {
 		draining = retire_peer_first(pool, c, broken);
 	} else {

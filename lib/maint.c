@@ -47,7 +47,7 @@ static void due_at(struct sweep *sw, uint64_t t)
 /* Move an idle connection to the sweep's retire list, if the sweep's
  * budget allows; otherwise ask for another sweep soon. */
 static bool take_idle(struct sweep *sw, struct pool_endpoint *ep,
-		      struct pool_conn *c)
+		      struct pool_conn *c, enum retire_reason why)
 {
 	if (!sw->budget) {
 		due_at(sw, sw->now + SWEEP_AGAIN_NS);
@@ -55,8 +55,19 @@ static bool take_idle(struct sweep *sw, struct pool_endpoint *ep,
 	}
 	sw->budget--;
 	idle_remove(ep->pool, ep, c);
+	c->retire_why = (uint8_t)why;
 	DL_APPEND(sw->retire, c);
 	return true;
+}
+
+/* Why an idle connection that is due goes. */
+static enum retire_reason idle_reason(const struct pool_conn *c, uint64_t now)
+{
+	if (c->peer_gone)
+		return RR_PEER_CLOSED;
+	if (c->expires_ns && now >= c->expires_ns)
+		return RR_LIFETIME;
+	return RR_IDLE_TIMEOUT;
 }
 
 /* Oldest idle first (the list is most recently used first). */
@@ -77,7 +88,7 @@ static void sweep_idle(struct sweep *sw, struct pool_endpoint *ep)
 			due_at(sw, due);
 			continue;
 		}
-		if (!take_idle(sw, ep, c))
+		if (!take_idle(sw, ep, c, idle_reason(c, sw->now)))
 			return;
 	}
 }
@@ -103,7 +114,7 @@ static void sweep_shrink(struct sweep *sw, struct pool_endpoint *ep)
 	if (!ep->shrink_left) /* a new period */
 		ep->shrink_left = (ep->nidle - ep->set.max_idle + 1) / 2;
 	while (ep->shrink_left && ep->nidle > ep->set.max_idle) {
-		if (!take_idle(sw, ep, ep->idle->prev))
+		if (!take_idle(sw, ep, ep->idle->prev, RR_SURPLUS))
 			return; /* the rest of this period's share soon */
 		ep->shrink_left--;
 	}
@@ -247,7 +258,7 @@ uint64_t maint_sweep(struct pool *pool, uint64_t now)
 	}
 	DL_FOREACH_SAFE(sw.retire, c, ctmp) {
 		DL_DELETE(sw.retire, c);
-		conn_retire(pool, c, false);
+		conn_retire(pool, c, false, (enum retire_reason)c->retire_why);
 	}
 	refill_submit(pool, sw.refill, sw.nrefill);
 	log_leaks(pool, &sw);

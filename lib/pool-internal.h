@@ -108,6 +108,13 @@ struct pool_settings {
 	uint32_t tcp_keepalive_count;
 	uint32_t tcp_user_timeout_ms; /* 0 = off */
 	uint32_t local_port_range; /* PORT_RANGE(lo, hi); 0 = unset */
+	/* Event loops and a changing network (issue 11). */
+	uint32_t resolve_timeout_ms;   /* bound on one name resolution */
+	uint32_t dns_refresh_ms;       /* cache lifetime and re-resolve period; 0 = off */
+	uint32_t happy_eyeballs_ms;    /* RFC 8305 connection attempt delay */
+	uint32_t connect_backoff_ms;   /* first backoff after a failed connect; 0 = off */
+	uint32_t connect_backoff_max_ms;
+	uint32_t max_connecting;       /* connects in flight per endpoint; 0 = no cap */
 	struct pool_sources source_address;
 	/* TLS: read by libtcpool-tls through pool_conn_setting(); the core
 	 * only keeps them. Last: off the hot path's fields. Strings owned;
@@ -322,6 +329,10 @@ struct pool_conn {
 	bool in_idle;              /* on ep->idle (shard lock) */
 	bool peer_gone;            /* the watch saw the peer close while it was
 	                            * not idle: never idle again (shard lock) */
+	bool doomed;               /* pool_flush or a DNS change: retired at
+	                            * its next pool_put (shard lock) */
+	uint8_t retire_why;        /* enum retire_reason, for a retirement
+	                            * decided under a lock and done later */
 	bool unproven;             /* made by pool_socket, connected by the
 	                            * caller (or not): checked, and watched,
 	                            * at its first POOL_REUSE put (its holder
@@ -607,6 +618,25 @@ static inline void pool_endpoint_unlock(struct pool_endpoint *ep)
 	plock_unlock(&ep->shard->lock);
 }
 
+/* Why a connection was retired or closed (counted per endpoint and
+ * policy, see obs.h). */
+enum retire_reason {
+	RR_IDLE_TIMEOUT,  /* idle_timeout_ms */
+	RR_LIFETIME,      /* max_lifetime_ms */
+	RR_MAX_USES,      /* max_uses */
+	RR_SURPLUS,       /* idle above max_idle: idle_shrink_ms, or at put */
+	RR_USER,          /* pool_put(POOL_RETIRE) */
+	RR_BROKEN,        /* pool_put(POOL_BROKEN) */
+	RR_FLUSH,         /* pool_flush */
+	RR_DNS,           /* its address is no longer listed (dns_refresh_ms) */
+	RR_PEER_CLOSED,   /* the server closed it while idle (watch_idle) */
+	RR_STALE,         /* found dead at pool_get (liveness check) */
+	RR_DESTROY,       /* pool_destroy */
+	RR_EVICTED,       /* evicted under max_total for another endpoint */
+	RR_HOOK,          /* on_connect failed */
+	RR_COUNT
+};
+
 /* Connection life (conn.c). */
 /* conn_new puts c's socket in the idle watch (watch_idle): whoever
  * closes c->fd must take it out first with conn_unwatch, as conn_drop
@@ -621,7 +651,8 @@ struct pool_conn *conn_alloc(struct pool_endpoint *ep, int fd);
 void conn_free(struct pool_conn *c);
 /* Tear c down by its endpoint's policy (broken: never send the close
  * request) and free its slot. Called without any lock held. */
-void conn_retire(struct pool *pool, struct pool_conn *c, bool broken);
+void conn_retire(struct pool *pool, struct pool_conn *c, bool broken,
+		 enum retire_reason why);
 /* Run a connection's free_fn (if any) on its data: once, after its
  * socket is closed, with no lock held. */
 static inline void data_release(void *data, void (*free_fn)(void *data))
@@ -647,7 +678,7 @@ void fallback_note(struct pool *pool, struct pool_endpoint *ep,
 uint32_t ratelimit_hit(struct ratelimit *rl, uint64_t now);
 /* Close c's socket at once and free its slot: for connections found dead,
  * where the peer already closed (no TIME_WAIT either way). */
-void conn_drop(struct pool *pool, struct pool_conn *c);
+void conn_drop(struct pool *pool, struct pool_conn *c, enum retire_reason why);
 /* Free the slots a connection held (shard lock NOT held). */
 void slot_release(struct pool *pool, struct pool_endpoint *ep);
 /* Give back an endpoint slot, to a waiter for it if one is queued, and

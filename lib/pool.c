@@ -392,7 +392,7 @@ POOL_API void pool_destroy(pool_t *pool)
 	idle = collect_idle(pool);
 	DL_FOREACH_SAFE(idle, c, tmp) {
 		DL_DELETE(idle, c);
-		conn_retire(pool, c, false);
+		conn_retire(pool, c, false, RR_DESTROY);
 	}
 	finish_drains(pool);
 	left_out = free_endpoints(pool);

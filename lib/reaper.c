@@ -323,7 +323,7 @@ static void watch_fired(struct pool *pool, struct watch *w)
 	idle_remove(pool, ep, c);
 	ep->stats.peer_closed_idle++;
 	plock_unlock(&sh->lock);
-	conn_drop(pool, c); /* CLOSE_WAIT: a plain close, no TIME_WAIT */
+	conn_drop(pool, c, RR_PEER_CLOSED); /* CLOSE_WAIT: a plain close, no TIME_WAIT */
 }
 
 /* Watches unwatched so far are out of the set: no later epoll_wait can

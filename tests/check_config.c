@@ -257,6 +257,12 @@ START_TEST(every_key_in_section)
 	        "tcp_user_timeout_ms = 18\n"
 	        "source_address = 127.0.0.19, ::1\n"
 	        "local_port_range = 20000-20020\n"
+	        "resolve_timeout_ms = 21\n"
+	        "dns_refresh_ms = 22\n"
+	        "happy_eyeballs_ms = 23\n"
+	        "connect_backoff_ms = 24\n"
+	        "connect_backoff_max_ms = 25\n"
+	        "max_connecting = 26\n"
 	        "[pool]\n"
 	        "fallback = close\n"
 	        "teardown = close\n"
@@ -299,6 +305,12 @@ START_TEST(every_key_in_section)
 	ck_assert_uint_eq(s.tcp_keepalive_interval_ms, 16000);
 	ck_assert_uint_eq(s.tcp_keepalive_count, 17);
 	ck_assert_uint_eq(s.tcp_user_timeout_ms, 18);
+	ck_assert_uint_eq(s.resolve_timeout_ms, 21);
+	ck_assert_uint_eq(s.dns_refresh_ms, 22);
+	ck_assert_uint_eq(s.happy_eyeballs_ms, 23);
+	ck_assert_uint_eq(s.connect_backoff_ms, 24);
+	ck_assert_uint_eq(s.connect_backoff_max_ms, 25);
+	ck_assert_uint_eq(s.max_connecting, 26);
 	ck_assert_uint_eq(s.source_address.n, 2);
 	ck_assert_int_eq(s.source_address.addr[0].sa.sa_family, AF_INET);
 	ck_assert_int_eq(s.source_address.addr[1].sa.sa_family, AF_INET6);
