@@ -398,6 +398,18 @@ struct pool_endpoint {
 	struct waiter *wantq;      /* waiting for a slot here, in order; a
 	                            * slot granted to one stays in nactive */
 	pool_stats_t stats;
+	/* Counters beyond pool_stats_t's ABI (issues 11 and 12), under the
+	 * shard lock; exported by stats.c/obs.c. */
+	struct ep_xstats {
+		uint64_t backoffs;         /* backoff periods started */
+		uint64_t backoff_rejects;  /* calls failed with POOL_EBACKOFF */
+		uint64_t connect_waits;    /* callers that waited for max_connecting */
+		uint64_t resolves;         /* name lookups finished */
+		uint64_t resolve_failures; /* ... that failed (timeouts included) */
+		uint64_t resolve_timeouts; /* ... that ran out of resolve_timeout_ms */
+		uint64_t dns_changes;      /* refreshes whose address list changed */
+		uint64_t flushes;          /* pool_flush calls that covered it */
+	} xstats;
 	UT_hash_handle hh;
 	/* Last, off the hot path's cache lines; under the shard lock. */
 	struct ratelimit fallback_log; /* peer-first fallbacks */
