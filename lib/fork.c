@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "pool-internal.h"
+#include "resolve.h"
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pool *registry;
@@ -280,6 +281,8 @@ static void child_reset(struct pool *pool, struct data_free **frees)
 	/* Nor does the refill thread; its queued reservations were reset
 	 * with the counts above. Its lock may have been held: make anew. */
 	refill_init(pool);
+	/* Nor do the lookup threads (a failure: names fail, POOL_ENOMEM). */
+	(void)resolve_atfork_child(pool);
 	child_reset_reaper(pool, frees);
 	/* Threads do not survive fork(): child_restart starts them again. */
 	pool->maint_running = false;

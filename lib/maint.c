@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "pool-internal.h"
+#include "resolve.h"
 
 #define SWEEP_MAX_RETIRE 16          /* per sweep; the rest soon after */
 #define SWEEP_AGAIN_NS   MS_TO_NS(5)
@@ -262,6 +263,7 @@ uint64_t maint_sweep(struct pool *pool, uint64_t now)
 	}
 	refill_submit(pool, sw.refill, sw.nrefill);
 	log_leaks(pool, &sw);
+	dns_refresh_sweep(pool, now, &sw.due);
 	return sw.due;
 }
 

@@ -522,6 +522,8 @@ struct pool {
 	bool maint_running;
 	atomic_bool maint_stop;
 	atomic_uint_fast64_t maint_due_ns; /* when the thread next wakes */
+	/* name resolution (resolve.c): lookups, their threads, the cache */
+	struct resolver *resolver;
 	/* fork safety (fork.c) */
 	unsigned fork_gen;
 	atomic_bool fork_retry;    /* a child could not start its reaper or

@@ -13,6 +13,7 @@
 
 #include "config-keys.h"
 #include "pool-internal.h"
+#include "resolve.h"
 
 #undef uthash_nonfatal_oom
 #define uthash_nonfatal_oom(obj) (hash_oom = true)
@@ -305,6 +306,12 @@ POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
 	rc = maint_start(pool);
 	if (rc)
 		goto fail_fork;
+	/* Last: nothing can look a name up before pool_create returns. */
+	rc = resolve_init(pool);
+	if (rc) {
+		pool_destroy(pool);
+		return rc;
+	}
 	*out = pool;
 	return 0;
 fail_fork:
@@ -389,6 +396,8 @@ POOL_API void pool_destroy(pool_t *pool)
 	fork_check(pool);
 	atomic_store(&pool->shutting_down, true);
 	maint_stop(pool);
+	/* Never joins a lookup: one stuck in getaddrinfo ends on its own. */
+	resolve_fini(pool);
 	idle = collect_idle(pool);
 	DL_FOREACH_SAFE(idle, c, tmp) {
 		DL_DELETE(idle, c);

@@ -1,24 +1,108 @@
 /*
- * PLACEHOLDER, replaced by the resolver thread (issue 11): resolves in
- * the caller's thread, so resolve_begin blocks for a name. It only keeps
- * the interface of resolve.h working while the acquire path is built.
+ * Name resolution off the caller's thread (issue 11).
+ *
+ * getaddrinfo() blocks, for as long as the system's resolver likes (a
+ * dead DNS server: resolv.conf's timeout times its attempts, 10 s by
+ * default) and cannot be cancelled. So lookups run in detached threads
+ * that hold a reference to the pool's resolver: a caller waits on its
+ * request's fd no longer than resolve_timeout_ms, and pool_destroy
+ * never joins a thread stuck in getaddrinfo. The thread finishes on its
+ * own later and frees the resolver if it was the last to hold it.
+ *
+ * At most RESOLVE_THREADS lookups run at once per pool; the others queue.
+ * A lookup of a host:port already in flight is joined, not repeated.
+ *
+ * A request's fd is a timerfd armed at its deadline, and fired at once
+ * when the result comes in: it turns readable on either, so an event
+ * loop polls that one fd and needs no timer of its own.
+ *
+ * The cache (dns_refresh_ms > 0) is the resolver's, keyed by host:port,
+ * not the endpoint's: an endpoint is forgotten when quiet (maint.c) and
+ * the cache then simply expires here. Lock order: shard lock ->
+ * resolver lock; nothing else is taken under the resolver lock but the
+ * reaper's wakefd write (maint_note_due).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "resolve.h"
 
-struct resolve_req {
-	int unused;
+#define RESOLVE_THREADS 4          /* lookups running at once, per pool */
+#define KEY_LEN (POOL_MAX_HOST + 8) /* "host port" */
+
+struct lookup;
+
+/* A host:port: its cached addresses and its lookup in flight. */
+struct rentry {
+	char key[KEY_LEN];
+	struct addr_set *set;      /* cached (dns_refresh_ms), or NULL */
+	uint64_t expires_ns;       /* set is fresh until then; no refresh
+	                            * starts before then either */
+	uint64_t forget_ns;        /* unrefreshed since long: dropped */
+	struct lookup *inflight;   /* a lookup under way, or NULL */
+	bool fresh;                /* a set came in that the refresh sweep
+	                            * has not checked connections against */
+	/* Counts of finished refresh lookups, for the endpoint's xstats
+	 * (the lookup thread cannot take its shard lock). */
+	uint32_t pend_resolves, pend_failures, pend_changes;
+	UT_hash_handle hh;
 };
+
+struct lookup {
+	struct resolver *r;
+	struct rentry *entry;      /* kept while inflight */
+	unsigned refs;             /* the queue or thread, plus each request */
+	char host[POOL_MAX_HOST];
+	char port[8];
+	uint32_t refresh_ms;       /* cache the result this long; 0: not */
+	bool refresh;              /* started by the maintenance: its counts
+	                            * go to the entry, not to a request */
+	bool done, counted, timed_out;
+	int rc;                    /* 0 or POOL_E* once done */
+	int err;                   /* errno for a failure */
+	struct addr_set *set;      /* the result, once done (a reference) */
+	struct resolve_req *reqs;  /* waiting for it */
+	struct lookup *prev, *next; /* queue */
+};
+
+struct resolve_req {
+	struct lookup *lk;         /* NULL: answered at once (unused) */
+	struct pool_endpoint *ep;  /* held by the caller's slot or pin */
+	int fd;                    /* timerfd */
+	uint64_t deadline_ns;
+	struct resolve_req *prev, *next;
+};
+
+struct resolver {
+	pthread_mutex_t lock;      /* guards everything below */
+	unsigned refs;             /* the pool's, plus one per thread */
+	struct pool *pool;         /* NULL once the pool is gone */
+	struct rentry *table;
+	struct lookup *queue;
+	unsigned nthreads;
+};
+
+/* Lookup threads alive in the process, for tests (resolve_threads_wait). */
+static atomic_uint live_threads;
+
+/* ---- address sets ---- */
 
 void addr_set_unref(struct addr_set *a)
 {
 	if (a && atomic_fetch_sub(&a->refs, 1) == 1)
 		free(a);
+}
+
+static struct addr_set *addr_set_ref(struct addr_set *a)
+{
+	atomic_fetch_add(&a->refs, 1);
+	return a;
 }
 
 static struct addr_set *set_from(const struct addrinfo *res)
@@ -41,59 +125,576 @@ static struct addr_set *set_from(const struct addrinfo *res)
 	return a;
 }
 
-int resolve_begin(struct pool *pool, struct pool_endpoint *ep,
-		  struct addr_set **out, struct resolve_req **req)
+static bool same_addr(const union pool_sockaddr *a, const union pool_sockaddr *b)
+{
+	if (a->sa.sa_family != b->sa.sa_family)
+		return false;
+	if (a->sa.sa_family == AF_INET)
+		return a->in.sin_port == b->in.sin_port &&
+		       a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
+	return a->in6.sin6_port == b->in6.sin6_port &&
+	       memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, sizeof(a->in6.sin6_addr)) == 0;
+}
+
+bool addr_set_has(const struct addr_set *set, const union pool_sockaddr *a)
+{
+	unsigned i;
+
+	for (i = 0; i < set->n; i++)
+		if (same_addr(&set->addr[i], a))
+			return true;
+	return false;
+}
+
+/* Same addresses, in any order (a round-robin DNS reorders them). */
+static bool same_set(const struct addr_set *a, const struct addr_set *b)
+{
+	unsigned i;
+
+	if (a->n != b->n)
+		return false;
+	for (i = 0; i < a->n; i++)
+		if (!addr_set_has(b, &a->addr[i]))
+			return false;
+	return true;
+}
+
+/* getaddrinfo's failure as a POOL_E* code, errno in *err. */
+static int gai_to_pool(int rc, int *err)
+{
+	if (rc == EAI_SYSTEM) {
+		*err = errno;
+		return POOL_ERESOLVE;
+	}
+	*err = rc == EAI_MEMORY ? ENOMEM : ENOENT;
+	return rc == EAI_MEMORY ? POOL_ENOMEM : POOL_ERESOLVE;
+}
+
+/* host:port through getaddrinfo with extra flags. */
+static int lookup_now(const char *host, const char *port, int flags,
+		      struct addr_set **out, int *err)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV };
+				  .ai_flags = AI_NUMERICSERV | flags };
 	struct addrinfo *res = NULL;
-	char port[8];
 	int rc;
 
-	(void)pool;
-	*req = NULL;
-	snprintf(port, sizeof(port), "%u", ep->addr.port);
-	rc = getaddrinfo(ep->addr.host, port, &hints, &res);
-	if (rc != 0) {
-		errno = rc == EAI_SYSTEM ? errno : ENOENT;
-		return rc == EAI_MEMORY ? POOL_ENOMEM : POOL_ERESOLVE;
-	}
+	*out = NULL;
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0)
+		return gai_to_pool(rc, err);
 	*out = set_from(res);
 	freeaddrinfo(res);
-	return *out ? 0 : POOL_ENOMEM;
-}
-
-int resolve_req_fd(const struct resolve_req *req)
-{
-	(void)req;
-	return -1;
-}
-
-uint64_t resolve_req_deadline(const struct resolve_req *req)
-{
-	(void)req;
+	if (!*out) {
+		*err = ENOMEM;
+		return POOL_ENOMEM;
+	}
 	return 0;
 }
 
-int resolve_req_end(struct resolve_req *req, struct addr_set **out)
+bool resolve_is_literal(const char *host)
 {
-	(void)req;
-	*out = NULL;
-	return POOL_ERESOLVE;
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
-void resolve_req_cancel(struct resolve_req *req)
+/* ---- the resolver's life ---- */
+
+static void entry_free(struct resolver *r, struct rentry *e)
 {
-	(void)req;
+	HASH_DELETE(hh, r->table, e);
+	addr_set_unref(e->set);
+	free(e);
+}
+
+/* Drop a reference (r->lock NOT held); the last frees r and its cache. */
+static void resolver_unref(struct resolver *r)
+{
+	struct rentry *e, *tmp;
+	bool last;
+
+	pthread_mutex_lock(&r->lock);
+	last = --r->refs == 0;
+	pthread_mutex_unlock(&r->lock);
+	if (!last)
+		return;
+	HASH_ITER(hh, r->table, e, tmp)
+		entry_free(r, e);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
+static struct resolver *resolver_new(struct pool *pool)
+{
+	struct resolver *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	pthread_mutex_init(&r->lock, NULL);
+	r->refs = 1;
+	r->pool = pool;
+	return r;
 }
 
 int resolve_init(struct pool *pool)
 {
-	(void)pool;
+	pool->resolver = resolver_new(pool);
+	return pool->resolver ? 0 : POOL_ENOMEM;
+}
+
+/* ---- finishing a lookup (r->lock held) ---- */
+
+static void lookup_unref(struct lookup *lk)
+{
+	if (--lk->refs)
+		return;
+	addr_set_unref(lk->set);
+	free(lk);
+}
+
+/* Make req's fd readable now: an absolute time in the past fires at once. */
+static void req_fire(struct resolve_req *req)
+{
+	struct itimerspec its = { .it_value = { .tv_sec = 0, .tv_nsec = 1 } };
+
+	timerfd_settime(req->fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* The entry's share of a finished lookup: the cache and the counts. */
+static void entry_update(struct resolver *r, struct lookup *lk, uint64_t now)
+{
+	struct rentry *e = lk->entry;
+
+	e->inflight = NULL;
+	lk->entry = NULL;
+	if (lk->refresh) {
+		lk->counted = true;
+		e->pend_resolves++;
+		if (lk->rc && !lk->timed_out)
+			e->pend_failures++;
+	}
+	if (!lk->refresh_ms || !r->pool) {
+		if (!e->set && !e->pend_resolves && !e->pend_failures)
+			entry_free(r, e);
+		return;
+	}
+	/* A failed lookup keeps the addresses there were (a DNS outage
+	 * must not empty the pool); either way the next one is a period
+	 * later. */
+	e->expires_ns = now + MS_TO_NS(lk->refresh_ms);
+	e->forget_ns = e->expires_ns + MS_TO_NS(lk->refresh_ms);
+	if (lk->rc)
+		return;
+	if (e->set && !same_set(e->set, lk->set))
+		e->pend_changes++;
+	addr_set_unref(e->set);
+	e->set = addr_set_ref(lk->set);
+	e->fresh = true;
+}
+
+static void lookup_finish(struct resolver *r, struct lookup *lk, int rc,
+			  int err, struct addr_set *set)
+{
+	struct resolve_req *req;
+	bool wake = lk->refresh_ms != 0;
+
+	lk->done = true;
+	lk->rc = rc;
+	lk->err = err;
+	lk->set = set;
+	entry_update(r, lk, now_ns());
+	DL_FOREACH(lk->reqs, req)
+		req_fire(req);
+	/* The refresh sweep applies the new set: wake the maintenance. The
+	 * pool is alive while r->pool is set (resolve_fini clears it under
+	 * this lock before the pool goes). */
+	if (wake && r->pool)
+		maint_note_due(r->pool, now_ns());
+	lookup_unref(lk);
+}
+
+/* ---- lookup threads ---- */
+
+static void *lookup_thread(void *arg)
+{
+	struct resolver *r = arg;
+	struct lookup *lk;
+
+	pthread_mutex_lock(&r->lock);
+	while ((lk = r->queue) != NULL) {
+		struct addr_set *set = NULL;
+		int rc, err = 0;
+
+		DL_DELETE(r->queue, lk);
+		/* Nobody wants it any more and it would not be cached. */
+		if (!r->pool || (lk->refs == 1 && !lk->refresh_ms)) {
+			lookup_finish(r, lk, POOL_ERESOLVE, ECANCELED, NULL);
+			continue;
+		}
+		pthread_mutex_unlock(&r->lock);
+		rc = lookup_now(lk->host, lk->port, 0, &set, &err);
+		pthread_mutex_lock(&r->lock);
+		lookup_finish(r, lk, rc, err, set);
+	}
+	r->nthreads--;
+	pthread_mutex_unlock(&r->lock);
+	resolver_unref(r);
+	atomic_fetch_sub(&live_threads, 1);
+	return NULL;
+}
+
+/* Queue lk and start a thread for it if fewer than RESOLVE_THREADS run
+ * (r->lock held). If none runs and none can start, fail. */
+static int lookup_queue(struct resolver *r, struct lookup *lk)
+{
+	pthread_t t;
+
+	DL_APPEND(r->queue, lk);
+	if (r->nthreads >= RESOLVE_THREADS)
+		return 0;
+	r->refs++;
+	atomic_fetch_add(&live_threads, 1);
+	if (thread_start(&t, lookup_thread, r) != 0) {
+		r->refs--;
+		atomic_fetch_sub(&live_threads, 1);
+		if (r->nthreads)
+			return 0; /* a running thread will take it */
+		DL_DELETE(r->queue, lk);
+		return POOL_ESYS;
+	}
+	pthread_detach(t);
+	r->nthreads++;
 	return 0;
 }
 
+static void entry_key(const struct pool_endpoint *ep, char *key)
+{
+	snprintf(key, KEY_LEN, "%s %u", ep->addr.host, ep->addr.port);
+}
+
+/* key's entry, made if missing (r->lock held); NULL when out of memory. */
+static struct rentry *entry_get(struct resolver *r, const char *key)
+{
+	struct rentry *e = NULL;
+	bool hash_oom = false;
+
+#undef uthash_nonfatal_oom
+#define uthash_nonfatal_oom(obj) (hash_oom = true)
+	HASH_FIND_STR(r->table, key, e);
+	if (e)
+		return e;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	snprintf(e->key, sizeof(e->key), "%s", key);
+	HASH_ADD_STR(r->table, key, e);
+	if (hash_oom) {
+		free(e);
+		return NULL;
+	}
+	return e;
+}
+
+/* The entry's lookup in flight, or a new one started (r->lock held). */
+static struct lookup *lookup_get(struct resolver *r, struct rentry *e,
+				 const struct pool_endpoint *ep, bool refresh, int *rc)
+{
+	struct lookup *lk = e->inflight;
+
+	*rc = 0;
+	if (lk)
+		return lk;
+	lk = calloc(1, sizeof(*lk));
+	if (!lk) {
+		*rc = POOL_ENOMEM;
+		return NULL;
+	}
+	lk->r = r;
+	lk->entry = e;
+	lk->refs = 1;
+	lk->refresh = refresh;
+	lk->refresh_ms = ep->set.dns_refresh_ms;
+	snprintf(lk->host, sizeof(lk->host), "%s", ep->addr.host);
+	snprintf(lk->port, sizeof(lk->port), "%u", ep->addr.port);
+	*rc = lookup_queue(r, lk);
+	if (*rc) {
+		free(lk);
+		return NULL;
+	}
+	e->inflight = lk;
+	return lk;
+}
+
+/* ---- requests ---- */
+
+static struct resolve_req *req_new(struct pool_endpoint *ep)
+{
+	struct resolve_req *req = calloc(1, sizeof(*req));
+	struct itimerspec its = { 0 };
+
+	if (!req)
+		return NULL;
+	req->ep = ep;
+	req->deadline_ns = now_ns() + MS_TO_NS(ep->set.resolve_timeout_ms);
+	req->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (req->fd < 0) {
+		free(req);
+		return NULL;
+	}
+	its.it_value.tv_sec = (time_t)(req->deadline_ns / 1000000000u);
+	its.it_value.tv_nsec = (long)(req->deadline_ns % 1000000000u);
+	timerfd_settime(req->fd, TFD_TIMER_ABSTIME, &its, NULL);
+	return req;
+}
+
+static void req_free(struct resolve_req *req)
+{
+	close(req->fd);
+	free(req);
+}
+
+/* A name: the cache, or a request joining or starting a lookup. */
+static int begin_name(struct resolver *r, struct pool_endpoint *ep,
+		      struct addr_set **out, struct resolve_req **reqp)
+{
+	struct resolve_req *req = req_new(ep);
+	char key[KEY_LEN];
+	struct rentry *e;
+	struct lookup *lk;
+	int rc = POOL_ENOMEM;
+
+	if (!req)
+		return errno == ENOMEM ? POOL_ENOMEM :
+		       errno == EMFILE || errno == ENFILE ? POOL_EMFILE : POOL_ESYS;
+	entry_key(ep, key);
+	pthread_mutex_lock(&r->lock);
+	e = entry_get(r, key);
+	if (!e)
+		goto fail;
+	if (e->set && ep->set.dns_refresh_ms && now_ns() < e->expires_ns) {
+		*out = addr_set_ref(e->set);
+		pthread_mutex_unlock(&r->lock);
+		req_free(req);
+		return 0;
+	}
+	lk = lookup_get(r, e, ep, false, &rc);
+	if (!lk) {
+		if (!e->inflight && !e->set)
+			entry_free(r, e);
+		goto fail;
+	}
+	lk->refs++;
+	req->lk = lk;
+	DL_APPEND(lk->reqs, req);
+	pthread_mutex_unlock(&r->lock);
+	*reqp = req;
+	return POOL_EINPROGRESS;
+fail:
+	pthread_mutex_unlock(&r->lock);
+	req_free(req);
+	errno = rc == POOL_ENOMEM ? ENOMEM : EAGAIN;
+	return rc;
+}
+
+int resolve_begin(struct pool *pool, struct pool_endpoint *ep,
+		  struct addr_set **out, struct resolve_req **req)
+{
+	char port[8];
+	int rc, err = 0;
+
+	*out = NULL;
+	*req = NULL;
+	if (ep->addr.kind != EP_TCP) {
+		errno = EINVAL;
+		return POOL_EINVAL;
+	}
+	/* A literal needs no lookup: answered here, never blocking. */
+	if (resolve_is_literal(ep->addr.host)) {
+		snprintf(port, sizeof(port), "%u", ep->addr.port);
+		rc = lookup_now(ep->addr.host, port, AI_NUMERICHOST, out, &err);
+		errno = err;
+		return rc;
+	}
+	if (!pool->resolver) {
+		errno = ENOMEM;
+		return POOL_ENOMEM;
+	}
+	return begin_name(pool->resolver, ep, out, req);
+}
+
+int resolve_req_fd(const struct resolve_req *req)
+{
+	return req->fd;
+}
+
+uint64_t resolve_req_deadline(const struct resolve_req *req)
+{
+	return req->deadline_ns;
+}
+
+/* Count req's outcome on its endpoint: each lookup once (xstats). */
+static void req_count(struct resolve_req *req, bool lookup_ended, bool failed,
+		      bool timeout)
+{
+	struct pool_endpoint *ep = req->ep;
+
+	plock_lock(&ep->shard->lock);
+	ep->xstats.resolves += lookup_ended;
+	ep->xstats.resolve_failures += failed;
+	ep->xstats.resolve_timeouts += timeout;
+	plock_unlock(&ep->shard->lock);
+}
+
+int resolve_req_end(struct resolve_req *req, struct addr_set **out)
+{
+	struct lookup *lk = req->lk;
+	struct resolver *r = lk->r;
+	bool count, timeout = false;
+	int rc, err;
+
+	*out = NULL;
+	pthread_mutex_lock(&r->lock);
+	if (!lk->done && now_ns() < req->deadline_ns) {
+		pthread_mutex_unlock(&r->lock);
+		errno = EINPROGRESS;
+		return POOL_EINPROGRESS;
+	}
+	if (lk->done) {
+		rc = lk->rc;
+		err = lk->err;
+		if (rc == 0)
+			*out = addr_set_ref(lk->set);
+	} else {
+		rc = POOL_ERESOLVE;
+		err = ETIMEDOUT;
+		timeout = true;
+		lk->timed_out = true;
+	}
+	count = timeout || !lk->counted;
+	lk->counted = lk->counted || lk->done;
+	DL_DELETE(lk->reqs, req);
+	lookup_unref(lk);
+	pthread_mutex_unlock(&r->lock);
+	if (count)
+		req_count(req, !timeout, rc != 0, timeout);
+	req_free(req);
+	errno = err;
+	return rc;
+}
+
+void resolve_req_cancel(struct resolve_req *req)
+{
+	struct resolver *r;
+
+	if (!req)
+		return;
+	r = req->lk->r;
+	pthread_mutex_lock(&r->lock);
+	DL_DELETE(req->lk->reqs, req);
+	lookup_unref(req->lk);
+	pthread_mutex_unlock(&r->lock);
+	req_free(req);
+}
+
+/* ---- the maintenance's refresh ---- */
+
+uint64_t resolve_refresh(struct pool *pool, struct pool_endpoint *ep,
+			 uint64_t now, struct addr_set **fresh, bool *changed)
+{
+	struct resolver *r = pool->resolver;
+	char key[KEY_LEN];
+	struct rentry *e;
+	uint64_t due = 0;
+	int rc;
+
+	*fresh = NULL;
+	*changed = false;
+	if (!r)
+		return 0;
+	entry_key(ep, key);
+	pthread_mutex_lock(&r->lock);
+	e = entry_get(r, key);
+	if (!e) {
+		due = now + MS_TO_NS(ep->set.dns_refresh_ms);
+		goto out;
+	}
+	ep->xstats.resolves += e->pend_resolves;
+	ep->xstats.resolve_failures += e->pend_failures;
+	ep->xstats.dns_changes += e->pend_changes;
+	*changed = e->pend_changes != 0;
+	e->pend_resolves = e->pend_failures = e->pend_changes = 0;
+	if (e->fresh && e->set)
+		*fresh = addr_set_ref(e->set);
+	e->fresh = false;
+	if (e->inflight)
+		goto out; /* its end wakes the maintenance */
+	if (now < e->expires_ns) {
+		due = e->expires_ns;
+		goto out;
+	}
+	if (!lookup_get(r, e, ep, true, &rc)) {
+		/* No memory or thread now: try again a period later. */
+		e->expires_ns = now + MS_TO_NS(ep->set.dns_refresh_ms);
+		e->forget_ns = e->expires_ns + MS_TO_NS(ep->set.dns_refresh_ms);
+		due = e->expires_ns;
+	}
+out:
+	pthread_mutex_unlock(&r->lock);
+	return due;
+}
+
+/* Drop entries nobody refreshed for a period past their expiry: their
+ * endpoints went quiet or were forgotten (maint.c). */
+void resolve_gc(struct pool *pool, uint64_t now)
+{
+	struct resolver *r = pool->resolver;
+	struct rentry *e, *tmp;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->lock);
+	HASH_ITER(hh, r->table, e, tmp)
+		if (!e->inflight && e->forget_ns && now >= e->forget_ns)
+			entry_free(r, e);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- end of the pool, fork ---- */
+
 void resolve_fini(struct pool *pool)
 {
-	(void)pool;
+	struct resolver *r = pool->resolver;
+	struct lookup *lk, *tmp;
+
+	if (!r)
+		return;
+	pool->resolver = NULL;
+	pthread_mutex_lock(&r->lock);
+	r->pool = NULL;
+	/* Queued lookups will not run: their requests (if a caller still
+	 * has one, which it must cancel) see a failure. */
+	DL_FOREACH_SAFE(r->queue, lk, tmp) {
+		DL_DELETE(r->queue, lk);
+		lookup_finish(r, lk, POOL_ESHUTDOWN, ECANCELED, NULL);
+	}
+	pthread_mutex_unlock(&r->lock);
+	resolver_unref(r); /* threads in getaddrinfo hold theirs */
+}
+
+int resolve_atfork_child(struct pool *pool)
+{
+	/* The parent's resolver is left as it is: its threads are not
+	 * here, and one may have held its lock at the fork. The child's
+	 * copy of it is abandoned, a little memory, once per fork. */
+	return resolve_init(pool);
+}
+
+bool resolve_threads_wait(int ms)
+{
+	uint64_t end = now_ns() + MS_TO_NS(ms);
+
+	while (atomic_load(&live_threads) && now_ns() < end)
+		usleep(5000);
+	return atomic_load(&live_threads) == 0;
 }

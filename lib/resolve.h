@@ -57,4 +57,36 @@ void resolve_req_cancel(struct resolve_req *req);
 int resolve_init(struct pool *pool);
 void resolve_fini(struct pool *pool);
 
+/* In a child of fork(), at its first pool call: the parent's lookup
+ * threads do not exist here, so the child gets a resolver of its own. */
+int resolve_atfork_child(struct pool *pool);
+
+/* True for an IP literal host, which is never looked up nor refreshed. */
+bool resolve_is_literal(const char *host);
+
+/* The maintenance's refresh of ep (dns_refresh_ms > 0, ep has
+ * connections; ep's shard lock held; never blocks). Folds the counts of
+ * finished refresh lookups into ep->xstats; starts a lookup when the
+ * cached addresses expired; *fresh gets a reference to a set that came
+ * in since the last call (NULL if none), to check ep's connections
+ * against; *changed: a refresh found the list changed. Returns when ep
+ * must be looked at again (0: when a lookup ends, which wakes the
+ * maintenance). */
+uint64_t resolve_refresh(struct pool *pool, struct pool_endpoint *ep,
+			 uint64_t now, struct addr_set **fresh, bool *changed);
+/* Forget cached names no endpoint refreshed lately (no lock held). */
+void resolve_gc(struct pool *pool, uint64_t now);
+
+/* Is a (a connected socket's peer address) in set? */
+bool addr_set_has(const struct addr_set *set, const union pool_sockaddr *a);
+
+/* Tests: wait up to ms for every lookup thread of the process to end
+ * (they outlive a pool while a lookup blocks). True when none is left. */
+bool resolve_threads_wait(int ms);
+
+/* The maintenance's DNS refresh (dnsrefresh.c), from maint_sweep: for
+ * each endpoint due, start a lookup; apply the results that are in.
+ * Lowers *due to when it must run again. Never blocks. */
+void dns_refresh_sweep(struct pool *pool, uint64_t now, uint64_t *due);
+
 #endif
