@@ -34,6 +34,7 @@
 
 #include "config-keys.h"
 #include "pool-internal.h"
+#include "resolve.h"
 
 /* Older headers lack them; the values are the kernel's ABI. */
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -310,24 +311,45 @@ static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns,
 	return fd;
 }
 
-static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns,
+/* TEMPORARY (dns branch), until the acquire path uses resolve.h
+ * itself: ep's addresses through the resolver (cached, bounded by
+ * resolve_timeout_ms), waiting here for its request's fd, or for
+ * cancel_fd. */
+static int resolve_wait(struct pool_endpoint *ep, const struct connect_ctl *ctl,
+			struct addr_set **out)
+{
+	struct resolve_req *req;
+	int rc = resolve_begin(ep->pool, ep, out, &req);
+
+	while (rc == POOL_EINPROGRESS) {
+		struct pollfd p[2] = { { .fd = resolve_req_fd(req), .events = POLLIN },
+				       { .fd = ctl->cancel_fd, .events = POLLIN } };
+
+		if (poll(p, 2, deadline_ms(resolve_req_deadline(req), now_ns())) > 0 &&
+		    p[1].revents) {
+			resolve_req_cancel(req);
+			errno = ECANCELED;
+			return POOL_ESHUTDOWN;
+		}
+		rc = resolve_req_end(req, out);
+	}
+	return rc;
+}
+
+static int connect_tcp(struct pool_endpoint *ep, uint64_t deadline_ns,
 		       const struct connect_ctl *ctl, const struct tcp_plan *plan)
 {
 	bool setup_failed = false;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *res = NULL, *ai;
-	char port[8];
+	struct addr_set *res = NULL;
 	int fd = POOL_ECONNECT, last_errno = 0, rc;
+	unsigned i;
 
-	snprintf(port, sizeof(port), "%u", addr->port);
-	rc = getaddrinfo(addr->host, port, &hints, &res);
-	if (rc != 0) {
-		errno = rc == EAI_SYSTEM ? errno : ENOENT;
-		return rc == EAI_MEMORY ? POOL_ENOMEM : POOL_ERESOLVE;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen,
+	rc = resolve_wait(ep, ctl, &res);
+	if (rc != 0)
+		return rc;
+	for (i = 0; i < res->n; i++) {
+		fd = connect_one(res->addr[i].sa.sa_family, &res->addr[i].sa,
+				 sockaddr_len(&res->addr[i]),
 				 deadline_ns, ctl, plan, &setup_failed);
 		if (fd >= 0)
 			goto out;
@@ -349,7 +371,7 @@ static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns,
 	fd = connect_error(last_errno);
 	errno = last_errno;
 out:
-	freeaddrinfo(res);
+	addr_set_unref(res);
 	return fd;
 }
 
@@ -376,7 +398,7 @@ int socket_connect_ctl(struct pool_endpoint *ep, uint64_t deadline_ns,
 	if (ep->addr.kind == EP_UNIX)
 		return connect_unix(&ep->addr, deadline_ns, ctl);
 	plan = plan_for(ep);
-	return connect_tcp(&ep->addr, deadline_ns, ctl, &plan);
+	return connect_tcp(ep, deadline_ns, ctl, &plan);
 }
 
 int socket_connect(struct pool_endpoint *ep, uint64_t deadline_ns)
