@@ -56,11 +56,12 @@ static bool apply_set(struct pool_endpoint *ep, const struct addr_set *set,
 	return found;
 }
 
-/* Endpoints whose names the maintenance refreshes. */
+/* Endpoints whose names the maintenance refreshes: those with
+ * connections, open or being opened (nactive). */
 static bool wants_refresh(const struct pool_endpoint *ep)
 {
-	return ep->set.dns_refresh_ms && ep->addr.kind == EP_TCP &&
-	       (ep->idle || ep->busy) && !resolve_is_literal(ep->addr.host);
+	return ep->set.dns_refresh_ms && ep->addr.kind == EP_TCP && ep->nactive &&
+	       !resolve_is_literal(ep->addr.host);
 }
 
 static void refresh_shard(struct pool *pool, struct shard *sh, uint64_t now,

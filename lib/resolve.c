@@ -474,6 +474,10 @@ static int begin_name(struct resolver *r, struct pool_endpoint *ep,
 		goto fail;
 	if (e->set && ep->set.dns_refresh_ms && now_ns() < e->expires_ns) {
 		*out = addr_set_ref(e->set);
+		/* The maintenance refreshes it then, if ep still has
+		 * connections (a no-op when it was due earlier anyway). */
+		if (r->pool)
+			maint_note_due(r->pool, e->expires_ns);
 		pthread_mutex_unlock(&r->lock);
 		req_free(req);
 		return 0;
@@ -688,6 +692,11 @@ int resolve_atfork_child(struct pool *pool)
 	 * here, and one may have held its lock at the fork. The child's
 	 * copy of it is abandoned, a little memory, once per fork. */
 	return resolve_init(pool);
+}
+
+unsigned resolve_threads(void)
+{
+	return atomic_load(&live_threads);
 }
 
 bool resolve_threads_wait(int ms)

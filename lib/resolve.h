@@ -83,6 +83,8 @@ bool addr_set_has(const struct addr_set *set, const union pool_sockaddr *a);
 /* Tests: wait up to ms for every lookup thread of the process to end
  * (they outlive a pool while a lookup blocks). True when none is left. */
 bool resolve_threads_wait(int ms);
+/* Tests: lookup threads alive in the process now. */
+unsigned resolve_threads(void);
 
 /* The maintenance's DNS refresh (dnsrefresh.c), from maint_sweep: for
  * each endpoint due, start a lookup; apply the results that are in.

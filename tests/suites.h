@@ -23,4 +23,6 @@ Suite *tls_suite(void);
 #endif
 Suite *ports_suite(void);
 Suite *socket_suite(void);
+Suite *dns_suite(void);
+Suite *flush_suite(void);
 #endif

@@ -1,0 +1,574 @@
+/*
+ * Name resolution and DNS refresh, against the system's own resolver.
+ *
+ * No DNS server and no stub: each test runs in a private mount namespace
+ * (as root; skipped otherwise) where /etc/hosts, /etc/nsswitch.conf and
+ * /etc/resolv.conf are temporary files bind-mounted over the real ones,
+ * so that a name can move from 127.0.0.2 to 127.0.0.3 (line servers on
+ * both, same port) while the pool runs, and a "DNS server" on 127.0.0.9
+ * can take queries and never answer. What a user checks: where new
+ * connections go (getpeername), which ones the pool retires and when
+ * (the servers' open connections, pool_conn_last_use), TIME_WAIT by
+ * policy, and how long a call may block.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fixtures.h"
+#include "resolve.h"
+#include "suites.h"
+
+#define NAME "dnstest.invalid"
+#define HANG_NAME "hang.tcpool-test.example"
+
+/* ---- the private /etc ------------------------------------------------ */
+
+struct fake_file {
+	const char *target;
+	char tmp[64];
+};
+
+static struct fake_file hosts = { "/etc/hosts", "" };
+static struct fake_file nsswitch = { "/etc/nsswitch.conf", "" };
+static struct fake_file resolvconf = { "/etc/resolv.conf", "" };
+
+/* A mount namespace of this process's own (once: it survives from test to
+ * test under CK_FORK=no, and the bind mounts are undone after each). */
+static bool private_mounts(void)
+{
+	static bool ready;
+
+	if (geteuid() != 0)
+		return false;
+	if (!ready) {
+		if (unshare(CLONE_NEWNS) != 0)
+			return false;
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+			return false;
+		ready = true;
+	}
+	return true;
+}
+
+/* Rewrite f's content in place: the bind mount shows the same inode. */
+static void fake_write(struct fake_file *f, const char *text)
+{
+	int fd = open(f->tmp, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	size_t len = strlen(text);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, len), (ssize_t)len);
+	close(fd);
+}
+
+static void fake_bind(struct fake_file *f, const char *text)
+{
+	int fd;
+
+	snprintf(f->tmp, sizeof(f->tmp), "/tmp/tcpool-dns-XXXXXX");
+	fd = mkstemp(f->tmp);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	fake_write(f, text);
+	ck_assert_msg(mount(f->tmp, f->target, NULL, MS_BIND, NULL) == 0,
+		      "bind %s: %s", f->target, strerror(errno));
+}
+
+static void fake_unbind(struct fake_file *f)
+{
+	if (!f->tmp[0])
+		return;
+	umount(f->target);
+	unlink(f->tmp);
+	f->tmp[0] = '\0';
+}
+
+static void dns_setup(void)
+{
+	fixture_test_setup();
+}
+
+static void dns_teardown(void)
+{
+	/* A lookup thread may outlive its pool while the resolver hangs:
+	 * wait for it (it holds a socket) before counting descriptors. */
+	ck_assert(resolve_threads_wait(15000));
+	fake_unbind(&hosts);
+	fake_unbind(&nsswitch);
+	fake_unbind(&resolvconf);
+	fixture_test_teardown();
+}
+
+/* NAME resolves to ip through /etc/hosts alone. */
+static bool fake_hosts(const char *ip)
+{
+	char text[128];
+
+	if (!private_mounts()) {
+		printf("dns: needs root (a private mount namespace); test skipped\n");
+		return false;
+	}
+	snprintf(text, sizeof(text), "127.0.0.1 localhost\n%s " NAME "\n", ip);
+	fake_bind(&hosts, text);
+	fake_bind(&nsswitch, "hosts: files\n");
+	return true;
+}
+
+static void move_name(const char *ip)
+{
+	char text[128];
+
+	snprintf(text, sizeof(text), "127.0.0.1 localhost\n%s " NAME "\n", ip);
+	fake_write(&hosts, text);
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static struct lineserver *server_on(const char *ip, uint16_t port)
+{
+	struct lineserver_opts o = { .bind_addr = ip, .port = port };
+
+	return lineserver_start(&o);
+}
+
+/* Line servers on 127.0.0.2 and 127.0.0.3, on one port. */
+static void two_servers(struct lineserver **s2, struct lineserver **s3)
+{
+	int tries;
+
+	for (tries = 0; tries < 20; tries++) {
+		*s2 = server_on("127.0.0.2", 0);
+		ck_assert_ptr_nonnull(*s2);
+		*s3 = server_on("127.0.0.3", lineserver_port(*s2));
+		if (*s3)
+			return;
+		lineserver_stop(*s2);
+	}
+	ck_abort_msg("no port free on both 127.0.0.2 and 127.0.0.3");
+}
+
+static unsigned server_open(struct lineserver *ls)
+{
+	struct lineserver_stats st;
+
+	lineserver_get_stats(ls, &st);
+	return st.open;
+}
+
+/* The peer's address of a checked-out connection, as text. */
+static const char *peer_of(pool_conn_t *c)
+{
+	static char buf[INET_ADDRSTRLEN];
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+
+	ck_assert_int_eq(getpeername(pool_conn_fd(c), (struct sockaddr *)&sin, &len), 0);
+	return inet_ntop(AF_INET, &sin.sin_addr, buf, sizeof(buf));
+}
+
+/* A copy of ep's counters beyond pool_stats_t (white box). */
+static struct ep_xstats xstats_of(pool_t *pool, const char *endpoint)
+{
+	struct pool_endpoint *ep;
+	struct ep_xstats x;
+
+	ck_assert_int_eq(pool_endpoint_lock(pool, endpoint, &ep), 0);
+	x = ep->xstats;
+	pool_endpoint_unlock(ep);
+	return x;
+}
+
+static void name_endpoint(char *buf, size_t len, const char *name, struct lineserver *ls)
+{
+	snprintf(buf, len, "%s:%u", name, lineserver_port(ls));
+}
+
+/* ---- DNS refresh -------------------------------------------------------- */
+
+/* The name moves from .2 to .3: at the next refresh the idle connections
+ * to .2 are retired (RR_DNS) by the policy, the checked-out one is told
+ * it is its last use and retired at its put, and new ones go to .3. */
+static void name_moves(const char *policy, unsigned client_tw)
+{
+	struct lineserver *s2, *s3;
+	pool_conn_t *c[3];
+	pool_stats_t st;
+	char ep[300];
+	pool_t *pool;
+	int i;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	pool = pool_with("teardown", policy, "dns_refresh_ms", "200", NULL);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(pool_get(pool, ep, &c[i]), 0);
+		ck_assert_str_eq(peer_of(c[i]), "127.0.0.2");
+		ping(c[i]);
+	}
+	pool_put(pool, c[0], POOL_REUSE);
+	pool_put(pool, c[1], POOL_REUSE);
+	ck_assert_int_eq(pool_conn_last_use(c[2]), 0);
+	move_name("127.0.0.3");
+	/* Within a refresh period or two: the idle two go, c[2] stays. */
+	wait_for(server_open(s2) == 1, 3000);
+	st = stats_of(pool, ep);
+	ck_assert_uint_eq(st.idle, 0);
+	ck_assert_uint_eq(st.in_use, 1);
+	ck_assert_uint_ge(xstats_of(pool, ep).dns_changes, 1);
+	ck_assert_uint_ge(xstats_of(pool, ep).resolves, 1);
+	ck_assert_int_eq(pool_conn_last_use(c[2]), 1);
+	ping(c[2]); /* still the caller's to use until its put */
+	pool_put(pool, c[2], POOL_REUSE);
+	wait_for(server_open(s2) == 0, 2000);
+	tw_expect(lineserver_endpoint(s2), client_tw, 0);
+	/* New connections go where the name now points. */
+	ck_assert_int_eq(pool_get(pool, ep, &c[0]), 0);
+	ck_assert_str_eq(peer_of(c[0]), "127.0.0.3");
+	ck_assert(!pool_conn_reused(c[0]));
+	ping(c[0]);
+	pool_put(pool, c[0], POOL_REUSE);
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+}
+
+START_TEST(refresh_abort)
+{
+	name_moves("abort", 0);
+}
+END_TEST
+
+START_TEST(refresh_close)
+{
+	name_moves("close", 3);
+}
+END_TEST
+
+/* A name that keeps its address keeps its connections: refreshes run
+ * (lookups counted), nothing is retired, nothing changes. */
+START_TEST(refresh_same_keeps)
+{
+	struct lineserver *s2, *s3;
+	pool_conn_t *c;
+	char ep[300];
+	pool_t *pool;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	pool = pool_with("dns_refresh_ms", "100", NULL);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	pool_put(pool, c, POOL_REUSE);
+	wait_for(xstats_of(pool, ep).resolves >= 3, 3000);
+	ck_assert_uint_eq(xstats_of(pool, ep).dns_changes, 0);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 1);
+	ck_assert_uint_eq(server_open(s2), 1);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert(pool_conn_reused(c));
+	ck_assert_int_eq(pool_conn_last_use(c), 0);
+	pool_put(pool, c, POOL_REUSE);
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+}
+END_TEST
+
+/* A refresh that fails (the name vanished) keeps the connections: a
+ * DNS outage is no reason to drop working ones. */
+START_TEST(refresh_failure_keeps)
+{
+	struct lineserver *s2, *s3;
+	pool_conn_t *c;
+	char ep[300];
+	pool_t *pool;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	pool = pool_with("dns_refresh_ms", "100", NULL);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	pool_put(pool, c, POOL_REUSE);
+	fake_write(&hosts, "127.0.0.1 localhost\n");
+	wait_for(xstats_of(pool, ep).resolve_failures >= 2, 3000);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 1);
+	ck_assert_uint_eq(server_open(s2), 1);
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+}
+END_TEST
+
+/* ---- the cache ---------------------------------------------------------- */
+
+/* dns_refresh_ms > 0: the second connect uses the cached addresses, no
+ * second lookup; 0 (the default): every connect looks the name up. */
+static unsigned lookups_for_two_connects(const char *refresh_ms)
+{
+	struct lineserver *s2, *s3;
+	pool_conn_t *a, *b;
+	unsigned n;
+	char ep[300];
+	pool_t *pool;
+
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	pool = pool_with("dns_refresh_ms", refresh_ms, NULL);
+	ck_assert_int_eq(pool_get(pool, ep, &a), 0);
+	ck_assert_int_eq(pool_get(pool, ep, &b), 0); /* a second connect */
+	ck_assert_str_eq(peer_of(b), "127.0.0.2");
+	n = (unsigned)xstats_of(pool, ep).resolves;
+	ck_assert_uint_eq(stats_of(pool, ep).connects, 2);
+	pool_put(pool, a, POOL_REUSE);
+	pool_put(pool, b, POOL_REUSE);
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+	return n;
+}
+
+START_TEST(cache_one_lookup)
+{
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	ck_assert_uint_eq(lookups_for_two_connects("60000"), 1);
+	ck_assert_uint_eq(lookups_for_two_connects("0"), 2);
+}
+END_TEST
+
+/* An IP literal is never looked up: answered inline, no request, no
+ * lookup counted. */
+START_TEST(literal_inline)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	struct pool_endpoint *ep;
+	struct resolve_req *req = NULL;
+	struct addr_set *set = NULL;
+	pool_t *pool = pool_with(NULL);
+	struct sockaddr_in *sin;
+
+	ck_assert_int_eq(pool_endpoint_lock(pool, lineserver_endpoint(ls), &ep), 0);
+	pool_endpoint_unlock(ep); /* the pool is idle: ep stays */
+	ck_assert_int_eq(resolve_begin(pool, ep, &set, &req), 0);
+	ck_assert_ptr_null(req);
+	ck_assert_uint_eq(set->n, 1);
+	sin = &set->addr[0].in;
+	ck_assert_int_eq(sin->sin_family, AF_INET);
+	ck_assert_uint_eq(ntohs(sin->sin_port), lineserver_port(ls));
+	ck_assert_uint_eq(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+	addr_set_unref(set);
+	ck_assert_uint_eq(xstats_of(pool, lineserver_endpoint(ls)).resolves, 0);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
+/* ---- a resolver that never answers -------------------------------------- */
+
+/* A "DNS server" on 127.0.0.9:53 that takes queries and never answers;
+ * resolv.conf points there, with a 2 s timeout: longer than any
+ * resolve_timeout_ms below, short enough for the lookup threads left
+ * behind to end before the next test. Returns its socket. */
+static int dead_dns(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(53) };
+	int fd;
+
+	if (!private_mounts()) {
+		printf("dns: needs root (a private mount namespace); test skipped\n");
+		return -1;
+	}
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	inet_pton(AF_INET, "127.0.0.9", &sin.sin_addr);
+	ck_assert_msg(bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0,
+		      "bind 127.0.0.9:53: %s", strerror(errno));
+	fake_bind(&hosts, "127.0.0.1 localhost\n");
+	fake_bind(&nsswitch, "hosts: files dns\n");
+	fake_bind(&resolvconf, "nameserver 127.0.0.9\noptions timeout:2 attempts:1\n");
+	return fd;
+}
+
+/* The locked endpoint record of key, unlocked (kept: pool idle). */
+static struct pool_endpoint *endpoint_of(pool_t *pool, const char *key)
+{
+	struct pool_endpoint *ep;
+
+	ck_assert_int_eq(pool_endpoint_lock(pool, key, &ep), 0);
+	pool_endpoint_unlock(ep);
+	return ep;
+}
+
+/* resolve_begin returns at once; the request's fd turns readable at
+ * resolve_timeout_ms; the result is POOL_ERESOLVE, errno ETIMEDOUT; and
+ * pool_destroy right after does not wait for the lookup stuck in
+ * getaddrinfo. */
+START_TEST(timeout_never_blocks)
+{
+	int dns = dead_dns();
+	struct resolve_req *req = NULL;
+	struct addr_set *set = NULL;
+	struct pool_endpoint *ep;
+	struct pollfd p;
+	long long t0, waited;
+	pool_t *pool;
+	int rc;
+
+	if (dns < 0)
+		return;
+	pool = pool_with("resolve_timeout_ms", "300", NULL);
+	ep = endpoint_of(pool, HANG_NAME ":80");
+	t0 = mono_ms();
+	rc = resolve_begin(pool, ep, &set, &req);
+	ck_assert_int_eq(rc, POOL_EINPROGRESS);
+	ck_assert_int_lt(mono_ms() - t0, 100);
+	p = (struct pollfd){ .fd = resolve_req_fd(req), .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	waited = mono_ms() - t0;
+	ck_assert_msg(waited >= 290 && waited < 1500, "readable after %lld ms", waited);
+	errno = 0;
+	ck_assert_int_eq(resolve_req_end(req, &set), POOL_ERESOLVE);
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	ck_assert_ptr_null(set);
+	ck_assert_uint_eq(xstats_of(pool, HANG_NAME ":80").resolve_timeouts, 1);
+	ck_assert_uint_eq(xstats_of(pool, HANG_NAME ":80").resolve_failures, 1);
+	t0 = mono_ms();
+	pool_destroy(pool);
+	waited = mono_ms() - t0;
+	ck_assert_msg(waited < 200, "pool_destroy took %lld ms", waited);
+	close(dns);
+}
+END_TEST
+
+/* pool_get itself is bounded by resolve_timeout_ms. */
+START_TEST(timeout_pool_get)
+{
+	int dns = dead_dns();
+	pool_conn_t *c = NULL;
+	long long t0, took;
+	pool_t *pool;
+
+	if (dns < 0)
+		return;
+	pool = pool_with("resolve_timeout_ms", "300", NULL);
+	t0 = mono_ms();
+	errno = 0;
+	ck_assert_int_eq(pool_get(pool, HANG_NAME ":80", &c), POOL_ERESOLVE);
+	took = mono_ms() - t0;
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	ck_assert_msg(took >= 290 && took < 1500, "pool_get took %lld ms", took);
+	pool_destroy(pool);
+	close(dns);
+}
+END_TEST
+
+/* Lookups of one name in flight are shared (one thread), and the threads
+ * are bounded however many names hang; a request can be cancelled at any
+ * point. */
+START_TEST(shared_and_bounded)
+{
+	int dns = dead_dns();
+	struct resolve_req *req[8];
+	struct addr_set *set;
+	struct pool_endpoint *ep;
+	char key[64];
+	pool_t *pool;
+	int i;
+
+	if (dns < 0)
+		return;
+	pool = pool_with("resolve_timeout_ms", "5000", NULL);
+	ep = endpoint_of(pool, HANG_NAME ":80");
+	ck_assert_int_eq(resolve_begin(pool, ep, &set, &req[0]), POOL_EINPROGRESS);
+	ck_assert_int_eq(resolve_begin(pool, ep, &set, &req[1]), POOL_EINPROGRESS);
+	ck_assert_uint_eq(resolve_threads(), 1);
+	resolve_req_cancel(req[0]);
+	for (i = 2; i < 8; i++) {
+		snprintf(key, sizeof(key), "h%d." HANG_NAME ":80", i);
+		ep = endpoint_of(pool, key);
+		ck_assert_int_eq(resolve_begin(pool, ep, &set, &req[i]), POOL_EINPROGRESS);
+	}
+	ck_assert_uint_le(resolve_threads(), 4);
+	/* Still in progress: nothing answered, no deadline passed. */
+	ck_assert_int_eq(resolve_req_end(req[1], &set), POOL_EINPROGRESS);
+	for (i = 1; i < 8; i++)
+		resolve_req_cancel(req[i]);
+	pool_destroy(pool);
+	close(dns);
+}
+END_TEST
+
+/* ---- fork ---------------------------------------------------------------- */
+
+/* A child of fork() resolves with threads of its own. */
+START_TEST(fork_child_resolves)
+{
+	struct lineserver *s2, *s3;
+	pool_conn_t *c;
+	char ep[300];
+	pool_t *pool;
+	pid_t pid;
+	int status;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	pool = pool_with(NULL);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	pool_put(pool, c, POOL_REUSE);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pool_conn_t *a, *b;
+		int ok = pool_get(pool, ep, &a) == 0 && pool_get(pool, ep, &b) == 0 &&
+			 line_roundtrip(pool_conn_fd(b), "PING", "PONG");
+
+		_exit(ok ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert(pool_conn_reused(c));
+	ping(c);
+	pool_put(pool, c, POOL_REUSE);
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+}
+END_TEST
+
+Suite *dns_suite(void)
+{
+	Suite *s = suite_create("dns");
+	TCase *tc = tcase_create("dns");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, dns_setup, dns_teardown);
+	tcase_add_test(tc, refresh_abort);
+	tcase_add_test(tc, refresh_close);
+	tcase_add_test(tc, refresh_same_keeps);
+	tcase_add_test(tc, refresh_failure_keeps);
+	tcase_add_test(tc, cache_one_lookup);
+	tcase_add_test(tc, literal_inline);
+	tcase_add_test(tc, timeout_never_blocks);
+	tcase_add_test(tc, timeout_pool_get);
+	tcase_add_test(tc, shared_and_bounded);
+	tcase_add_test(tc, fork_child_resolves);
+	suite_add_tcase(s, tc);
+	return s;
+}
