@@ -86,6 +86,7 @@ struct resolver {
 	struct rentry *table;
 	struct lookup *queue;
 	unsigned nthreads;
+	struct resolver *abandoned; /* the parent's, in a child of fork() */
 };
 
 /* Lookup threads alive in the process, for tests (resolve_threads_wait). */
@@ -208,6 +209,36 @@ static void entry_free(struct resolver *r, struct rentry *e)
 	free(e);
 }
 
+/* The parent's resolver, in a child of fork() at its pool's end: no
+ * thread of the child runs its lookups, and its lock may have been held
+ * at the fork, so it is freed as it stands, without the lock. */
+static void resolver_free_abandoned(struct resolver *r)
+{
+	struct rentry *e, *tmp;
+	struct lookup *lk, *ltmp;
+
+	while (r) {
+		struct resolver *next = r->abandoned;
+
+		DL_FOREACH_SAFE(r->queue, lk, ltmp) {
+			DL_DELETE(r->queue, lk);
+			if (lk->entry)
+				lk->entry->inflight = NULL;
+			addr_set_unref(lk->set);
+			free(lk);
+		}
+		HASH_ITER(hh, r->table, e, tmp) {
+			if (e->inflight) {
+				addr_set_unref(e->inflight->set);
+				free(e->inflight);
+			}
+			entry_free(r, e);
+		}
+		free(r);
+		r = next;
+	}
+}
+
 /* Drop a reference (r->lock NOT held); the last frees r and its cache. */
 static void resolver_unref(struct resolver *r)
 {
@@ -221,6 +252,7 @@ static void resolver_unref(struct resolver *r)
 		return;
 	HASH_ITER(hh, r->table, e, tmp)
 		entry_free(r, e);
+	resolver_free_abandoned(r->abandoned);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
@@ -688,10 +720,19 @@ void resolve_fini(struct pool *pool)
 
 int resolve_atfork_child(struct pool *pool)
 {
-	/* The parent's resolver is left as it is: its threads are not
-	 * here, and one may have held its lock at the fork. The child's
-	 * copy of it is abandoned, a little memory, once per fork. */
-	return resolve_init(pool);
+	struct resolver *old = pool->resolver;
+
+	/* The parent's resolver is left as it is until the pool's end: its
+	 * threads are not here, and one may have held its lock at the
+	 * fork. A request the forking thread made before the fork must be
+	 * cancelled (its lookup never ends here). */
+	if (resolve_init(pool)) {
+		pool->resolver = NULL;
+		resolver_free_abandoned(old);
+		return POOL_ENOMEM;
+	}
+	pool->resolver->abandoned = old;
+	return 0;
 }
 
 unsigned resolve_threads(void)
