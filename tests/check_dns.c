@@ -221,6 +221,12 @@ static void name_moves(const char *policy, unsigned client_tw)
 	pool_put(pool, c[0], POOL_REUSE);
 	pool_put(pool, c[1], POOL_REUSE);
 	ck_assert_int_eq(pool_conn_last_use(c[2]), 0);
+	/* The stats also order that read before the maintenance's write
+	 * of the doom, through the shard lock: pool_conn_last_use reads
+	 * c->doomed without one (checkout.c), which TSan would flag. */
+	st = stats_of(pool, ep);
+	ck_assert_uint_eq(st.idle, 2);
+	ck_assert_uint_eq(st.in_use, 1);
 	move_name("127.0.0.3");
 	/* Within a refresh period or two: the idle two go, c[2] stays. */
 	wait_for(server_open(s2) == 1, 3000);
