@@ -306,7 +306,8 @@ POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
 	rc = maint_start(pool);
 	if (rc)
 		goto fail_fork;
-	/* Last: nothing can look a name up before pool_create returns. */
+	/* Last, so no failure path above has a resolver to undo: nothing
+	 * looks a name up before pool_create returns (no sweep is due). */
 	rc = resolve_init(pool);
 	if (rc) {
 		pool_destroy(pool);
