@@ -49,8 +49,10 @@ static bool apply_set(struct pool_endpoint *ep, const struct addr_set *set,
 	DL_FOREACH(ep->busy, c) {
 		if (c->doomed || !conn_unlisted(c, set))
 			continue;
-		c->doomed = true;
 		c->retire_why = RR_DNS;
+		/* Read without the lock by pool_conn_last_use: the reason
+		 * first, the flag published after it. */
+		__atomic_store_n(&c->doomed, true, __ATOMIC_RELEASE);
 		found = true;
 	}
 	return found;

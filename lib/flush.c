@@ -23,8 +23,10 @@ static void flush_endpoint(struct pool_endpoint *ep, struct pool_conn **retire)
 		/* A DNS change found it first: that reason stands. */
 		if (c->doomed)
 			continue;
-		c->doomed = true;
 		c->retire_why = RR_FLUSH;
+		/* Read without the lock by pool_conn_last_use: the reason
+		 * first, the flag published after it. */
+		__atomic_store_n(&c->doomed, true, __ATOMIC_RELEASE);
 	}
 	ep->xstats.flushes++;
 }

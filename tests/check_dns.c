@@ -383,6 +383,38 @@ START_TEST(literal_inline)
 }
 END_TEST
 
+/* A name: resolve_begin returns at once with a request whose fd turns
+ * readable when the answer is in, well before resolve_timeout_ms. */
+START_TEST(fd_readable_at_result)
+{
+	struct resolve_req *req = NULL;
+	struct addr_set *set = NULL;
+	struct pool_endpoint *ep;
+	struct pollfd p;
+	pool_t *pool;
+	long long t0, took;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	pool = pool_with("resolve_timeout_ms", "5000", NULL);
+	ck_assert_int_eq(pool_endpoint_lock(pool, NAME ":7", &ep), 0);
+	pool_endpoint_unlock(ep);
+	t0 = mono_ms();
+	ck_assert_int_eq(resolve_begin(pool, ep, &set, &req), POOL_EINPROGRESS);
+	p = (struct pollfd){ .fd = resolve_req_fd(req), .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	took = mono_ms() - t0;
+	ck_assert_msg(took < 1000, "readable after %lld ms", took);
+	ck_assert_int_eq(resolve_req_end(req, &set), 0);
+	ck_assert_uint_eq(set->n, 1);
+	ck_assert_uint_eq(ntohl(set->addr[0].in.sin_addr.s_addr), 0x7f000002u);
+	ck_assert_uint_eq(ntohs(set->addr[0].in.sin_port), 7);
+	addr_set_unref(set);
+	ck_assert_uint_eq(xstats_of(pool, NAME ":7").resolves, 1);
+	pool_destroy(pool);
+}
+END_TEST
+
 /* ---- a resolver that never answers -------------------------------------- */
 
 /* A "DNS server" on 127.0.0.9:53 that takes queries and never answers;
@@ -573,6 +605,7 @@ Suite *dns_suite(void)
 	tcase_add_test(tc, refresh_failure_keeps);
 	tcase_add_test(tc, cache_one_lookup);
 	tcase_add_test(tc, literal_inline);
+	tcase_add_test(tc, fd_readable_at_result);
 	tcase_add_test(tc, timeout_never_blocks);
 	tcase_add_test(tc, timeout_pool_get);
 	tcase_add_test(tc, shared_and_bounded);
