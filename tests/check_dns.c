@@ -199,7 +199,7 @@ static void name_endpoint(char *buf, size_t len, const char *name, struct linese
 /* The name moves from .2 to .3: at the next refresh the idle connections
  * to .2 are retired (RR_DNS) by the policy, the checked-out one is told
  * it is its last use and retired at its put, and new ones go to .3. */
-static void name_moves(const char *policy, unsigned client_tw)
+static void name_moves(const char *policy, unsigned client_tw, unsigned server_tw)
 {
 	struct lineserver *s2, *s3;
 	pool_conn_t *c[3];
@@ -212,7 +212,8 @@ static void name_moves(const char *policy, unsigned client_tw)
 		return;
 	two_servers(&s2, &s3);
 	name_endpoint(ep, sizeof(ep), NAME, s2);
-	pool = pool_with("teardown", policy, "dns_refresh_ms", "200", NULL);
+	pool = pool_with("teardown", policy, "close_request", "\"quit\\n\"",
+			 "dns_refresh_ms", "200", NULL);
 	for (i = 0; i < 3; i++) {
 		ck_assert_int_eq(pool_get(pool, ep, &c[i]), 0);
 		ck_assert_str_eq(peer_of(c[i]), "127.0.0.2");
@@ -239,7 +240,8 @@ static void name_moves(const char *policy, unsigned client_tw)
 	ping(c[2]); /* still the caller's to use until its put */
 	pool_put(pool, c[2], POOL_REUSE);
 	wait_for(server_open(s2) == 0, 2000);
-	tw_expect(lineserver_endpoint(s2), client_tw, 0);
+	wait_drains(pool, 2000);
+	tw_expect(lineserver_endpoint(s2), client_tw, server_tw);
 	/* New connections go where the name now points. */
 	ck_assert_int_eq(pool_get(pool, ep, &c[0]), 0);
 	ck_assert_str_eq(peer_of(c[0]), "127.0.0.3");
@@ -253,13 +255,20 @@ static void name_moves(const char *policy, unsigned client_tw)
 
 START_TEST(refresh_abort)
 {
-	name_moves("abort", 0);
+	name_moves("abort", 0, 0);
 }
 END_TEST
 
 START_TEST(refresh_close)
 {
-	name_moves("close", 3);
+	name_moves("close", 3, 0);
+}
+END_TEST
+
+/* peer-first: the server closes first, and holds the TIME_WAIT. */
+START_TEST(refresh_peer_first)
+{
+	name_moves("peer-first", 0, 3);
 }
 END_TEST
 
@@ -601,6 +610,7 @@ Suite *dns_suite(void)
 	tcase_add_checked_fixture(tc, dns_setup, dns_teardown);
 	tcase_add_test(tc, refresh_abort);
 	tcase_add_test(tc, refresh_close);
+	tcase_add_test(tc, refresh_peer_first);
 	tcase_add_test(tc, refresh_same_keeps);
 	tcase_add_test(tc, refresh_failure_keeps);
 	tcase_add_test(tc, cache_one_lookup);
