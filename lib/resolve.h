@@ -36,7 +36,10 @@ struct resolve_req;
 int resolve_begin(struct pool *pool, struct pool_endpoint *ep,
 		  struct addr_set **out, struct resolve_req **req);
 
-/* The fd that turns readable once req's result is in. */
+/* The fd that turns readable once req's result is in, or at its
+ * deadline, whichever comes first (a timerfd: poll it, never read or
+ * close it; it stays readable). resolve_req_end and resolve_req_cancel
+ * close it: take it out of an epoll set before calling them. */
 int resolve_req_fd(const struct resolve_req *req);
 
 /* When req gives up (now_ns clock): resolve_begin's time plus
