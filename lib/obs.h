@@ -2,7 +2,10 @@
  * Observability (issue 12): retirement reasons, timing histograms and the
  * event callback. Callers elsewhere in the library record through these
  * functions only; how and where the numbers are kept is obs.c's business.
- * Every function here may be called with no lock held, from any thread.
+ * Every function here may be called from any thread. obs_time takes no
+ * lock and calls nothing, so it may be called with a shard lock held;
+ * the others run the application's event callback, so they must be
+ * called with NO lock held (the callback may call pool_stats*).
  */
 #ifndef TCPOOL_OBS_H
 #define TCPOOL_OBS_H
