@@ -930,6 +930,125 @@ START_TEST(events_from_threads)
 }
 END_TEST
 
+/* The idle fast path records nothing: a thousand get/put pairs of one
+ * idle connection leave every histogram and retirement count at 0. */
+START_TEST(idle_fast_path_records_nothing)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with(NULL);
+	pool_stats_ex_t ex;
+	int i, h;
+
+	pool_put(pool, get_ok(pool, ep), POOL_REUSE);
+	ex = ex_of(pool, ep);
+	for (i = 0; i < 1000; i++)
+		pool_put(pool, get_ok(pool, ep), POOL_REUSE);
+	ex = ex_of(pool, ep);
+	ck_assert_uint_eq(ex.base.reuses, 1000);
+	for (h = 0; h < POOL_HIST_COUNT; h++)
+		ck_assert_msg(ex.hist[h].count == 0, "histogram %d: %llu", h,
+			      (unsigned long long)ex.hist[h].count);
+	ck_assert_uint_eq(retired_all(pool, ep), 0);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
+/* Closed by the server while checked out: retired at its put, counted
+ * as peer_closed under the endpoint's policy. */
+START_TEST(reason_peer_closed_while_out)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("watch_idle", "on", "teardown", "abort", NULL);
+	pool_conn_t *c = get_ok(pool, ep);
+	struct lineserver_stats ss;
+
+	ping(c);
+	lineserver_close_all(ls);
+	lineserver_get_stats(ls, &ss);
+	ck_assert_uint_eq(ss.open, 0);
+	usleep(100000); /* the watch sees the FIN */
+	pool_put(pool, c, POOL_REUSE);
+	ck_assert_uint_eq(retired(pool, ep, POOL_REASON_PEER_CLOSED, POOL_POLICY_ABORT), 1);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 0);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
+/* Scrapes while threads get, put and retire: every text whole and
+ * consistent (TSan and ASan runs check the copying). */
+struct scrape_arg {
+	pool_t *pool;
+	atomic_bool stop;
+	int scrapes, bad;
+};
+
+/* No ck_assert off the test's thread: counted, asserted after. */
+static void *scraper(void *p)
+{
+	struct scrape_arg *a = p;
+	char small[256];
+
+	while (!atomic_load(&a->stop)) {
+		char *t = NULL;
+		int n, m;
+
+		/* The documented pattern: size, fill, again if it grew (an
+		 * endpoint appeared meanwhile). */
+		do {
+			free(t);
+			n = pool_stats_format(a->pool, NULL, 0, POOL_FORMAT_PROMETHEUS);
+			t = n > 0 ? malloc((size_t)n + 1) : NULL;
+			m = t ? pool_stats_format(a->pool, t, (size_t)n + 1,
+						  POOL_FORMAT_PROMETHEUS) : -1;
+		} while (t && m > n);
+		if (m < 0 || strlen(t) != (size_t)m ||
+		    !strstr(t, "tcpool_misuse_total 0\n"))
+			a->bad++;
+		free(t);
+		if (pool_stats_format(a->pool, small, sizeof(small),
+				      POOL_FORMAT_PROMETHEUS) < 256 ||
+		    strlen(small) != sizeof(small) - 1)
+			a->bad++;
+		a->scrapes++;
+	}
+	return NULL;
+}
+
+START_TEST(format_under_load)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	struct lineserver *ls2 = server_start(LS_QUIT_CLOSE);
+	struct mt_arg a = { NULL, lineserver_endpoint(ls) };
+	struct mt_arg b = { NULL, lineserver_endpoint(ls2) };
+	struct scrape_arg sa = { .scrapes = 0 };
+	pthread_t t[3], st;
+	pool_stats_ex_t ex;
+
+	a.pool = b.pool = sa.pool = pool_with("teardown", "abort", NULL);
+	ck_assert_int_eq(pthread_create(&st, NULL, scraper, &sa), 0);
+	ck_assert_int_eq(pthread_create(&t[0], NULL, mt_worker, &a), 0);
+	ck_assert_int_eq(pthread_create(&t[1], NULL, mt_worker, &b), 0);
+	ck_assert_int_eq(pthread_create(&t[2], NULL, mt_worker, &a), 0);
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+	pthread_join(t[2], NULL);
+	atomic_store(&sa.stop, true);
+	pthread_join(st, NULL);
+	ck_assert_int_gt(sa.scrapes, 0);
+	ck_assert_int_eq(sa.bad, 0);
+	ex = ex_of(a.pool, NULL);
+	ck_assert_uint_eq(ex.retired[POOL_REASON_USER][POOL_POLICY_ABORT], 600);
+	ck_assert_uint_eq(ex.hist[POOL_HIST_LIFETIME].count, 600);
+	pool_destroy(a.pool);
+	lineserver_stop(ls);
+	lineserver_stop(ls2);
+}
+END_TEST
+
 Suite *metrics_suite(void)
 {
 	Suite *s = suite_create("metrics");
@@ -950,6 +1069,8 @@ Suite *metrics_suite(void)
 	tcase_add_test(tr, reason_hook);
 	tcase_add_test(tr, reason_destroy_events);
 	tcase_add_test(tr, reason_flush_dns_recorded);
+	tcase_add_test(tr, reason_peer_closed_while_out);
+	tcase_add_test(tr, idle_fast_path_records_nothing);
 	suite_add_tcase(s, tr);
 
 	tcase_set_timeout(th, 30);
@@ -970,6 +1091,7 @@ Suite *metrics_suite(void)
 	tcase_add_test(tp, prom_buckets_cumulative);
 	tcase_add_test(tp, prom_length_contract);
 	tcase_add_test(tp, prom_empty_pool);
+	tcase_add_test(tp, format_under_load);
 	suite_add_tcase(s, tp);
 	return s;
 }
