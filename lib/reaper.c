@@ -204,7 +204,6 @@ static void drain_finish(struct drain *d, bool ok)
 {
 	struct pool *pool = d->ep->pool;
 	enum fallback_why why = d->budget == 0 ? FB_BUDGET : FB_TIMEOUT;
-
 	uint64_t took;
 
 	if (ok)
