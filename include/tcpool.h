@@ -397,7 +397,7 @@ enum pool_event_type {
  * with sizeof of its own struct: fields are only ever appended, so a
  * callback built against an older header reads the ones it knows, and
  * one built against a newer header checks size before reading a field
- * that a older library would not have (offsetof(pool_event_t, f) <
+ * that an older library would not have (offsetof(pool_event_t, f) <
  * ev->size). */
 typedef struct pool_event {
 	size_t size;
