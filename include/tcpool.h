@@ -343,6 +343,133 @@ POOL_API int pool_flush(pool_t *pool, const char *endpoint);
  * snprintf does, or a negative POOL_E* code. */
 POOL_API int pool_stats_format(pool_t *pool, char *buf, size_t len, int format);
 
+/* Why a connection went: the reason label of tcpool_retired_total, the
+ * reason of a POOL_EVENT_RETIRE. New reasons are appended. */
+enum pool_reason {
+	POOL_REASON_IDLE_TIMEOUT, /* idle_timeout_ms */
+	POOL_REASON_LIFETIME,     /* max_lifetime_ms */
+	POOL_REASON_MAX_USES,     /* max_uses */
+	POOL_REASON_SURPLUS,      /* idle above max_idle (idle_shrink_ms) */
+	POOL_REASON_USER,         /* pool_put(POOL_RETIRE) */
+	POOL_REASON_BROKEN,       /* pool_put(POOL_BROKEN) */
+	POOL_REASON_FLUSH,        /* pool_flush */
+	POOL_REASON_DNS,          /* its address is no longer listed */
+	POOL_REASON_PEER_CLOSED,  /* the server closed it while idle */
+	POOL_REASON_STALE,        /* found dead at pool_get */
+	POOL_REASON_DESTROY,      /* pool_destroy */
+	POOL_REASON_EVICTED,      /* evicted under max_total */
+	POOL_REASON_HOOK,         /* the on_connect hook failed */
+	POOL_REASON_COUNT         /* of this header's version */
+};
+
+/* Teardown policies, as configured (teardown = ...). */
+enum pool_policy {
+	POOL_POLICY_CLOSE,
+	POOL_POLICY_ABORT,
+	POOL_POLICY_PEER_FIRST,
+	POOL_POLICY_COUNT
+};
+
+/* Why a peer-first close fell back. New causes are appended. */
+enum pool_fallback {
+	POOL_FALLBACK_TIMEOUT, /* no EOF within close_timeout_ms */
+	POOL_FALLBACK_SEND,    /* the close request could not be sent whole */
+	POOL_FALLBACK_HOOK,    /* the close_request hook returned < 0 */
+	POOL_FALLBACK_BUDGET,  /* the server sent too much without closing */
+	POOL_FALLBACK_UNREAD,  /* too much waited unread: nothing was sent */
+	POOL_FALLBACK_NOWAIT,  /* no room to track the drain */
+	POOL_FALLBACK_BROKEN,  /* pool_put(POOL_BROKEN): no request, by design */
+	POOL_FALLBACK_COUNT
+};
+
+/* What happened (pool_event.type). New types are appended. */
+enum pool_event_type {
+	POOL_EVENT_CONNECT = 1, /* a connect ended: rc, duration_ns */
+	POOL_EVENT_RETIRE,      /* a connection goes: reason, policy, its age
+	                         * in duration_ns */
+	POOL_EVENT_FALLBACK,    /* peer-first fell back: reason is a
+	                         * pool_fallback, policy the fallback's, the
+	                         * drain's time in duration_ns */
+	POOL_EVENT_BACKOFF      /* connects back off: the delay in duration_ns */
+};
+
+/* One event. Valid during the callback only. The library fills `size`
+ * with sizeof of its own struct: fields are only ever appended, so a
+ * callback built against an older header reads the ones it knows, and
+ * one built against a newer header checks size before reading a field
+ * that an older library would not have (offsetof(pool_event_t, f) <
+ * ev->size). */
+typedef struct pool_event {
+	size_t size;
+	int type;                /* enum pool_event_type */
+	int rc;                  /* CONNECT: 0 or a POOL_E* code; else 0 */
+	const char *endpoint;    /* as passed to pool_get */
+	int reason;              /* RETIRE: pool_reason; FALLBACK: pool_fallback; else -1 */
+	int policy;              /* RETIRE, FALLBACK: pool_policy; else -1 */
+	uint64_t duration_ns;
+} pool_event_t;
+
+typedef void (*pool_event_fn)(const pool_event_t *ev, void *ud);
+
+/* Call fn for every event of the pool (fn NULL: none). It runs in the
+ * thread where the event happened (pool_get's caller, pool_put's, the
+ * maintenance thread, pool_destroy's) with no pool lock held, and must
+ * return quickly. It may call pool_stats(), pool_stats_ex(),
+ * pool_stats_foreach(), pool_stats_format() and the *_name() functions
+ * below, and nothing else of the pool: see pool_set_event_fn(3). */
+POOL_API void pool_set_event_fn(pool_t *pool, pool_event_fn fn, void *ud);
+
+/* Names as the Prometheus labels and the configuration spell them
+ * ("idle_timeout", "peer-first", "timeout", "retire"); "unknown" for a
+ * value out of range. Static storage. */
+POOL_API const char *pool_reason_name(int reason);
+POOL_API const char *pool_policy_name(int policy);
+POOL_API const char *pool_fallback_name(int why);
+POOL_API const char *pool_event_name(int type);
+
+/* Histograms: log2 buckets of microseconds, bucket i counting durations
+ * of at most 2^i us (1 us .. 2^26 us, 67 s), the last one the rest. */
+#define POOL_HIST_BUCKETS 28
+enum pool_hist {
+	POOL_HIST_ACQUIRE,  /* pool_get beyond the idle fast path */
+	POOL_HIST_CONNECT,  /* successful connects */
+	POOL_HIST_DRAIN,    /* peer-first: close request to EOF or fallback */
+	POOL_HIST_LIFETIME, /* connections' age at retirement */
+	POOL_HIST_COUNT
+};
+
+typedef struct pool_hist_data {
+	uint64_t count;
+	uint64_t sum_ns;
+	uint64_t bucket[POOL_HIST_BUCKETS]; /* not cumulative */
+} pool_hist_data_t;
+
+/* What pool_stats_t has no room for. ABI: fields are only appended, and
+ * pool_stats_ex fills min(size, its own sizeof) bytes, so a caller built
+ * against an older header gets the fields it knows. */
+typedef struct pool_stats_ex {
+	pool_stats_t base;          /* as pool_stats() gives it */
+	uint64_t backoffs;          /* backoff periods started */
+	uint64_t backoff_rejects;   /* calls failed with POOL_EBACKOFF */
+	uint64_t connect_waits;     /* callers that waited for max_connecting */
+	uint64_t resolves;          /* name lookups finished */
+	uint64_t resolve_failures;  /* ... that failed */
+	uint64_t resolve_timeouts;  /* ... that ran out of resolve_timeout_ms */
+	uint64_t dns_changes;       /* refreshes that changed the addresses */
+	uint64_t flushes;           /* pool_flush calls that covered it */
+	/* retirements by reason and policy (13 reasons in this version) */
+	uint64_t retired[13][POOL_POLICY_COUNT];
+	pool_hist_data_t hist[POOL_HIST_COUNT];
+} pool_stats_ex_t;
+
+/* Fill out (size bytes: sizeof(pool_stats_ex_t) of the caller's header)
+ * for endpoint, or for the whole pool when endpoint is NULL (endpoints
+ * forgotten since included, as in pool_stats). Returns 0, or POOL_EINVAL
+ * (a NULL argument, size below sizeof(pool_stats_t), an endpoint the
+ * pool does not know). */
+POOL_API int pool_stats_ex(pool_t *pool, const char *endpoint,
+                           pool_stats_ex_t *out, size_t size);
+
 /* ---- TIME_WAIT accounting --------------------------------------------- */
 
 typedef struct pool_tw_count {

@@ -142,6 +142,7 @@ int conn_on_connect(struct pool_conn *c, const struct connect_ctl *ctl)
 		*ctl->inflight = -1;
 		pthread_mutex_unlock(ctl->lock);
 	}
+	obs_retire(c->pool, c->ep, RR_HOOK, TEARDOWN_ABORT, c->created_ns);
 	data_release(c->data, c->free_fn);
 	conn_free(c);
 	return POOL_EHOOK;
@@ -231,6 +232,7 @@ void fallback_note(struct pool *pool, struct pool_endpoint *ep,
 	plock_unlock(&ep->shard->lock);
 	if (log)
 		pool_log(pool, POOL_LOG_WARN, "%s", msg);
+	obs_fallback(pool, ep, obs_fallback_code(why), ep->set.fallback, 0);
 }
 
 static void count_retired(struct pool_endpoint *ep, enum pool_teardown policy)
@@ -304,6 +306,7 @@ static bool retire_peer_first(struct pool *pool, struct pool_conn *c, bool broke
 	size_t budget = DRAIN_BUDGET;
 	enum fallback_why why = FB_SEND;
 	enum drain_status st;
+	uint64_t t0 = now_ns();
 
 	/* A broken connection's protocol state is unknown: a close request
 	 * could be read as part of something else, so fall back at once. */
@@ -320,12 +323,18 @@ static bool retire_peer_first(struct pool *pool, struct pool_conn *c, bool broke
 	else if (teardown_fallback(c->fd, ep->set.fallback, &budget))
 		st = DRAIN_EOF;
 	data_release(c->data, c->free_fn);
+	/* A drain that ended at once: HIST_DRAIN counts it too (near 0),
+	 * unless broken, where no close request was sent at all. */
+	if (!broken)
+		obs_time(ep, HIST_DRAIN, now_ns() - t0);
 	if (st == DRAIN_EOF)
 		count_peer_first_ok(ep);
 	else if (broken) /* by design, not a setup to warn about */
 		count_broken_fallback(ep);
 	else
 		fallback_note(pool, ep, why);
+	if (st != DRAIN_EOF && broken)
+		obs_fallback(pool, ep, POOL_FALLBACK_BROKEN, ep->set.fallback, 0);
 	return false;
 }
 

@@ -2,7 +2,10 @@
  * Observability (issue 12): retirement reasons, timing histograms and the
  * event callback. Callers elsewhere in the library record through these
  * functions only; how and where the numbers are kept is obs.c's business.
- * Every function here may be called with no lock held, from any thread.
+ * Every function here may be called from any thread. obs_time takes no
+ * lock and calls nothing, so it may be called with a shard lock held;
+ * the others run the application's event callback, so they must be
+ * called with NO lock held (the callback may call pool_stats*).
  */
 #ifndef TCPOOL_OBS_H
 #define TCPOOL_OBS_H
@@ -33,5 +36,28 @@ void obs_retire(struct pool *pool, struct pool_endpoint *ep,
 
 /* The endpoint starts backing off for delay_ms after a failed connect. */
 void obs_backoff(struct pool *pool, struct pool_endpoint *ep, uint32_t delay_ms);
+
+/* A peer-first close fell back (why: a POOL_FALLBACK_* code) after
+ * ns of draining, to policy. Fires the event callback. */
+void obs_fallback(struct pool *pool, struct pool_endpoint *ep, int why,
+		  enum pool_teardown policy, uint64_t ns);
+/* The public code of an internal fallback cause. */
+int obs_fallback_code(enum fallback_why why);
+
+/* ep is being forgotten (its shard lock held): its xstats join the
+ * shard's, so pool-wide totals keep them. */
+void obs_forget(struct shard *sh, struct pool_endpoint *ep);
+
+/* Read side (obs.c): add ep's (or, with ep NULL, shard i's pool-wide)
+ * numbers into out. Relaxed reads: a histogram's count is the sum of
+ * its buckets, so it always matches them. */
+void obs_read(const struct obs_data *d, pool_stats_ex_t *out);
+void obs_read_xstats(const struct ep_xstats *x, pool_stats_ex_t *out);
+
+/* One endpoint's pool_stats_ex, its shard lock held (stats.c). */
+void stats_ex_locked(const struct pool_endpoint *ep, pool_stats_ex_t *ex);
+
+/* The text format (metrics.c). */
+int metrics_prometheus(struct pool *pool, char *buf, size_t len);
 
 #endif

@@ -376,6 +376,23 @@ struct waiter {
 	bool woken;                /* the last wait ended by a kick */
 };
 
+/* Observability (obs.c, issue 12): retirements by reason and policy, and
+ * log2 histograms. Relaxed atomics, so that a recorder needs no lock
+ * (and may hold one); summed on read. Kept per endpoint, and per shard
+ * for the pool-wide totals, which outlive forgotten endpoints. Off the
+ * idle fast path: nothing here is touched by an idle pool_get/pool_put. */
+#define OBS_REASONS 13   /* RR_COUNT (checked in obs.c) */
+#define OBS_POLICIES 3   /* enum pool_teardown */
+#define OBS_HISTS 4      /* HIST_COUNT (obs.h) */
+#define OBS_BUCKETS 28   /* POOL_HIST_BUCKETS */
+struct obs_data {
+	atomic_uint_fast64_t retired[OBS_REASONS][OBS_POLICIES];
+	struct obs_buckets {
+		atomic_uint_fast64_t sum_ns;
+		atomic_uint_fast64_t bucket[OBS_BUCKETS];
+	} hist[OBS_HISTS];
+};
+
 struct pool_endpoint {
 	char *key;                 /* the endpoint string, hash key */
 	struct pool *pool;
@@ -415,6 +432,7 @@ struct pool_endpoint {
 	struct ratelimit fallback_log; /* peer-first fallbacks */
 	struct ratelimit hook_log;     /* warm connections' on_connect fails */
 	const pool_hooks_t *hooks;     /* NULL: none; in pool->cfg */
+	struct obs_data obs;           /* obs.c; after everything else */
 };
 
 struct shard {
@@ -497,6 +515,13 @@ struct reaper {
 	                            * runner wakes by then at the latest */
 };
 
+/* Observability per shard (obs.c): pool-wide totals. */
+struct obs_shard {
+	struct obs_data d;
+	struct ep_xstats xgone;    /* xstats of forgotten endpoints (shard
+	                            * lock; obs_forget) */
+} __attribute__((aligned(64)));
+
 struct pool {
 	struct shard shards[POOL_NSHARDS];
 	uint64_t serial;           /* unique per pool in this process */
@@ -529,6 +554,14 @@ struct pool {
 	atomic_bool fork_retry;    /* a child could not start its reaper or
 	                            * maintenance: each call tries again */
 	struct pool *reg_next, *reg_prev;
+	/* observability (obs.c): the event callback, under event_lock
+	 * (zeroed = unlocked, so pool_create needs no change), and the
+	 * pool-wide totals */
+	atomic_bool event_on;      /* an event_fn is set: skip the lock if not */
+	plock_t event_lock;
+	pool_event_fn event_fn;
+	void *event_ud;
+	struct obs_shard obs[POOL_NSHARDS];
 };
 
 /* The shard of an endpoint key's uthash hash value. uthash uses the low

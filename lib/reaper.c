@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "pool-internal.h"
+#include "obs.h"
 
 #define REAPER_BATCH 64
 
@@ -188,6 +189,9 @@ fallback:
 	budget = DRAIN_BUDGET;
 	ok = teardown_fallback(fd, ep->set.fallback, &budget);
 	data_release(data, free_fn);
+	obs_time(ep, HIST_DRAIN, 0);
+	if (!ok)
+		obs_fallback(pool, ep, POOL_FALLBACK_NOWAIT, ep->set.fallback, 0);
 	count_drain_end(pool, ep, ok, FB_NOWAIT);
 	total_release(pool);
 }
@@ -200,12 +204,19 @@ static void drain_finish(struct drain *d, bool ok)
 {
 	struct pool *pool = d->ep->pool;
 	enum fallback_why why = d->budget == 0 ? FB_BUDGET : FB_TIMEOUT;
+	uint64_t took;
 
 	if (ok)
 		teardown_now(d->fd, TEARDOWN_CLOSE);
 	else
 		ok = teardown_fallback(d->fd, d->fallback, &d->budget);
 	data_release(d->data, d->free_fn);
+	/* From the close request (sent just before reaper_add set the
+	 * deadline) to now; ep is still held by the drain here. */
+	took = now_ns() - (d->deadline_ns - MS_TO_NS(d->ep->set.close_timeout_ms));
+	obs_time(d->ep, HIST_DRAIN, took);
+	if (!ok)
+		obs_fallback(pool, d->ep, obs_fallback_code(why), d->fallback, took);
 	count_drain_end(pool, d->ep, ok, why);
 	free(d);
 	total_release(pool);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "pool-internal.h"
+#include "obs.h"
 
 /* pool_stats_t is ABI: fields take reserved room, never add to it. */
 _Static_assert(sizeof(pool_stats_t) == 144, "pool_stats_t changed size");
@@ -76,6 +77,61 @@ POOL_API int pool_stats(pool_t *pool, const char *endpoint, pool_stats_t *out)
 		snapshot(ep, out);
 	plock_unlock(&sh->lock);
 	return ep ? 0 : POOL_EINVAL;
+}
+
+/* pool_stats_ex for the whole pool: live endpoints' xstats, forgotten
+ * ones' (per shard), and the per-shard observability totals. */
+static void totals_ex(struct pool *pool, pool_stats_ex_t *ex)
+{
+	struct pool_endpoint *ep, *tmp;
+	int i;
+
+	totals(pool, &ex->base);
+	for (i = 0; i < POOL_NSHARDS; i++) {
+		plock_lock(&pool->shards[i].lock);
+		obs_read_xstats(&pool->obs[i].xgone, ex);
+		HASH_ITER(hh, pool->shards[i].table, ep, tmp)
+			obs_read_xstats(&ep->xstats, ex);
+		plock_unlock(&pool->shards[i].lock);
+		obs_read(&pool->obs[i].d, ex);
+	}
+}
+
+/* One endpoint's, its shard locked (the endpoint stays while it is). */
+void stats_ex_locked(const struct pool_endpoint *ep, pool_stats_ex_t *ex)
+{
+	memset(ex, 0, sizeof(*ex));
+	snapshot(ep, &ex->base);
+	obs_read_xstats(&ep->xstats, ex);
+	obs_read(&ep->obs, ex);
+}
+
+/* Fills min(size, ours) bytes: a caller built against an older, shorter
+ * pool_stats_ex_t gets the fields it knows, and nothing past its struct
+ * is written. */
+POOL_API int pool_stats_ex(pool_t *pool, const char *endpoint,
+			   pool_stats_ex_t *out, size_t size)
+{
+	pool_stats_ex_t ex;
+	struct pool_endpoint *ep;
+	struct shard *sh;
+
+	if (!pool || !out || size < sizeof(pool_stats_t))
+		return POOL_EINVAL;
+	fork_check(pool);
+	memset(&ex, 0, sizeof(ex));
+	if (!endpoint) {
+		totals_ex(pool, &ex);
+	} else {
+		ep = table_lookup(pool, endpoint, &sh, NULL);
+		if (ep)
+			stats_ex_locked(ep, &ex);
+		plock_unlock(&sh->lock);
+		if (!ep)
+			return POOL_EINVAL;
+	}
+	memcpy(out, &ex, size < sizeof(ex) ? size : sizeof(ex));
+	return 0;
 }
 
 /* A copy of one shard's endpoints: keys packed in one buffer. */

@@ -312,12 +312,74 @@ test_tw_bad() {
 	expect_grep "no TIME_WAIT" err "tw with a unix endpoint: says why"
 }
 
+# ---- stats ----
+
+# stats_figure SERIES: the value of the series line, in the last stdout.
+stats_figure() {
+	printf '%s\n' "$out" | awk -v k="$1" '$1 == k { print $2 }'
+}
+
+test_stats() {
+	local ep
+
+	if ! [ -x "$lineserver" ]; then
+		not_ok "stats: line server $lineserver not built"
+		return
+	fi
+	# The last server's "listening on" line must not pass for this one's.
+	: >"$tmp/server.out"
+	start_server || { not_ok "stats: line server starts"; return; }
+	ep=127.0.0.1:$port
+	run stats --requests 300 --concurrency 3 --retire-every 10 "$ep"
+	expect_rc 0 "stats under load"
+	[ "$(stats_figure "tcpool_gets_total{endpoint=\"$ep\"}")" = 300 ] &&
+		ok "stats: 300 gets counted" || not_ok "stats: 300 gets counted" "$out"
+	[ "$(stats_figure "tcpool_retired_total{endpoint=\"$ep\",policy=\"close\",reason=\"user\"}")" = 30 ] &&
+		ok "stats: every 10th retired, by the close policy" ||
+		not_ok "stats: every 10th retired" "$out"
+	expect_grep '^# TYPE tcpool_connection_lifetime_seconds histogram$' out \
+		"stats: histograms"
+	expect_grep '^tcpool stats: 300 requests, 0 failed, ' err "stats: summary on stderr"
+
+	printf '[pool]\nteardown = abort\nmax_uses = 4\n' >"$tmp/abort.conf"
+	run stats --config "$tmp/abort.conf" --requests 40 --concurrency 1 "$ep"
+	expect_rc 0 "stats --config"
+	[ "$(stats_figure "tcpool_retired_total{endpoint=\"$ep\",policy=\"abort\",reason=\"max_uses\"}")" = 10 ] &&
+		ok "stats --config: its policy and max_uses apply" ||
+		not_ok "stats --config: policy and max_uses" "$out"
+	run stats --send 'hello\n' --requests 5 "$ep"
+	expect_rc 0 "stats --send with an escape"
+	stop_server
+
+	# Nothing listens there any more: every request fails, still shown.
+	run stats --requests 5 --concurrency 1 "$ep"
+	expect_rc 1 "stats against a closed port"
+	[ "$(stats_figure "tcpool_connect_failures_total{endpoint=\"$ep\"}")" = 5 ] &&
+		ok "stats: connect failures counted" || not_ok "stats: connect failures" "$out"
+	expect_grep "^tcpool stats: last failure: connection refused" err \
+		"stats: says why it failed"
+	run stats
+	expect_rc 2 "stats without an endpoint"
+	run stats --requests many "$ep"
+	expect_rc 2 "stats --requests not a number"
+	expect_grep "expected a number, got 'many'" err "stats: bad number named"
+	run stats --frobnicate 1 "$ep"
+	expect_rc 2 "stats with an unknown option"
+	run stats --concurrency 0 "$ep"
+	expect_rc 2 "stats --concurrency 0"
+	run stats --config "$tmp/none.conf" "$ep"
+	expect_rc 1 "stats with a missing config file"
+	run stats --requests 1 "nonsense"
+	expect_rc 1 "stats with a malformed endpoint"
+}
+
 test_usage
 test_good_config
 test_bad_configs
 test_config_warnings
 test_tw
 test_tw_bad
+test_stats
 
 echo "# $((total - failed)) of $total passed"
 [ "$failed" -eq 0 ]

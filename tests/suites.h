@@ -25,4 +25,5 @@ Suite *ports_suite(void);
 Suite *socket_suite(void);
 Suite *dns_suite(void);
 Suite *flush_suite(void);
+Suite *metrics_suite(void);
 #endif

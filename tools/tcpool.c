@@ -7,6 +7,10 @@
  *   tcpool tw [ENDPOINT]       TIME_WAIT sockets toward ENDPOINT, client
  *                              and server side, as pool_tw_count() counts
  *                              them; without ENDPOINT the namespace total
+ *   tcpool stats [OPTIONS] ENDPOINT...
+ *                              run a pool under load against the
+ *                              endpoints, then print its metrics in the
+ *                              Prometheus text format
  *
  * Exit status: 0 success, 1 the check or the count failed, 2 bad usage.
  *
@@ -21,10 +25,17 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "config-keys.h"
 #include "tcpool.h"
@@ -37,6 +48,8 @@
 static const char usage_text[] =
 	"usage: tcpool check-config FILE\n"
 	"       tcpool tw [ENDPOINT]\n"
+	"       tcpool stats [--config FILE] [--requests N] [--concurrency C]\n"
+	"                    [--send TEXT] [--retire-every K] ENDPOINT...\n"
 	"       tcpool --help | --version\n";
 
 static const char help_text[] =
@@ -48,6 +61,16 @@ static const char help_text[] =
 	"  tw [ENDPOINT]      count TIME_WAIT sockets toward ENDPOINT\n"
 	"                     (host:port, [ipv6]:port, '*' for any host);\n"
 	"                     without ENDPOINT, the namespace total\n"
+	"  stats ENDPOINT...  make a pool (from --config FILE, or the\n"
+	"                     defaults), send N requests (default 1000) over\n"
+	"                     C threads (default 4), round robin over the\n"
+	"                     endpoints, each TEXT (default \"PING\\r\\n\")\n"
+	"                     and one reply read; after every K-th, the\n"
+	"                     connection is retired (--retire-every K;\n"
+	"                     default 0: never);\n"
+	"                     then print the pool's metrics (Prometheus text)\n"
+	"                     and, on stderr, a summary; exit 1 if any\n"
+	"                     request failed\n"
 	"\n"
 	"Exit status: 0 success, 1 failure, 2 usage error.\n"
 	"See tcpool(1), tcpool.conf(5).\n";
@@ -193,6 +216,240 @@ static int tw_total(void)
 
 /* ---- main ---- */
 
+/* ---- stats ---- */
+
+/* How long one reply may take before the request counts as failed. */
+#define STATS_REPLY_MS 5000
+
+struct load {
+	pool_t *pool;
+	char **eps;
+	int neps;
+	long requests;
+	long retire_every;         /* 0: never */
+	const char *send;
+	size_t send_len;
+	atomic_long next;          /* requests handed out */
+	atomic_long failed;
+	atomic_int last_err;       /* a POOL_E* code, or 1 for I/O */
+};
+
+/* Send the request and wait for some reply; false on any failure. */
+static bool exchange(int fd, const char *msg, size_t len)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char buf[4096];
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = send(fd, msg + off, len - off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		off += (size_t)n;
+	}
+	while (poll(&p, 1, STATS_REPLY_MS) < 0)
+		if (errno != EINTR)
+			return false;
+	return p.revents && recv(fd, buf, sizeof(buf), 0) > 0;
+}
+
+static void one_request(struct load *l, long i)
+{
+	const char *ep = l->eps[i % l->neps];
+	pool_conn_t *c = NULL;
+	pool_put_mode mode = POOL_REUSE;
+	int rc = pool_get(l->pool, ep, &c);
+
+	if (rc) {
+		atomic_fetch_add(&l->failed, 1);
+		atomic_store(&l->last_err, rc);
+		return;
+	}
+	if (!exchange(pool_conn_fd(c), l->send, l->send_len)) {
+		atomic_fetch_add(&l->failed, 1);
+		atomic_store(&l->last_err, 1);
+		mode = POOL_BROKEN;
+	} else if (l->retire_every && (i + 1) % l->retire_every == 0) {
+		mode = POOL_RETIRE;
+	}
+	pool_put(l->pool, c, mode);
+}
+
+static void *load_worker(void *arg)
+{
+	struct load *l = arg;
+	long i;
+
+	while ((i = atomic_fetch_add(&l->next, 1)) < l->requests)
+		one_request(l, i);
+	return NULL;
+}
+
+/* A non-negative long option value, or -1. */
+static long parse_count(const char *s, long min)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > INT_MAX)
+		return -1;
+	return v;
+}
+
+/* The C escapes \r, \n, \t and \\ in TEXT, so a request can be typed. */
+static size_t unescape(char *s)
+{
+	char *w = s, *r = s;
+
+	for (; *r; r++) {
+		if (*r != '\\' || !r[1]) {
+			*w++ = *r;
+			continue;
+		}
+		r++;
+		*w++ = *r == 'r' ? '\r' : *r == 'n' ? '\n' : *r == 't' ? '\t' : *r;
+	}
+	*w = '\0';
+	return (size_t)(w - s);
+}
+
+static pool_t *stats_pool(const char *config)
+{
+	char err[ERRLEN];
+	pool_config_t *cfg = pool_config_new();
+	pool_t *pool = NULL;
+	int rc;
+
+	if (!cfg) {
+		fprintf(stderr, "tcpool: out of memory\n");
+		return NULL;
+	}
+	if (config && (rc = pool_config_load(cfg, config, err, sizeof(err)))) {
+		fprintf(stderr, "tcpool: %s\n", err);
+		pool_config_free(cfg);
+		return NULL;
+	}
+	rc = pool_create(&pool, cfg);
+	pool_config_free(cfg);
+	if (rc)
+		fprintf(stderr, "tcpool: cannot create the pool: %s\n", pool_strerror(rc));
+	return rc ? NULL : pool;
+}
+
+/* Run the load, then print the metrics; the pool is still alive, so
+ * the gauges (idle connections) show what the load left. */
+static int stats_run(struct load *l, int conc)
+{
+	pthread_t *t = calloc((size_t)conc, sizeof(*t));
+	struct timespec t0, t1;
+	int i, n, started = 0;
+	char *text;
+
+	if (!t) {
+		fprintf(stderr, "tcpool: out of memory\n");
+		return 1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < conc; i++, started++)
+		if (pthread_create(&t[i], NULL, load_worker, l) != 0)
+			break;
+	if (!started)
+		load_worker(l);
+	for (i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	free(t);
+	n = pool_stats_format(l->pool, NULL, 0, POOL_FORMAT_PROMETHEUS);
+	text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+	if (!text || pool_stats_format(l->pool, text, (size_t)n + 1,
+				       POOL_FORMAT_PROMETHEUS) != n) {
+		fprintf(stderr, "tcpool: cannot format the metrics: %s\n",
+			pool_strerror(n < 0 ? n : POOL_ENOMEM));
+		free(text);
+		return 1;
+	}
+	fputs(text, stdout);
+	free(text);
+	fprintf(stderr, "tcpool stats: %ld requests, %ld failed, %.3f s\n",
+		l->requests, atomic_load(&l->failed),
+		(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	if (atomic_load(&l->failed)) {
+		int e = atomic_load(&l->last_err);
+
+		fprintf(stderr, "tcpool stats: last failure: %s\n",
+			e == 1 ? "no reply" : pool_strerror(e));
+		return 1;
+	}
+	return 0;
+}
+
+static int stats_cmd(int argc, char **argv)
+{
+	struct load l = { .requests = 1000, .send = "PING\r\n" };
+	const char *config = NULL;
+	char *send = NULL;
+	long conc = 4;
+	int i, rc;
+
+	for (i = 2; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i += 2) {
+		const char *opt = argv[i];
+
+		if (strcmp(opt, "--") == 0) {
+			i++;
+			break;
+		}
+		if (i + 1 >= argc)
+			return usage_error("%s needs a value", opt);
+		if (strcmp(opt, "--config") == 0)
+			config = argv[i + 1];
+		else if (strcmp(opt, "--requests") == 0)
+			l.requests = parse_count(argv[i + 1], 0);
+		else if (strcmp(opt, "--concurrency") == 0)
+			conc = parse_count(argv[i + 1], 1);
+		else if (strcmp(opt, "--retire-every") == 0)
+			l.retire_every = parse_count(argv[i + 1], 0);
+		else if (strcmp(opt, "--send") == 0)
+			send = argv[i + 1];
+		else
+			return usage_error("stats: unknown option '%s'", opt);
+		if (l.requests < 0 || conc < 0 || l.retire_every < 0)
+			return usage_error("%s: expected a number, got '%s'", opt, argv[i + 1]);
+		if (conc > 1024)
+			return usage_error("--concurrency: at most 1024");
+	}
+	if (i >= argc)
+		return usage_error("stats needs at least one ENDPOINT");
+	l.eps = argv + i;
+	l.neps = argc - i;
+	if (send) {
+		send = strdup(send);
+		if (!send)
+			return 1;
+		l.send_len = unescape(send);
+		l.send = send;
+	}
+	if (!l.send_len)
+		l.send_len = strlen(l.send);
+	if (!l.send_len) {
+		free(send);
+		return usage_error("--send: empty request");
+	}
+	l.pool = stats_pool(config);
+	if (!l.pool) {
+		free(send);
+		return 1;
+	}
+	rc = stats_run(&l, (int)conc);
+	pool_destroy(l.pool);
+	free(send);
+	return rc;
+}
+
 /* A full disk or a closed pipe must not pass for success. A command that
  * failed has said why already. */
 static int flush_stdout(int rc)
@@ -230,6 +487,8 @@ static int run(int argc, char **argv)
 			return usage_error("tw takes at most one ENDPOINT");
 		return argc == 3 ? tw_endpoint(argv[2]) : tw_total();
 	}
+	if (strcmp(cmd, "stats") == 0)
+		return stats_cmd(argc, argv);
 	return usage_error("unknown command '%s'", cmd);
 }
 
