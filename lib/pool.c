@@ -13,6 +13,7 @@
 
 #include "config-keys.h"
 #include "pool-internal.h"
+#include "obs.h"
 #include "resolve.h"
 
 #undef uthash_nonfatal_oom
@@ -152,6 +153,7 @@ void table_forget(struct shard *sh, struct pool_endpoint *ep)
 {
 	memo_keep(sh, ep);
 	stats_add_counters(&sh->gone, &ep->stats);
+	obs_forget(sh, ep); /* its extra counters, into the shard's too */
 	sh->gen++;
 	HASH_DELETE(hh, sh->table, ep);
 	endpoint_free(ep);

@@ -225,6 +225,9 @@ test_config_warnings() {
 start_server() {
 	local i line=
 
+	# Emptied here, not by the background job's redirection, which may
+	# run after the loop below has read the previous server's line.
+	: >"$tmp/server.out"
 	"$lineserver" >"$tmp/server.out" 2>&1 &
 	server_pid=$!
 	for i in $(seq 100); do
