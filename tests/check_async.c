@@ -19,6 +19,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 #include "dial.h"
 #include "fixtures.h"
 #include "pool-internal.h"
@@ -722,11 +728,14 @@ START_TEST(max_connecting_one)
 	unsigned max;
 
 	max = crowd_run("1", &waits);
-	ck_assert_uint_eq(max, 1);
+	ck_assert_uint_le(max, 1);
 	ck_assert_uint_ge(waits, 1);
 	max = crowd_run("0", &waits);
-	ck_assert_uint_gt(max, 1);
 	ck_assert_uint_eq(waits, 0);
+	/* The sampler sees the overlap, unless valgrind runs the threads one
+	 * at a time. */
+	if (!RUNNING_ON_VALGRIND)
+		ck_assert_uint_gt(max, 1);
 }
 END_TEST
 
