@@ -328,8 +328,14 @@ START_TEST(name_cancel_and_finish)
 
 	snprintf(ep, sizeof(ep), "localhost:%u", lineserver_port(ls));
 	rc = start_timed(pool, ep, &c, &pend, 1000);
-	ck_assert_int_eq(rc, POOL_EINPROGRESS);
-	pool_get_cancel(pool, pend);
+	/* With a resolver thread, in progress; a resolver that answers at
+	 * once (a cached name) and a loopback connect may be done. */
+	if (rc == POOL_EINPROGRESS) {
+		pool_get_cancel(pool, pend);
+	} else {
+		ck_assert_int_eq(rc, 0);
+		pool_put(pool, c, POOL_RETIRE);
+	}
 	ck_assert_uint_eq(stats_of(pool, ep).in_use, 0);
 	rc = start_timed(pool, ep, &c, &pend, 1000);
 	if (rc == POOL_EINPROGRESS)
