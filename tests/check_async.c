@@ -745,6 +745,76 @@ START_TEST(max_connecting_one)
 }
 END_TEST
 
+/* ---- manual maintenance: refills never block pool_maintain ---- */
+
+/* Run pool_maintain as an event loop would, until cond or ms. */
+#define maintain_until(pool, cond, ms) do { \
+		long long end_ = mono_ms() + (ms); \
+		int next_ = 0; \
+		while (!(cond) && mono_ms() < end_) { \
+			struct pollfd p_ = { .fd = pool_maintenance_fd(pool), \
+					     .events = POLLIN }; \
+			poll(&p_, 1, next_ < 0 || next_ > 50 ? 50 : next_); \
+			ck_assert_int_eq(pool_maintain(pool, &next_), 0); \
+		} \
+		ck_assert(cond); \
+	} while (0)
+
+/* A server that never completes a connect: pool_maintain returns at once
+ * though connect_timeout_ms is seconds; destroy gives the refill up. */
+START_TEST(manual_refill_never_blocks)
+{
+	struct lineserver_opts o = { .backlog = 1 };
+	struct lineserver *ls = lineserver_start(&o);
+	pool_t *pool = pool_with("maintenance", "manual", "min_idle", "2",
+				 "connect_timeout_ms", "5000", NULL);
+	struct pool_endpoint *e;
+	pool_conn_t *c;
+	int fill[16], nfill, i, next;
+	long long t0;
+	const char *ep;
+
+	ck_assert_ptr_nonnull(ls);
+	ep = lineserver_endpoint(ls);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	pool_put(pool, c, POOL_REUSE);
+	lineserver_pause_accept(ls, true);
+	nfill = fill_backlog(lineserver_port(ls), fill, 16);
+	for (i = 0; i < 3; i++) {
+		t0 = mono_ms();
+		ck_assert_int_eq(pool_maintain(pool, &next), 0);
+		ck_assert_int_lt(mono_ms() - t0, 1000);
+	}
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 1);
+	/* The refill is under way, not given up. */
+	ck_assert_int_eq(pool_endpoint_lock(pool, ep, &e), 0);
+	ck_assert_uint_eq(e->ndialing, 1);
+	pool_endpoint_unlock(e);
+	pool_destroy(pool);
+	for (i = 0; i < nfill; i++)
+		close(fill[i]);
+	lineserver_stop(ls);
+}
+END_TEST
+
+/* Refills complete through the maintenance fd and pool_maintain calls. */
+START_TEST(manual_refill_completes)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("maintenance", "manual", "min_idle", "3",
+				 "teardown", "abort", NULL);
+	pool_conn_t *c;
+
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	pool_put(pool, c, POOL_REUSE);
+	maintain_until(pool, stats_of(pool, ep).idle == 3, 3000);
+	ck_assert_uint_eq(stats_of(pool, ep).connects, 3);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 Suite *async_suite(void)
 {
 	Suite *s = suite_create("async");
@@ -777,6 +847,8 @@ Suite *async_suite(void)
 	tcase_set_timeout(mc, 60);
 	tcase_add_checked_fixture(mc, fixture_test_setup, fixture_test_teardown);
 	tcase_add_test(mc, max_connecting_one);
+	tcase_add_test(mc, manual_refill_never_blocks);
+	tcase_add_test(mc, manual_refill_completes);
 	suite_add_tcase(s, mc);
 	return s;
 }
