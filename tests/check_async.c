@@ -745,6 +745,48 @@ START_TEST(max_connecting_one)
 }
 END_TEST
 
+static unsigned ndialing_of(pool_t *pool, const char *key)
+{
+	struct pool_endpoint *ep;
+	unsigned n;
+
+	ck_assert_int_eq(pool_endpoint_lock(pool, key, &ep), 0);
+	n = ep->ndialing;
+	pool_endpoint_unlock(ep);
+	return n;
+}
+
+/* max_connecting through the pending fd: B waits while A dials; A's
+ * connect ending (here: cancelled) turns B's fd readable, and B dials. */
+START_TEST(max_connecting_waits_through_fd)
+{
+	pool_t *pool = pool_with("max_connecting", "1", "connect_timeout_ms", "5000",
+				 "acquire_timeout_ms", "5000", NULL);
+	pool_pending_t *a = NULL, *b = NULL;
+	pool_conn_t *c = NULL;
+	struct pool_endpoint *ep;
+	struct stuck s;
+
+	stuck_start(&s);
+	ck_assert_int_eq(start_timed(pool, s.ep, &c, &a, 1000), POOL_EINPROGRESS);
+	ck_assert_int_eq(start_timed(pool, s.ep, &c, &b, 1000), POOL_EINPROGRESS);
+	ck_assert_uint_eq(ndialing_of(pool, s.ep), 1);
+	ck_assert(!pend_ready(b, 100));
+	pool_get_cancel(pool, a);
+	ck_assert(pend_ready(b, 1000));
+	ck_assert_int_eq(pool_get_finish(pool, b, &c), POOL_EINPROGRESS);
+	ck_assert_uint_eq(ndialing_of(pool, s.ep), 1);
+	ck_assert_int_eq(pool_endpoint_lock(pool, s.ep, &ep), 0);
+	ck_assert_uint_eq(ep->xstats.connect_waits, 1);
+	pool_endpoint_unlock(ep);
+	pool_get_cancel(pool, b);
+	ck_assert_uint_eq(ndialing_of(pool, s.ep), 0);
+	ck_assert_uint_eq(stats_of(pool, s.ep).in_use, 0);
+	pool_destroy(pool);
+	stuck_stop(&s);
+}
+END_TEST
+
 /* ---- manual maintenance: refills never block pool_maintain ---- */
 
 /* Run pool_maintain as an event loop would, until cond or ms. */
@@ -847,6 +889,7 @@ Suite *async_suite(void)
 	tcase_set_timeout(mc, 60);
 	tcase_add_checked_fixture(mc, fixture_test_setup, fixture_test_teardown);
 	tcase_add_test(mc, max_connecting_one);
+	tcase_add_test(mc, max_connecting_waits_through_fd);
 	tcase_add_test(mc, manual_refill_never_blocks);
 	tcase_add_test(mc, manual_refill_completes);
 	suite_add_tcase(s, mc);
