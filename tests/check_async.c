@@ -600,6 +600,62 @@ START_TEST(he_delay_then_ipv4)
 }
 END_TEST
 
+static uint64_t closed_by_client(struct lineserver *ls)
+{
+	struct lineserver_stats st;
+
+	lineserver_get_stats(ls, &st);
+	return st.closed_by_client;
+}
+
+/* Two attempts both connected when dial looks at them: one wins, the
+ * other, ESTABLISHED, is aborted, leaving no TIME_WAIT on our side where
+ * a plain close would leave one (white-box: the attempts are planted). */
+START_TEST(he_established_loser_aborted)
+{
+	struct lineserver *wa = server_start(LS_QUIT_CLOSE);
+	struct lineserver *wb = server_start(LS_QUIT_CLOSE);
+	pool_t *pool = pool_with("maintenance", "manual", NULL);
+	struct pool_endpoint *ep;
+	struct dial d;
+	int fd = -1, i;
+
+	ck_assert_int_eq(pool_endpoint_lock(pool, lineserver_endpoint(wa), &ep), 0);
+	ep->pins++; /* kept while unlocked */
+	pool_endpoint_unlock(ep);
+	dial_begin(&d, pool, ep, &(const struct connect_ctl){ .cancel_fd = -1 });
+	d.resolved = true;
+	d.deadline_ns = now_ns() + MS_TO_NS(5000);
+	for (i = 0; i < 2; i++) {
+		struct lineserver *ls = i ? wb : wa;
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+					  .sin_port = htons(lineserver_port(ls)),
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+		d.t[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ck_assert_int_eq(connect(d.t[i].fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		d.t[i].addr.in = sa;
+	}
+	d.nt = 2;
+	ck_assert_int_eq(dial_step(&d, &fd), 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_uint_eq(d.nt, 0);
+	/* The loser's server saw a reset; our side holds no TIME_WAIT. */
+	wait_for(closed_by_client(wa) + closed_by_client(wb) == 1, 2000);
+	tw_expect(lineserver_endpoint(wa), 0, 0);
+	tw_expect(lineserver_endpoint(wb), 0, 0);
+	close(fd); /* the winner: a plain close, one TIME_WAIT, the control */
+	wait_for(tw_client(lineserver_endpoint(wa)) + tw_client(lineserver_endpoint(wb)) == 1,
+		 2000);
+	plock_lock(&ep->shard->lock);
+	ep->pins--;
+	plock_unlock(&ep->shard->lock);
+	pool_destroy(pool);
+	lineserver_stop(wa);
+	lineserver_stop(wb);
+}
+END_TEST
+
 /* ---- max_connecting ---- */
 
 /* A unix server that accepts one connection every period: its backlog
@@ -885,6 +941,7 @@ Suite *async_suite(void)
 	tcase_add_test(he, he_prefers_ipv6);
 	tcase_add_test(he, he_next_at_once_on_failure);
 	tcase_add_test(he, he_delay_then_ipv4);
+	tcase_add_test(he, he_established_loser_aborted);
 	suite_add_tcase(s, he);
 	tcase_set_timeout(mc, 60);
 	tcase_add_checked_fixture(mc, fixture_test_setup, fixture_test_teardown);
