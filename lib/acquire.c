@@ -238,8 +238,8 @@ static int dial_admit(struct pool_pending *p)
 	leave_wait(pool, &p->w);
 	p->stage = PEND_DIAL;
 	dial_begin(&p->dial, pool, ep, &ctl_none);
-	if (p->epfd >= 0 && dial_set_epfd(&p->dial, p->epfd) < 0)
-		return POOL_ESYS; /* cannot happen: nothing is in it yet */
+	if (p->epfd >= 0)
+		dial_set_epfd(&p->dial, p->epfd); /* nothing in it yet: no error */
 	return NEXT;
 }
 
