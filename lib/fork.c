@@ -218,6 +218,8 @@ static void child_reset_endpoint(struct pool_endpoint *ep, struct data_free **fr
 	ep->nactive = 0;
 	ep->nin_use = 0;
 	ep->nconnecting = 0;
+	ep->ndialing = 0; /* the parent's connects in flight (max_connecting);
+	                   * its backoff state is kept: the endpoint still fails */
 	ep->wantq = NULL;
 	/* Pins of parent threads waiting at the fork: gone with them, or
 	 * the child could never forget the endpoint. */
@@ -280,6 +282,7 @@ static void child_reset(struct pool *pool, struct data_free **frees)
 	atomic_store(&pool->nwant_total, 0);
 	/* Nor does the refill thread; its queued reservations were reset
 	 * with the counts above. Its lock may have been held: make anew. */
+	refill_child_drop(pool); /* its manual-mode dials' sockets */
 	refill_init(pool);
 	/* Nor do the lookup threads (a failure: names fail, POOL_ENOMEM). */
 	(void)resolve_atfork_child(pool);

@@ -356,7 +356,9 @@ struct pool_conn {
  * Other threads touch it only under the lock named, and only while it is
  * queued there. */
 struct waiter {
-	pthread_cond_t cond;
+	pthread_cond_t cond;       /* when efd < 0 */
+	int efd;                   /* an async acquire's eventfd: kicks
+	                            * write it, it never sleeps; -1: none */
 	struct pool_endpoint *ep;  /* what it waits for */
 	/* under ep's shard lock */
 	bool in_wantq;             /* in ep->wantq, for an endpoint slot */
@@ -427,6 +429,10 @@ struct pool_endpoint {
 		uint64_t dns_changes;      /* refreshes whose address list changed */
 		uint64_t flushes;          /* pool_flush calls that covered it */
 	} xstats;
+	/* Connects (issue 11: acquire.c, backoff.c), under the shard lock. */
+	uint32_t ndialing;         /* connects in flight, pool_get's and refills' */
+	uint32_t backoff_failures; /* failed connects in a row */
+	uint64_t backoff_until_ns; /* no new connect before (now_ns); 0: none */
 	UT_hash_handle hh;
 	/* Last, off the hot path's cache lines; under the shard lock. */
 	struct ratelimit fallback_log; /* peer-first fallbacks */
@@ -456,7 +462,8 @@ struct shard {
 
 /* What an epoll event of the reaper's set points to: the first member of
  * both kinds (the wakefd's event has a NULL pointer). */
-enum reaper_item { ITEM_DRAIN = 1, ITEM_WATCH };
+enum reaper_item { ITEM_DRAIN = 1, ITEM_WATCH,
+		   ITEM_REFILL /* manual mode's refill connects (refill.c) */ };
 
 /* A peer-first close under way: waiting for the server's EOF. */
 struct drain {
@@ -499,6 +506,7 @@ struct refiller {
 	                            * once stopping, to cut a connect short */
 	int inflight_fd;           /* the socket being connected, until it is
 	                            * idle or closed; -1 when none */
+	struct refill_dial *dialing; /* manual mode: connects under way */
 };
 
 /* Peer-first drains, progressed by whoever runs the maintenance. */
@@ -788,6 +796,12 @@ void maint_note_due(struct pool *pool, uint64_t due_ns);
 /* min_idle refills (refill.c). */
 void refill_init(struct pool *pool);
 void refill_submit(struct pool *pool, struct pool_endpoint **eps, unsigned n);
+/* Manual mode: take the refills' connects a step further (pool_maintain;
+ * never blocks, but a warm connection's on_connect hook may). */
+void refill_progress(struct pool *pool);
+/* In a child of fork(): close the copies of manual refills' sockets and
+ * forget them (before refill_init). */
+void refill_child_drop(struct pool *pool);
 void refill_stop(struct pool *pool);
 void refill_fini(struct pool *pool);
 

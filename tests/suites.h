@@ -26,4 +26,6 @@ Suite *socket_suite(void);
 Suite *dns_suite(void);
 Suite *flush_suite(void);
 Suite *metrics_suite(void);
+Suite *async_suite(void);
+Suite *backoff_suite(void);
 #endif
