@@ -24,7 +24,7 @@
  *   -c N              requests in flight (default 200)
  *   -n N              requests in all (default 10000)
  *   -m N              the pool's max_active (default 64)
- *   -u N              the pool's max_uses (default 50)
+ *   -u N              the pool's max_uses (default 50; 0: no cap)
  *   -a PASSWORD       redis: AUTH in the on_connect hook
  *   --max-call-us US  exit 1 when a call took longer than US
  *
@@ -587,8 +587,9 @@ static int parse_opt(struct opts *o, int c, const char *arg)
 {
 	long v = 0;
 
-	if (c == '?' || (c != 'a' &&
-	    num(arg, 1, c == 'L' ? 60000000 : 1000000, &v) != 0))
+	/* max_uses 0 is "no cap"; every other number is at least 1 */
+	if (c == '?' || (c != 'a' && num(arg, c == 'u' ? 0 : 1,
+	                                 c == 'L' ? 60000000 : 1000000, &v)))
 		return -1;
 	switch (c) {
 	case 'c': o->inflight = (int)v; break;
