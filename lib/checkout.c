@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "pending.h"
 #include "pool-internal.h"
 #include "wait.h"
 
@@ -85,74 +86,6 @@ static struct pool_conn *idle_pop(struct pool_endpoint *ep)
 	return c;
 }
 
-enum slot { SLOT_OK, SLOT_ENDPOINT_FULL, SLOT_TOTAL_FULL };
-
-/* Reserve the slots for a new connection (shard lock held): the
- * endpoint's, then a max_total one, neither ahead of a waiter queued for
- * it. w keeps what it got while it waits for the rest. */
-static enum slot slot_reserve(struct pool *pool, struct pool_endpoint *ep,
-			      struct waiter *w)
-{
-	if (!w->has_ep && !ep_slot_take(ep, w))
-		return SLOT_ENDPOINT_FULL;
-	if (!w->has_total) {
-		if (!total_reserve(pool))
-			return SLOT_TOTAL_FULL;
-		w->has_total = true;
-	}
-	/* Both now belong to the connection about to be opened. */
-	w->has_ep = w->has_total = false;
-	ep->nin_use++;
-	return SLOT_OK;
-}
-
-/* Give up the slots slot_reserve took for a connection that could not
- * be opened (shard lock held, released). */
-static void slot_abandon(struct pool *pool, struct pool_endpoint *ep)
-{
-	ep->nin_use--;
-	ep_slot_put_unlock(pool, ep); /* ep may be forgotten from here on */
-	total_release(pool);
-}
-
-/* Connect a new connection in a reserved slot; shard lock NOT held. */
-static int connect_new(struct pool *pool, struct pool_endpoint *ep,
-		       pool_conn_t **out)
-{
-	uint64_t now = now_ns();
-	struct pool_conn *c = NULL;
-	int fd, rc = POOL_ENOMEM;
-
-	fd = socket_connect(ep, now + MS_TO_NS(ep->set.connect_timeout_ms));
-	if (fd >= 0) {
-		c = conn_new(ep, fd);
-		if (!c)
-			close(fd);
-		else
-			rc = conn_on_connect(c, NULL);
-		if (rc)
-			c = NULL; /* on_connect failed: aborted and freed */
-	}
-	plock_lock(&ep->shard->lock);
-	if (c) {
-		/* The endpoint's first connections: warm ones may be due. */
-		bool below = ep->nactive < ep->set.min_idle;
-
-		now = now_ns();
-		ep->stats.connects++;
-		hand_out(ep, c, now, false);
-		plock_unlock(&ep->shard->lock);
-		note_hand_out(pool, ep, now);
-		if (below)
-			maint_note_due(pool, now);
-		*out = c;
-		return 0;
-	}
-	ep->stats.connect_failures++;
-	slot_abandon(pool, ep);
-	return fd < 0 ? fd : rc;
-}
-
 /* A popped idle connection was found dead: drop it (shard lock NOT held). */
 static void drop_stale(struct pool *pool, struct pool_conn *c)
 {
@@ -167,31 +100,6 @@ static void drop_stale(struct pool *pool, struct pool_conn *c)
 	 * TIME_WAIT. Unexpected bytes waiting: close() sends an RST, which
 	 * is what such a connection deserves. */
 	conn_drop(pool, c, RR_STALE);
-}
-
-/* At max_total, an idle connection of another endpoint is worth less than
- * a caller waiting for this one: retire the least recently used one found
- * (shard locks taken one at a time). True if one was retired. */
-static bool evict_idle_elsewhere(struct pool *pool, struct pool_endpoint *self)
-{
-	struct pool_endpoint *ep, *tmp;
-	struct pool_conn *victim = NULL;
-	int i;
-
-	for (i = 0; i < POOL_NSHARDS && !victim; i++) {
-		plock_lock(&pool->shards[i].lock);
-		HASH_ITER(hh, pool->shards[i].table, ep, tmp) {
-			if (ep == self || !ep->idle)
-				continue;
-			victim = ep->idle->prev; /* the tail: least recently used */
-			idle_remove(pool, ep, victim);
-			break;
-		}
-		plock_unlock(&pool->shards[i].lock);
-	}
-	if (victim)
-		conn_retire(pool, victim, false, RR_EVICTED);
-	return victim != NULL;
 }
 
 /* A connection popped from the idle list or handed over by a pool_put,
@@ -229,112 +137,6 @@ static bool still_good(struct pool *pool, struct pool_endpoint *ep,
 	return alive;
 }
 
-/* A connection handed to a waiter that had got another meanwhile: back
- * to the pool, as its holder's pool_put would have done. */
-static void give_back(struct pool *pool, struct pool_conn *c)
-{
-	plock_lock(&c->ep->shard->lock);
-	c->magic = CONN_MAGIC_OUT;
-	DL_APPEND(c->ep->busy, c);
-	plock_unlock(&c->ep->shard->lock);
-	pool_put(pool, c, POOL_REUSE);
-}
-
-/* Done waiting, if the caller waited (no lock held). */
-static void leave_wait(struct pool *pool, struct waiter *w)
-{
-	struct pool_conn *late;
-
-	if (!waiter_holds(w))
-		return; /* never waited: the hot path */
-	late = waiter_leave(pool, w);
-	if (late)
-		give_back(pool, late);
-}
-
-/* Hand out c, popped or handed over, checked (shard lock held, released). */
-static int got_conn(struct pool *pool, struct pool_endpoint *ep,
-		    struct waiter *w, struct pool_conn *c, uint64_t now,
-		    pool_conn_t **out)
-{
-	hand_out(ep, c, now, true);
-	plock_unlock(&ep->shard->lock);
-	leave_wait(pool, w);
-	note_hand_out(pool, ep, now);
-	*out = c;
-	return 0;
-}
-
-/* At max_total, try evicting an idle connection elsewhere (shard lock
- * held, dropped meanwhile). True if the caller should look again. */
-static bool evict_and_retry(struct pool *pool, struct pool_endpoint *ep,
-			    struct waiter *w)
-{
-	bool evicted;
-
-	/* Holding no slot, ep must be pinned while unlocked, or the
-	 * maintenance could forget it; waiter_leave unpins. */
-	waiter_pin(w);
-	plock_unlock(&ep->shard->lock);
-	evicted = evict_idle_elsewhere(pool, ep);
-	plock_lock(&ep->shard->lock);
-	/* Something may have come back while unlocked. */
-	return evicted || ep->idle;
-}
-
-static int get_locked(struct pool *pool, struct pool_endpoint *ep,
-		      pool_conn_t **out)
-{
-	uint64_t deadline = 0;
-	struct pool_conn *c = NULL;
-	struct waiter w;
-	bool may_evict = true;
-	enum slot slot;
-	int rc;
-
-	waiter_init(&w, ep);
-	for (;;) {
-		/* Handed over by a pool_put, or idle: checked alike. */
-		if (c || (c = idle_pop(ep))) {
-			uint64_t now = now_coarse_ns();
-
-			if (still_good(pool, ep, c, now))
-				return got_conn(pool, ep, &w, c, now, out);
-			c = NULL;
-			continue;
-		}
-		slot = slot_reserve(pool, ep, &w);
-		if (slot == SLOT_OK) {
-			plock_unlock(&ep->shard->lock);
-			leave_wait(pool, &w);
-			return connect_new(pool, ep, out);
-		}
-		/* One eviction per wake-up: a peer-first one keeps its
-		 * max_total slot while it drains, and evicting again and
-		 * again would empty every idle list for one caller. */
-		if (slot == SLOT_TOTAL_FULL && may_evict) {
-			may_evict = false;
-			if (evict_and_retry(pool, ep, &w))
-				continue;
-		}
-		if (!deadline) {
-			deadline = now_ns() + MS_TO_NS(ep->set.acquire_timeout_ms);
-			ep->stats.waits++;
-		}
-		/* Holding no slot, ep must be pinned while unlocked, or
-		 * the maintenance could forget it; waiter_leave unpins. */
-		waiter_pin(&w);
-		rc = waiter_wait(pool, &w, slot == SLOT_TOTAL_FULL, deadline, &c);
-		if (rc && !c) {
-			ep->stats.wait_timeouts++;
-			plock_unlock(&ep->shard->lock);
-			leave_wait(pool, &w);
-			return rc;
-		}
-		may_evict = may_evict || w.woken;
-	}
-}
-
 /* What pool_get and pool_socket check first: the arguments, a fork, a
  * pool shutting down; then the endpoint, returned with its shard locked. */
 static inline int checkout_begin(struct pool *pool, const char *endpoint,
@@ -351,12 +153,80 @@ static inline int checkout_begin(struct pool *pool, const char *endpoint,
 	return pool_endpoint_lock(pool, endpoint, ep);
 }
 
+/* Hand out c (handed over by a pool_put, or NULL) or else an idle
+ * connection, checked (shard lock held). True: done, lock released. False:
+ * none was usable, lock held. The one way out of the pool for a
+ * connection that was idle, for pool_get's fast path and the slow one. */
+bool checkout_idle(struct pool *pool, struct pool_endpoint *ep,
+		   struct pool_conn *c, pool_conn_t **out)
+{
+	uint64_t now;
+
+	while (c || (c = idle_pop(ep))) {
+		now = now_coarse_ns();
+		if (still_good(pool, ep, c, now)) {
+			hand_out(ep, c, now, true);
+			plock_unlock(&ep->shard->lock);
+			note_hand_out(pool, ep, now);
+			*out = c;
+			return true;
+		}
+		c = NULL;
+	}
+	return false;
+}
+
+/* A new connection, its on_connect done, to its caller (no lock held). */
+void checkout_fresh(struct pool *pool, struct pool_conn *c)
+{
+	struct pool_endpoint *ep = c->ep;
+	uint64_t now;
+	bool below;
+
+	plock_lock(&ep->shard->lock);
+	/* The endpoint's first connections: warm ones may be due. */
+	below = ep->nactive < ep->set.min_idle;
+	now = now_ns();
+	ep->stats.connects++;
+	hand_out(ep, c, now, false);
+	plock_unlock(&ep->shard->lock);
+	note_hand_out(pool, ep, now);
+	if (below)
+		maint_note_due(pool, now);
+}
+
+/* The fast path: an idle connection. Otherwise the slow one (acquire.c)
+ * waits, connects, or both, blocking. */
 POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 {
 	struct pool_endpoint *ep;
 	int rc = checkout_begin(pool, endpoint, out, &ep);
 
-	return rc ? rc : get_locked(pool, ep, out);
+	if (rc)
+		return rc;
+	if (checkout_idle(pool, ep, NULL, out))
+		return 0;
+	return acquire_locked(pool, ep, out, NULL);
+}
+
+POOL_API int pool_get_start(pool_t *pool, const char *endpoint,
+			    pool_conn_t **out, pool_pending_t **pend)
+{
+	struct pool_endpoint *ep;
+	int rc;
+
+	if (!pend) {
+		if (out)
+			*out = NULL;
+		return POOL_EINVAL;
+	}
+	*pend = NULL;
+	rc = checkout_begin(pool, endpoint, out, &ep);
+	if (rc)
+		return rc;
+	if (checkout_idle(pool, ep, NULL, out))
+		return 0;
+	return acquire_locked(pool, ep, out, pend);
 }
 
 /* ---- pool_socket: a socket the caller connects ---- */

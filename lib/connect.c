@@ -1,11 +1,12 @@
 /*
- * Connecting: resolve, then try every address in order, each connect
- * non-blocking and bounded by what is left of one deadline. For the
- * refill thread (struct connect_ctl): a cancel descriptor, polled with
- * the connect, lets another thread stop it at once (pool_destroy must
- * not wait for a refill's connect to time out; name resolution cannot be
- * cancelled), and the socket is published while it connects, so that a
- * child of fork() can close its copy.
+ * Sockets for an endpoint: made with its options, and connected one
+ * non-blocking step at a time (connect_attempt, then connect_result once
+ * writable); dial.c drives these steps, for pool_get, pool_get_start and
+ * the refills alike. For the refill thread (struct connect_ctl): a cancel
+ * descriptor, polled with the connect, lets another thread stop it at
+ * once (pool_destroy must not wait for a refill's connect to time out),
+ * and the socket is published while it connects, so that a child of
+ * fork() can close its copy.
  *
  * Before connect(), a TCP socket gets the endpoint's options (keepalive,
  * user timeout, port range) and, with source_address, the next source
@@ -25,7 +26,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "config-keys.h"
+#include "dial.h"
 #include "pool-internal.h"
 
 /* Older headers lack them; the values are the kernel's ABI. */
@@ -71,56 +72,6 @@ static int connect_error(int err)
 		return POOL_ESHUTDOWN;
 	default:
 		return POOL_ECONNECT;
-	}
-}
-
-/* Wait for a non-blocking connect to finish; returns 0 or an errno,
- * ECANCELED when cancel_fd (-1: none; poll skips a negative fd) became
- * readable first. */
-static int connect_wait(int fd, uint64_t deadline_ns, int cancel_fd)
-{
-	struct pollfd p[2] = { { .fd = fd, .events = POLLOUT },
-			       { .fd = cancel_fd, .events = POLLIN } };
-	int r, soerr = 0;
-	socklen_t len = sizeof(soerr);
-
-	do {
-		int left = deadline_ms(deadline_ns, now_ns());
-
-		if (left == 0)
-			return ETIMEDOUT;
-		r = poll(p, 2, left);
-	} while ((r == -1 && errno == EINTR) || r == 0);
-	if (r < 0)
-		return errno;
-	if (p[1].revents)
-		return ECANCELED;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-		return errno;
-	return soerr;
-}
-
-/* A unix socket whose listen backlog is full answers EAGAIN at once
- * rather than "in progress": there is nothing to poll for, so try again
- * every few milliseconds until the deadline. */
-static int connect_unix_retry(int fd, const struct sockaddr *sa, socklen_t salen,
-			      uint64_t deadline_ns, int cancel_fd)
-{
-	struct pollfd cancel = { .fd = cancel_fd, .events = POLLIN };
-	int r;
-
-	for (;;) {
-		if (deadline_ms(deadline_ns, now_ns()) == 0)
-			return ETIMEDOUT;
-		if (poll(&cancel, 1, 2) > 0)
-			return ECANCELED;
-		do {
-			r = connect(fd, sa, salen);
-		} while (r == -1 && errno == EINTR);
-		if (r == 0)
-			return 0;
-		if (errno != EAGAIN)
-			return errno;
 	}
 }
 
@@ -262,126 +213,76 @@ static int make_socket(int family, int flags, const struct connect_ctl *ctl,
 	return fd;
 }
 
-/* One attempt on one address. Returns the fd or -errno; *setup_failed
- * tells a socket that could not be prepared from a connect that failed. */
-static int connect_one(int family, const struct sockaddr *sa, socklen_t salen,
-		       uint64_t deadline_ns, const struct connect_ctl *ctl,
-		       const struct tcp_plan *plan, bool *setup_failed)
+int connect_attempt(struct pool_endpoint *ep, const union dial_addr *a,
+		    unsigned turn, const struct connect_ctl *ctl, int *fdp,
+		    bool *setup_failed)
 {
-	int fd, r, err;
+	struct tcp_plan plan = { .set = &ep->set, .turn = turn };
+	int family = a->sa.sa_family, fd, r;
 
-	fd = make_socket(family, SOCK_NONBLOCK, ctl, plan, setup_failed);
+	fd = make_socket(family, SOCK_NONBLOCK, ctl,
+			 family == AF_UNIX ? NULL : &plan, setup_failed);
 	if (fd < 0)
-		return fd;
+		return -fd;
 	do {
-		r = connect(fd, sa, salen);
+		r = connect(fd, &a->sa, dial_addr_len(a));
 	} while (r == -1 && errno == EINTR);
-	err = r == 0 ? 0 : errno;
-	if (err == EAGAIN && family == AF_UNIX)
-		err = connect_unix_retry(fd, sa, salen, deadline_ns, ctl->cancel_fd);
-	else if (err == EINPROGRESS)
-		err = connect_wait(fd, deadline_ns, ctl->cancel_fd);
-	if (err) {
-		/* A failed connect leaves no TIME_WAIT; a plain close is right. */
-		connect_ctl_close(ctl, fd);
-		return -err;
-	}
+	*fdp = fd;
+	if (r == 0)
+		return 0;
+	r = errno;
+	/* A unix socket whose listen backlog is full answers EAGAIN at once
+	 * rather than "in progress": nothing to poll for, the caller tries
+	 * again a little later (connect_again). */
+	if (r == EINPROGRESS || (r == EAGAIN && family == AF_UNIX))
+		return r;
+	/* A failed connect leaves no TIME_WAIT; a plain close is right. */
+	connect_ctl_close(ctl, fd);
+	*fdp = -1;
+	return r;
+}
+
+int connect_again(int fd, const union dial_addr *a)
+{
+	int r;
+
+	do {
+		r = connect(fd, &a->sa, dial_addr_len(a));
+	} while (r == -1 && errno == EINTR);
+	return r == 0 ? 0 : errno;
+}
+
+int connect_result(int fd)
+{
+	int soerr = 0;
+	socklen_t len = sizeof(soerr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+		return errno;
+	return soerr;
+}
+
+void connect_ready(int fd)
+{
 	/* Callers get a blocking socket, as after a plain connect(); the pool's
 	 * own I/O uses MSG_DONTWAIT so it works whatever the flag is. */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	return fd;
 }
 
-static int connect_unix(const struct endpoint_addr *addr, uint64_t deadline_ns,
-			const struct connect_ctl *ctl)
+int connect_code(int err)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	bool setup_failed;
-	int fd;
-
-	memcpy(sun.sun_path, addr->path, strlen(addr->path) + 1);
-	fd = connect_one(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun), deadline_ns,
-			 ctl, NULL, &setup_failed);
-	if (fd < 0) {
-		errno = -fd;
-		/* A missing socket file is the unix form of "nobody listens". */
-		return fd == -ENOENT ? POOL_ECONNREFUSED : connect_error(-fd);
-	}
-	return fd;
-}
-
-static int connect_tcp(const struct endpoint_addr *addr, uint64_t deadline_ns,
-		       const struct connect_ctl *ctl, const struct tcp_plan *plan)
-{
-	bool setup_failed = false;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV };
-	struct addrinfo *res = NULL, *ai;
-	char port[8];
-	int fd = POOL_ECONNECT, last_errno = 0, rc;
-
-	snprintf(port, sizeof(port), "%u", addr->port);
-	rc = getaddrinfo(addr->host, port, &hints, &res);
-	if (rc != 0) {
-		errno = rc == EAI_SYSTEM ? errno : ENOENT;
-		return rc == EAI_MEMORY ? POOL_ENOMEM : POOL_ERESOLVE;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = connect_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen,
-				 deadline_ns, ctl, plan, &setup_failed);
-		if (fd >= 0)
-			goto out;
-		last_errno = -fd;
-		/* A source address that is not local (EADDRNOTAVAIL from
-		 * bind) is the configuration's fault, not a lack of ports:
-		 * POOL_ECONNECT, and no other address does better. */
-		if (setup_failed) {
-			fd = POOL_ECONNECT;
-			errno = last_errno;
-			goto out;
-		}
-		/* Out of descriptors or time, or cancelled: the next address
-		 * cannot do better. */
-		if (last_errno == EMFILE || last_errno == ENFILE ||
-		    last_errno == ETIMEDOUT || last_errno == ECANCELED)
-			break;
-	}
-	fd = connect_error(last_errno);
-	errno = last_errno;
-out:
-	freeaddrinfo(res);
-	return fd;
-}
-
-/* ep's options for one new socket: its turn in the source_address round
- * robin is taken here, one per socket (all the addresses a connect tries
- * share it). */
-static struct tcp_plan plan_for(struct pool_endpoint *ep)
-{
-	struct tcp_plan plan = { .set = &ep->set };
-
-	if (ep->set.source_address.n)
-		plan.turn = atomic_fetch_add_explicit(&ep->source_next, 1,
-						      memory_order_relaxed);
-	return plan;
+	return connect_error(err);
 }
 
 static const struct connect_ctl ctl_none = { .cancel_fd = -1 };
 
-int socket_connect_ctl(struct pool_endpoint *ep, uint64_t deadline_ns,
-		       const struct connect_ctl *ctl)
+/* ep's turn in the source_address round robin: one per connect (all the
+ * addresses it tries share it), or per pool_socket socket. */
+unsigned connect_turn(struct pool_endpoint *ep)
 {
-	struct tcp_plan plan;
-
-	if (ep->addr.kind == EP_UNIX)
-		return connect_unix(&ep->addr, deadline_ns, ctl);
-	plan = plan_for(ep);
-	return connect_tcp(&ep->addr, deadline_ns, ctl, &plan);
-}
-
-int socket_connect(struct pool_endpoint *ep, uint64_t deadline_ns)
-{
-	return socket_connect_ctl(ep, deadline_ns, &ctl_none);
+	if (!ep->set.source_address.n)
+		return 0;
+	return atomic_fetch_add_explicit(&ep->source_next, 1, memory_order_relaxed);
 }
 
 int socket_unconnected(struct pool_endpoint *ep, int family)
@@ -393,7 +294,7 @@ int socket_unconnected(struct pool_endpoint *ep, int family)
 	if (ep->addr.kind == EP_UNIX) {
 		fd = make_socket(AF_UNIX, 0, &ctl_none, NULL, &setup_failed);
 	} else {
-		plan = plan_for(ep);
+		plan = (struct tcp_plan){ .set = &ep->set, .turn = connect_turn(ep) };
 		fd = make_socket(family, 0, &ctl_none, &plan, &setup_failed);
 	}
 	if (fd >= 0)

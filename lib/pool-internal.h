@@ -356,7 +356,9 @@ struct pool_conn {
  * Other threads touch it only under the lock named, and only while it is
  * queued there. */
 struct waiter {
-	pthread_cond_t cond;
+	pthread_cond_t cond;       /* when efd < 0 */
+	int efd;                   /* an async acquire's eventfd: kicks
+	                            * write it, it never sleeps; -1: none */
 	struct pool_endpoint *ep;  /* what it waits for */
 	/* under ep's shard lock */
 	bool in_wantq;             /* in ep->wantq, for an endpoint slot */
@@ -410,6 +412,10 @@ struct pool_endpoint {
 		uint64_t dns_changes;      /* refreshes whose address list changed */
 		uint64_t flushes;          /* pool_flush calls that covered it */
 	} xstats;
+	/* Connects (issue 11: acquire.c, backoff.c), under the shard lock. */
+	uint32_t ndialing;         /* connects in flight, pool_get's and refills' */
+	uint32_t backoff_failures; /* failed connects in a row */
+	uint64_t backoff_until_ns; /* no new connect before (now_ns); 0: none */
 	UT_hash_handle hh;
 	/* Last, off the hot path's cache lines; under the shard lock. */
 	struct ratelimit fallback_log; /* peer-first fallbacks */

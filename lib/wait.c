@@ -31,8 +31,14 @@
  *    wait_lock.
  *  - A kick sets a flag and signals, under wait_lock; a kicked waiter
  *    looks at everything again, so a spurious kick costs one loop.
+ *  - An async waiter (pool_get_start, w->efd >= 0) lives in its heap
+ *    pending and never sleeps: a kick writes its eventfd, which is in the
+ *    pending's epoll set, and waiter_wait returns POOL_EINPROGRESS where a
+ *    blocking waiter would sleep. Its owner drains the eventfd before it
+ *    looks at the flags again, so a kick is never lost between the two.
  */
 #include <errno.h>
+#include <unistd.h>
 
 #include "pool-internal.h"
 #include "wait.h"
@@ -40,8 +46,13 @@
 /* wait_lock held. */
 static void kick(struct waiter *w)
 {
+	uint64_t one = 1;
+
 	w->kicked = true;
-	pthread_cond_signal(&w->cond);
+	if (w->efd < 0)
+		pthread_cond_signal(&w->cond);
+	else if (write(w->efd, &one, sizeof(one)) < 0)
+		one = 0; /* EAGAIN: the counter is full, so readable anyway */
 }
 
 /* Kick w if it is still queued (no lock held). */
@@ -86,6 +97,19 @@ void waiters_wake_ep(struct pool *pool, struct pool_endpoint *ep)
 			break;
 		}
 	}
+	pthread_mutex_unlock(&pool->wait_lock);
+}
+
+void waiters_wake_ep_all(struct pool *pool, struct pool_endpoint *ep)
+{
+	struct waiter *w;
+
+	if (atomic_load(&pool->nwaiters) == 0)
+		return;
+	pthread_mutex_lock(&pool->wait_lock);
+	DL_FOREACH(pool->waiters, w)
+		if (w->ep == ep && !w->kicked)
+			kick(w);
 	pthread_mutex_unlock(&pool->wait_lock);
 }
 
@@ -210,10 +234,12 @@ static void enqueue(struct pool *pool, struct waiter *w)
 {
 	pthread_condattr_t ca;
 
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	if (w->efd < 0) {
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&w->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	w->want_total = w->grant_total = w->kicked = false;
 	w->handed = NULL;
 	DL_APPEND(pool->waiters, w);
@@ -250,13 +276,16 @@ static bool must_sleep_for_total(struct pool *pool, struct waiter *w)
 }
 
 /* Sleep until kicked, handed a connection, or the deadline (wait_lock
- * held). */
+ * held). An async waiter does not sleep: POOL_EINPROGRESS instead, its
+ * eventfd tells when to look again. */
 static int sleep_kicked(struct pool *pool, struct waiter *w, uint64_t deadline_ns)
 {
 	struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000u),
 			       .tv_nsec = (long)(deadline_ns % 1000000000u) };
 	int rc = 0;
 
+	if (w->efd >= 0 && !w->kicked && !w->handed)
+		return now_ns() >= deadline_ns ? POOL_EBUSY : POOL_EINPROGRESS;
 	while (!w->kicked && !w->handed && rc != ETIMEDOUT)
 		rc = pthread_cond_timedwait(&w->cond, &pool->wait_lock, &ts);
 	if (!w->kicked && !w->handed)
@@ -266,9 +295,10 @@ static int sleep_kicked(struct pool *pool, struct waiter *w, uint64_t deadline_n
 	return 0;
 }
 
-int waiter_wait(struct pool *pool, struct waiter *w, bool blocked_total,
+int waiter_wait(struct pool *pool, struct waiter *w, enum wait_why why,
 		uint64_t deadline_ns, struct pool_conn **handed)
 {
+	bool blocked_total = why == WAIT_TOTAL;
 	int rc = 0;
 
 	w->woken = false;
@@ -344,7 +374,8 @@ struct pool_conn *waiter_leave(struct pool *pool, struct waiter *w)
 		late = w->handed;
 		w->handed = NULL;
 		pthread_mutex_unlock(&pool->wait_lock);
-		pthread_cond_destroy(&w->cond);
+		if (w->efd < 0)
+			pthread_cond_destroy(&w->cond);
 	}
 	if (w->has_ep || w->registered_ep || w->pinned)
 		leave_ep(pool, w);
