@@ -754,7 +754,7 @@ static void report(struct app *a, const pool_stats_t *st, uint64_t ns)
 	       : "pool_get_start", (double)a->max_call_ns / 1e3,
 	       (double)a->max_call_cpu_ns / 1e3);
 	printf("calls that slept: %ld, judged on wall time; the others on "
-	       "CPU time (%ld preempted; longest wall time %.0f us)\n",
+	       "CPU time if less (%ld preempted; longest wall time %.0f us)\n",
 	       a->slept[0], a->preempted, (double)a->max_wall_ns / 1e3);
 	printf("longest pool_put: %.0f us; pool_put calls that slept: %ld\n",
 	       (double)a->max_put_ns / 1e3, a->slept[1]);
