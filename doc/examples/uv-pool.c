@@ -15,10 +15,11 @@
  * most acquires wait for a slot through the pending fd, and connections
  * are retired after max_uses, so new connects go through it too.
  *
- * Each pool_get_start and pool_get_finish call is timed
- * (CLOCK_MONOTONIC), minus the time spent in the on_connect hook during
- * the call (redis AUTH, when -a is given: a hook may block, the pool
- * cannot), and the longest is printed.
+ * Each pool_get_start and pool_get_finish call is timed, minus the time
+ * spent in the on_connect hook during the call (redis AUTH, when -a is
+ * given: a hook may block, the pool cannot), and the longest is
+ * printed: its wall time when it slept (blocked), else the lesser of
+ * its wall and CPU time (see call_end). pool_put is timed too.
  *
  * Usage: uv-pool [options] memcached|redis HOST:PORT
  *   -c N              requests in flight (default 200)
@@ -79,9 +80,9 @@ struct req {
 	size_t out_len, out_off, want_len, in_len;
 };
 
-/* libuv allows one active uv_poll_t per descriptor, and the pool may
- * give many pending acquires the same one (a slot's wake-up): so one
- * watch per fd, with the list of requests waiting on it. */
+/* libuv allows one active uv_poll_t per descriptor, and nothing in the
+ * API promises that two acquires never share one: so one watch per fd,
+ * with the list of requests waiting on it. */
 struct watch {
 	uv_poll_t h;
 	int fd;
