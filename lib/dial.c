@@ -45,7 +45,7 @@ void dial_begin(struct dial *d, struct pool *pool, struct pool_endpoint *ep,
 
 static void watch(struct dial *d, int fd, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = NULL };
+	struct epoll_event ev = { .events = events, .data.ptr = d->ev_ptr };
 
 	if (d->epfd >= 0)
 		epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev);
@@ -61,7 +61,7 @@ static void unwatch(struct dial *d, int fd)
 
 int dial_set_epfd(struct dial *d, int epfd)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = d->ev_ptr };
 	unsigned i;
 
 	d->epfd = epfd;
@@ -303,6 +303,14 @@ static int check_tries(struct dial *d, int *fdp, uint64_t now)
 	return 0;
 }
 
+/* Whether another attempt starts now: none is in flight (the first, or
+ * all failed), or the Happy Eyeballs delay passed. */
+static bool start_due(const struct dial *d, uint64_t now)
+{
+	return d->nt == 0 ||
+	       (d->mixed && d->nt < DIAL_MAX && d->left && now >= d->next_ns);
+}
+
 int dial_step(struct dial *d, int *fdp)
 {
 	uint64_t now;
@@ -314,19 +322,26 @@ int dial_step(struct dial *d, int *fdp)
 			return rc;
 	}
 	now = now_ns();
-	rc = check_tries(d, fdp, now);
-	if (rc)
-		return rc > 0 ? 0 : rc;
-	if (now >= d->deadline_ns)
-		return dial_fail(d, ETIMEDOUT);
-	/* None in flight (the first, or all failed), or the delay passed. */
-	while (d->nt == 0 ||
-	       (d->mixed && d->nt < DIAL_MAX && d->left && now >= d->next_ns)) {
-		rc = start_try(d, fdp, now);
+	/* Each turn starts one attempt or more, so this ends: a loopback
+	 * connect is often done (or refused) by the time connect() says
+	 * EINPROGRESS, and one more look saves a wait (and, for
+	 * pool_maintain's refills, a round). Never blocks. */
+	for (;;) {
+		rc = check_tries(d, fdp, now);
 		if (rc)
 			return rc > 0 ? 0 : rc;
+		if (now >= d->deadline_ns)
+			return dial_fail(d, ETIMEDOUT);
+		if (!start_due(d, now))
+			return POOL_EINPROGRESS;
+		while (start_due(d, now)) {
+			rc = start_try(d, fdp, now);
+			if (rc)
+				return rc > 0 ? 0 : rc;
+			if (!d->left)
+				break;
+		}
 	}
-	return POOL_EINPROGRESS;
 }
 
 uint64_t dial_wake_ns(const struct dial *d)

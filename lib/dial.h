@@ -68,6 +68,7 @@ struct dial {
 	struct pool_endpoint *ep;  /* held by the caller's slot */
 	const struct connect_ctl *ctl;
 	int epfd;                  /* async: our fds go in it; -1: none */
+	void *ev_ptr;              /* their epoll data.ptr */
 	struct resolve_req *req;   /* lookup under way */
 	int req_fd;
 	struct addr_set *addrs;    /* TCP, once resolved */

@@ -19,6 +19,8 @@
 
 #define SWEEP_MAX_RETIRE 16          /* per sweep; the rest soon after */
 #define SWEEP_AGAIN_NS   MS_TO_NS(5)
+/* A refill that max_connecting holds back: looked at again this soon. */
+#define REFILL_CAPPED_NS MS_TO_NS(100)
 #define NEVER            UINT64_MAX
 #define MAX_WAIT_MS      60000       /* look at the pool at least this often */
 
@@ -201,10 +203,21 @@ static void sweep_refill(struct pool *pool, struct sweep *sw, struct pool_endpoi
 		}
 		if (ep->set.max_active && ep->nactive >= ep->set.max_active)
 			return;
+		/* Refills dial too: within max_connecting, not while the
+		 * endpoint backs off. */
+		if (ep->set.max_connecting && ep->ndialing >= ep->set.max_connecting) {
+			due_at(sw, sw->now + REFILL_CAPPED_NS);
+			return;
+		}
+		if (ep->backoff_until_ns > sw->now) {
+			due_at(sw, ep->backoff_until_ns);
+			return;
+		}
 		if (!refill_reserve_total(pool))
 			return;
 		ep->nactive++;
 		ep->nconnecting++;
+		ep->ndialing++;
 		sw->refill[sw->nrefill++] = ep;
 	}
 }
@@ -359,6 +372,7 @@ POOL_API int pool_maintain(pool_t *pool, int *next_ms)
 	rc = fork_check(pool);
 	if (rc)
 		return rc;
+	refill_progress(pool);
 	next = maint_round(pool, 0);
 	if (next_ms)
 		*next_ms = next;

@@ -444,7 +444,8 @@ struct shard {
 
 /* What an epoll event of the reaper's set points to: the first member of
  * both kinds (the wakefd's event has a NULL pointer). */
-enum reaper_item { ITEM_DRAIN = 1, ITEM_WATCH };
+enum reaper_item { ITEM_DRAIN = 1, ITEM_WATCH,
+		   ITEM_REFILL /* manual mode's refill connects (refill.c) */ };
 
 /* A peer-first close under way: waiting for the server's EOF. */
 struct drain {
@@ -487,6 +488,7 @@ struct refiller {
 	                            * once stopping, to cut a connect short */
 	int inflight_fd;           /* the socket being connected, until it is
 	                            * idle or closed; -1 when none */
+	struct refill_dial *dialing; /* manual mode: connects under way */
 };
 
 /* Peer-first drains, progressed by whoever runs the maintenance. */
@@ -759,6 +761,12 @@ void maint_note_due(struct pool *pool, uint64_t due_ns);
 /* min_idle refills (refill.c). */
 void refill_init(struct pool *pool);
 void refill_submit(struct pool *pool, struct pool_endpoint **eps, unsigned n);
+/* Manual mode: take the refills' connects a step further (pool_maintain;
+ * never blocks, but a warm connection's on_connect hook may). */
+void refill_progress(struct pool *pool);
+/* In a child of fork(): close the copies of manual refills' sockets and
+ * forget them (before refill_init). */
+void refill_child_drop(struct pool *pool);
 void refill_stop(struct pool *pool);
 void refill_fini(struct pool *pool);
 

@@ -246,6 +246,8 @@ static int handle_events(struct pool *pool, struct epoll_event *evs, int n,
 			evs[nwatch++].data.ptr = d;
 			continue;
 		}
+		if (d->item == ITEM_REFILL)
+			continue; /* it woke pool_maintain, which steps it */
 		st = drain_step(d->fd, &d->budget);
 		if (st != DRAIN_AGAIN)
 			drain_unlink(r, d, done, st == DRAIN_EOF);

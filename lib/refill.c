@@ -6,30 +6,76 @@
  * have deadlines, idle timeouts are due, pool_destroy waits for it. So in
  * thread mode a refill thread, started on first need, does the connects
  * one after another. In manual mode there is no thread by the user's
- * choice, so pool_maintain() does them itself (tcpool.conf(5) says so).
+ * choice, and pool_maintain() must never block: its refills are
+ * non-blocking connect sequences (dial.c, as pool_get_start's), their
+ * sockets in the maintenance's epoll set (ITEM_REFILL), so that
+ * pool_maintenance_fd() turns readable when one progresses, and each
+ * pool_maintain() call takes them a step further. Both modes count in
+ * max_connecting and the endpoint's backoff, as pool_get's connects do.
  * The slots are reserved by the sweep (nactive, nconnecting) before a
  * refill is queued, so caps hold while it connects. The thread's connect
  * also polls a cancel eventfd, so that stopping it (pool_destroy) does
  * not wait for a connect to time out.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "backoff.h"
+#include "dial.h"
+#include "obs.h"
 #include "pool-internal.h"
+#include "wait.h"
 
 #define REFILL_RETRY_NS MS_TO_NS(1000)
 
-/* Give back a slot reserved for a refill that will not happen. */
+/* A manual-mode refill under way. */
+struct refill_dial {
+	enum reaper_item item;     /* ITEM_REFILL: first, as the reaper's items */
+	struct pool_endpoint *ep;  /* held by the reserved slot */
+	struct refill_dial *next;  /* refiller.dialing */
+	struct dial d;
+};
+
+static const struct connect_ctl ctl_none = { .cancel_fd = -1 };
+
+/* Give back a slot reserved for a refill that will not happen, and its
+ * place among the connects in flight (max_connecting). */
 static void refill_release(struct pool *pool, struct pool_endpoint *ep, bool failed)
 {
+	bool capped;
+
 	plock_lock(&ep->shard->lock);
 	ep->nconnecting--;
+	ep->ndialing--;
+	capped = ep->set.max_connecting != 0;
 	if (failed)
 		ep->stats.connect_failures++;
 	ep_slot_put_unlock(pool, ep); /* to a waiter, if one is queued */
 	total_release(pool);
+	/* By address only: ep may be forgotten, and then nobody waits. */
+	if (capped)
+		waiters_wake_ep_all(pool, ep);
+}
+
+/* A refill's connect sequence ended with rc after ns: the backoff, and
+ * the observers (no lock held; ep held by the slot). */
+static void refill_dial_end(struct pool *pool, struct pool_endpoint *ep, int rc,
+			    uint64_t ns)
+{
+	uint32_t delay = 0;
+
+	plock_lock(&ep->shard->lock);
+	if (rc == 0)
+		backoff_succeeded(ep);
+	else
+		delay = backoff_failed(ep, rc, now_ns());
+	plock_unlock(&ep->shard->lock);
+	obs_connect(pool, ep, rc, ns);
+	if (delay)
+		obs_backoff(pool, ep, delay);
 }
 
 /* A warm connection's on_connect failed: nobody's pool_get sees it, so
@@ -53,19 +99,15 @@ static void hook_failed(struct pool *pool, struct pool_endpoint *ep)
 			 "(min_idle) connections since the last warning", key, n);
 }
 
-/* Open one warm connection for ep in its reserved slot. *due gets when
- * the maintenance must look again: the new connection's idle deadline, or
- * a retry a while after a failure (counted from its end, not its start).
- * Returns whether it connected. */
-static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *due)
+/* A refill's connect ended with fd, or a negative code, after ns (ctl:
+ * what published its socket): make the connection warm, or give its slot
+ * back. *due gets when the maintenance must look again: the new
+ * connection's idle deadline, or a retry a while after a failure
+ * (counted from its end, not its start). Returns whether it connected. */
+static bool refill_land(struct pool *pool, struct pool_endpoint *ep, int fd,
+			uint64_t ns, const struct connect_ctl *ctl, uint64_t *due)
 {
-	struct refiller *r = &pool->refill;
-	const struct connect_ctl ctl = { .cancel_fd = r->cancel_fd, .lock = &r->lock,
-					 .inflight = &r->inflight_fd };
-	uint64_t now = now_ns();
-	int fd = socket_connect_ctl(ep,
-				    now + MS_TO_NS(ep->set.connect_timeout_ms), &ctl);
-	struct pool_conn *c = fd >= 0 ? conn_new(ep, fd) : NULL;
+	struct pool_conn *c;
 
 	if (fd == POOL_ESHUTDOWN) {
 		/* Cancelled by refill_stop: not the endpoint's failure. */
@@ -73,9 +115,11 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 		*due = 0;
 		return false;
 	}
+	refill_dial_end(pool, ep, fd < 0 ? fd : 0, ns);
+	c = fd >= 0 ? conn_new(ep, fd) : NULL;
 	if (fd >= 0 && !c)
-		connect_ctl_close(&ctl, fd);
-	if (c && conn_on_connect(c, &ctl)) {
+		connect_ctl_close(ctl, fd);
+	if (c && conn_on_connect(c, ctl)) {
 		c = NULL; /* aborted and freed */
 		hook_failed(pool, ep);
 	}
@@ -91,11 +135,14 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 	 * (A fork right here leaves the child a copy until it exits or
 	 * execs, the gap tcpool(3) describes; the other way round it would
 	 * close someone else's descriptor.) */
-	pthread_mutex_lock(&r->lock);
-	r->inflight_fd = -1;
-	pthread_mutex_unlock(&r->lock);
+	if (ctl->lock) {
+		pthread_mutex_lock(ctl->lock);
+		*ctl->inflight = -1;
+		pthread_mutex_unlock(ctl->lock);
+	}
 	plock_lock(&ep->shard->lock);
 	ep->nconnecting--;
+	ep->ndialing--;
 	ep->stats.connects++;
 	/* c may be popped, retired and freed once the lock drops: nothing
 	 * of it is read after this point. */
@@ -105,10 +152,115 @@ static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *du
 	if (c->peer_gone)
 		*due = now_ns();
 	plock_unlock(&ep->shard->lock);
-	waiters_wake_ep(pool, ep);
+	/* A connect in flight ended too: with max_connecting, every waiter
+	 * for ep looks again (one takes c, another may dial). */
+	if (ep->set.max_connecting)
+		waiters_wake_ep_all(pool, ep);
+	else
+		waiters_wake_ep(pool, ep);
 	if (pool->cfg->max_total)
 		waiters_wake_total(pool);
 	return true;
+}
+
+/* Open one warm connection for ep in its reserved slot, blocking (the
+ * refill thread), cancelled by refill_stop. */
+static bool refill_one(struct pool *pool, struct pool_endpoint *ep, uint64_t *due)
+{
+	struct refiller *r = &pool->refill;
+	const struct connect_ctl ctl = { .cancel_fd = r->cancel_fd, .lock = &r->lock,
+					 .inflight = &r->inflight_fd };
+	uint64_t now = now_ns();
+	int fd = socket_connect_ctl(ep,
+				    now + MS_TO_NS(ep->set.connect_timeout_ms), &ctl);
+
+	return refill_land(pool, ep, fd, now_ns() - now, &ctl, due);
+}
+
+/* Take a manual refill a step further; true once it is over. */
+static bool refill_dial_step(struct pool *pool, struct refill_dial *rd)
+{
+	uint64_t due;
+	int fd = -1, rc = dial_step(&rd->d, &fd);
+
+	if (rc == POOL_EINPROGRESS) {
+		maint_note_due(pool, dial_wake_ns(&rd->d));
+		return false;
+	}
+	refill_land(pool, rd->ep, rc ? rc : fd, now_ns() - rd->d.begin_ns,
+		    &ctl_none, &due);
+	maint_note_due(pool, due);
+	return true;
+}
+
+/* Manual mode: start a refill's connect; pool_maintain goes on with it. */
+static void refill_dial_start(struct pool *pool, struct pool_endpoint *ep)
+{
+	struct refiller *r = &pool->refill;
+	struct refill_dial *rd = malloc(sizeof(*rd));
+
+	if (!rd) {
+		refill_release(pool, ep, false);
+		return;
+	}
+	rd->item = ITEM_REFILL;
+	rd->ep = ep;
+	dial_begin(&rd->d, pool, ep, &ctl_none);
+	rd->d.ev_ptr = rd;
+	if (pool->reaper.epfd >= 0)
+		dial_set_epfd(&rd->d, pool->reaper.epfd); /* empty yet: cannot fail */
+	if (refill_dial_step(pool, rd)) {
+		free(rd);
+		return;
+	}
+	pthread_mutex_lock(&r->lock);
+	rd->next = r->dialing;
+	r->dialing = rd;
+	pthread_mutex_unlock(&r->lock);
+}
+
+void refill_progress(struct pool *pool)
+{
+	struct refiller *r = &pool->refill;
+	struct refill_dial *list, *rd, *keep = NULL;
+
+	pthread_mutex_lock(&r->lock);
+	list = r->dialing;
+	r->dialing = NULL;
+	pthread_mutex_unlock(&r->lock);
+	/* Unlocked: an on_connect hook may take its time. */
+	while (list) {
+		rd = list;
+		list = rd->next;
+		if (refill_dial_step(pool, rd)) {
+			free(rd);
+		} else {
+			rd->next = keep;
+			keep = rd;
+		}
+	}
+	pthread_mutex_lock(&r->lock);
+	while (keep) {
+		rd = keep;
+		keep = rd->next;
+		rd->next = r->dialing;
+		r->dialing = rd;
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+void refill_child_drop(struct pool *pool)
+{
+	struct refill_dial *rd, *next;
+	unsigned i;
+
+	for (rd = pool->refill.dialing; rd; rd = next) {
+		next = rd->next;
+		for (i = 0; i < rd->d.nt; i++)
+			close(rd->d.t[i].fd); /* the child's copy only */
+		free(rd);
+	}
+	pool->refill.dialing = NULL;
 }
 
 /* Refill a batch; after a failure, the rest of that endpoint's batch is
@@ -167,6 +319,7 @@ void refill_init(struct pool *pool)
 	r->stop = false;
 	r->cancel_fd = -1;
 	r->inflight_fd = -1;
+	r->dialing = NULL;
 }
 
 /* Start the thread (r->lock held), with its cancel eventfd: without one
@@ -188,7 +341,8 @@ void refill_submit(struct pool *pool, struct pool_endpoint **eps, unsigned n)
 	if (!n)
 		return;
 	if (pool->cfg->maintenance == MAINT_MANUAL) {
-		refill_batch(pool, eps, n);
+		for (i = 0; i < n; i++)
+			refill_dial_start(pool, eps[i]);
 		return;
 	}
 	pthread_mutex_lock(&r->lock);
@@ -224,6 +378,15 @@ void refill_stop(struct pool *pool)
 	for (i = 0; i < r->n; i++)
 		refill_release(pool, r->queue[i], false);
 	r->n = 0;
+	/* Manual mode's connects under way: given up. */
+	while (r->dialing) {
+		struct refill_dial *rd = r->dialing;
+
+		r->dialing = rd->next;
+		dial_abort(&rd->d);
+		refill_release(pool, rd->ep, false);
+		free(rd);
+	}
 }
 
 void refill_fini(struct pool *pool)

@@ -23,4 +23,6 @@ Suite *tls_suite(void);
 #endif
 Suite *ports_suite(void);
 Suite *socket_suite(void);
+Suite *async_suite(void);
+Suite *backoff_suite(void);
 #endif
