@@ -486,8 +486,8 @@ static void async_fill(const struct async_call *c, unsigned max_uses,
 	row->retired = r->retired;
 	row->failed = r->errors > 0 || r->connect_errors > 0;
 	len = c->threads
-	      ? snprintf(row->note, sizeof(row->note), "%d threads, pool_get; "
-	                 "max_uses %u", c->n, max_uses)
+	      ? snprintf(row->note, sizeof(row->note), "%d thread%s, pool_get; "
+	                 "max_uses %u", c->n, c->n > 1 ? "s" : "", max_uses)
 	      : snprintf(row->note, sizeof(row->note), "%d in flight, 1 epoll "
 	                 "thread; max_uses %u; longest call %.0f us wall", c->n,
 	                 max_uses, c->max_call_us);
