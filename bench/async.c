@@ -36,7 +36,8 @@ struct afd;
 struct areq {
 	struct afd *w;            /* the fd it waits on, or NULL */
 	struct areq *next, *prev; /* in w's list */
-	struct areq *rnext;       /* in a list of ready ones */
+	struct areq *rnext;       /* in a list of ready ones, or of free
+	                           * slots (aloop.idle) */
 	uint32_t events;          /* EPOLLIN / EPOLLOUT it waits for */
 	bool active;
 	pool_pending_t *pend;
@@ -62,6 +63,7 @@ struct aloop {
 	struct afd **fds;         /* by fd number */
 	int nfds;
 	struct areq *reqs;
+	struct areq *idle;        /* slots whose next request is to start */
 	int n;                    /* requests in flight */
 	uint64_t total, started, ended, ok, errors;
 	uint64_t *lat, *put;      /* ns per successful request, of its put */
@@ -176,8 +178,12 @@ static void req_end(struct aloop *l, struct areq *r, int err)
 		l->put[l->ok] = l->last_end_ns - t1;
 		l->lat[l->ok++] = l->last_end_ns - r->t0;
 	}
-	if (l->started < l->total)
-		req_start(l, r);
+	/* started by the loop, not from here: a run of requests that fail
+	 * at once (a server down) would otherwise recurse once each */
+	if (l->started < l->total) {
+		r->rnext = l->idle;
+		l->idle = r;
+	}
 }
 
 /* Send the request, read one whole reply; wait on EAGAIN. */
@@ -331,14 +337,31 @@ static void give_up(struct aloop *l)
 	}
 }
 
+/* Start a request in every free slot. */
+static void start_idle(struct aloop *l)
+{
+	while (l->idle && l->started < l->total) {
+		struct areq *r = l->idle;
+
+		l->idle = r->rnext;
+		req_start(l, r);
+	}
+	l->idle = NULL;
+}
+
 static void aloop_run(struct aloop *l)
 {
 	struct epoll_event ev[256];
 
-	for (int i = 0; i < l->n && l->started < l->total; i++)
-		req_start(l, &l->reqs[i]);
+	for (int i = l->n - 1; i >= 0; i--) {
+		l->reqs[i].rnext = l->idle;
+		l->idle = &l->reqs[i];
+	}
 	while (l->ended < l->total) {
-		int k = epoll_wait(l->ep, ev, 256, 1000);
+		int k;
+
+		start_idle(l);
+		k = epoll_wait(l->ep, ev, 256, 1000);
 
 		for (int i = 0; i < k; i++)
 			fd_ready(l, ev[i].data.fd, ev[i].events);

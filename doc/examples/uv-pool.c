@@ -70,7 +70,8 @@ struct watch;
 struct req {
 	struct app *app;
 	struct req *next, *prev;  /* in its watch's list */
-	struct req *rnext;        /* in on_poll's list of ready requests */
+	struct req *rnext;        /* in on_poll's list of ready requests,
+	                           * or in app.idle */
 	struct watch *w;          /* NULL when it waits for nothing */
 	int events;               /* UV_READABLE | UV_WRITABLE it waits for */
 	int active;
@@ -98,6 +99,8 @@ struct app {
 	struct watch **watch;     /* by fd */
 	int nwatch;
 	uv_timer_t stall;
+	uv_idle_t starter;        /* starts requests in free slots */
+	struct req *idle;         /* the free slots, through rnext */
 	long started, done, failed;
 	long starts, finishes, inprogress;
 	long slept[2];            /* calls with a voluntary context switch:
@@ -319,10 +322,41 @@ static void note_error(struct app *a, int err)
 		a->first_error = err;
 }
 
+/* The run is over: close the loop's own handles, so that uv_run ends
+ * once the last watch is closed. */
 static void stall_stop(struct app *a)
 {
-	if (!uv_is_closing((uv_handle_t *)&a->stall))
+	if (!uv_is_closing((uv_handle_t *)&a->stall)) {
 		uv_close((uv_handle_t *)&a->stall, NULL);
+		uv_close((uv_handle_t *)&a->starter, NULL);
+	}
+}
+
+/* Start the next request in every free slot. From the loop, not from
+ * req_end: a run of requests that fail at once (a server down) would
+ * otherwise recurse once per request. An active uv_idle_t keeps the
+ * loop from blocking while slots wait. */
+static void on_starter(uv_idle_t *h)
+{
+	struct app *a = h->data;
+
+	while (a->idle && a->started < a->o->total && !a->stalled) {
+		struct req *r = a->idle;
+
+		a->idle = r->rnext;
+		req_begin(r);
+	}
+	a->idle = NULL;
+	uv_idle_stop(h);
+}
+
+static void slot_free(struct req *r)
+{
+	struct app *a = r->app;
+
+	r->rnext = a->idle;
+	a->idle = r;
+	uv_idle_start(&a->starter, on_starter);
 }
 
 /* The request is over: give the connection back, start the next one. */
@@ -344,7 +378,7 @@ static void req_end(struct req *r, pool_put_mode mode, int ok)
 	a->failed += !ok;
 	a->last_done_ns = now_ns();
 	if (a->started < a->o->total && !a->stalled)
-		req_begin(r);
+		slot_free(r);
 	else if (a->done == a->o->total)
 		stall_stop(a);
 }
@@ -526,10 +560,12 @@ static int run_loop(struct app *a)
 	uv_timer_init(a->loop, &a->stall);
 	a->stall.data = a;
 	uv_timer_start(&a->stall, on_stall_check, 1000, 1000);
+	uv_idle_init(a->loop, &a->starter);
+	a->starter.data = a;
 	a->last_done_ns = now_ns();
-	for (int i = 0; i < n; i++) {
+	for (int i = n - 1; i >= 0; i--) {
 		a->reqs[i].app = a;
-		req_begin(&a->reqs[i]);
+		slot_free(&a->reqs[i]);
 	}
 	uv_run(a->loop, UV_RUN_DEFAULT);
 	return 0;
