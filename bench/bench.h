@@ -222,6 +222,24 @@ int burst_run(const struct burst_opts *o, const struct netenv *e,
 /* Why burst_run made no rows, "" when it made some or was not run. */
 const char *burst_skipped(void);
 
+/* ---- many requests in flight from one thread (async.c) ---- */
+
+/* Requests in flight of the async rows; the threads rows run as many
+ * threads with a blocking pool_get each. */
+#define ASYNC_INFLIGHT { 1, 16, 64, 256 }
+#define ASYNC_NVALUES 4
+
+struct async_opts {
+	uint64_t requests;    /* per row */
+	unsigned max_uses;    /* of the pool: connects happen during a run */
+};
+
+/* Per value of ASYNC_INFLIGHT, rows "async-N" (one thread, an epoll
+ * loop, pool_get_start/pool_get_finish) and "threads-N" (N threads,
+ * pool_get), against the built-in server. Returns how many rows. */
+int async_run(const struct async_opts *o, const struct netenv *e,
+              struct row *rows, int cap);
+
 /* ---- overhead (overhead.c) ---- */
 
 struct overhead_opts {

@@ -354,6 +354,23 @@ static const char *run_bursts(const struct opts *o)
 	return NULL;
 }
 
+/* One thread with N requests in flight against N threads, on the
+ * built-in server; --quick makes fewer requests. */
+static void run_async(const struct opts *o)
+{
+	struct async_opts ao = {
+		.requests = o->requests ? o->requests : o->quick ? 5000 : 50000,
+		.max_uses = o->max_uses };
+	int n;
+
+	if (!o->servers[SRV_BUILTIN])
+		return;
+	n = async_run(&ao, &env, rows + nrows, MAX_ROWS - nrows);
+	for (int i = 0; i < n; i++)
+		any_failed |= rows[nrows + i].failed;
+	nrows += n;
+}
+
 static void setup_network(const struct opts *o)
 {
 	bool isolated = !o->loopback && geteuid() == 0;
@@ -383,6 +400,7 @@ static void run_all(const struct opts *o, struct run_info *ri)
 	if (o->servers[SRV_BUILTIN])
 		run_sources();
 	ri->burst_why = run_bursts(o);
+	run_async(o);
 	if (o->overhead)
 		run_overhead(o);
 }

@@ -27,6 +27,9 @@ static const char tw_legend[] =
 	"            burst: 64 requests at once, max_idle 4 (note: "
 	"idle_shrink_ms;\n"
 	"            its latency is pool_get + round trip, without the put)\n"
+	"            async-N: N in flight from one thread (pool_get_start, "
+	"epoll); threads-N:\n"
+	"            N threads with pool_get; both get + round trip + put\n"
 	"  pool      yes: kept connections (POOL_REUSE); no: connect, one "
 	"request, teardown\n"
 	"  thr reqs  client threads, requests made; secs req/s: time and "
@@ -44,7 +47,7 @@ static const char tw_legend[] =
 
 static void tw_table(const struct row *rows, int n)
 {
-	printf("\n%-10s %-9s %-10s %4s %3s %7s %6s %8s %7s %7s %7s %8s %6s "
+	printf("\n%-11s %-9s %-10s %4s %3s %7s %6s %8s %7s %7s %7s %8s %6s "
 	       "%7s %6s %6s\n", "scenario", "server", "policy", "pool", "thr",
 	       "reqs", "secs", "req/s", "p50us", "p99us", "put99us",
 	       "connects", "errs", "retired", "cl_tw", "sv_tw");
@@ -53,7 +56,7 @@ static void tw_table(const struct row *rows, int n)
 
 		if (is_overhead(r) || is_tput(r))
 			continue;
-		printf("%-10s %-9s %-10s %4s %3d %7llu %6.2f %8.0f %7.1f %7.1f "
+		printf("%-11s %-9s %-10s %4s %3d %7llu %6.2f %8.0f %7.1f %7.1f "
 		       "%7.1f %8llu %6llu %7llu %6ld %6ld%s%s\n", r->scenario,
 		       r->server, r->policy, r->pooled ? "yes" : "no", r->threads,
 		       (unsigned long long)r->requests, r->seconds, r->req_per_s,
@@ -63,7 +66,7 @@ static void tw_table(const struct row *rows, int n)
 		       (unsigned long long)r->retired, r->client_tw, r->server_tw,
 		       r->failed ? "  FAILED" : "", r->note[0] ? "  " : "");
 		if (r->note[0])
-			printf("%-10s   %s\n", "", r->note);
+			printf("%-11s   %s\n", "", r->note);
 	}
 	printf("%s", tw_legend);
 }

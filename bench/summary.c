@@ -264,6 +264,40 @@ static void burst_summary(const struct row *rows, int n,
 	}
 }
 
+/* ---- many requests in flight: one epoll thread against threads ---- */
+
+static void async_cell(const struct row *r, char *buf, size_t len)
+{
+	if (!r)
+		snprintf(buf, len, "-");
+	else if (r->failed)
+		snprintf(buf, len, "FAILED");
+	else
+		snprintf(buf, len, "%.0f req/s, p99 %.0f us", r->req_per_s,
+		         r->p99_us);
+}
+
+static void async_summary(const struct row *rows, int n)
+{
+	static const int inflight[ASYNC_NVALUES] = ASYNC_INFLIGHT;
+	char name[24], cell[2][40];
+
+	if (!find(rows, n, "async-1"))
+		return;
+	printf("\nIn flight, built-in server: one thread with "
+	       "pool_get_start/finish and epoll,\nagainst as many threads "
+	       "with pool_get (one run each; p99 of get + request + put):\n");
+	printf("  %-9s %-28s %s\n", "in flight", "1 thread, non-blocking",
+	       "N threads, blocking");
+	for (int i = 0; i < ASYNC_NVALUES; i++) {
+		snprintf(name, sizeof(name), "async-%d", inflight[i]);
+		async_cell(find(rows, n, name), cell[0], sizeof(cell[0]));
+		snprintf(name, sizeof(name), "threads-%d", inflight[i]);
+		async_cell(find(rows, n, name), cell[1], sizeof(cell[1]));
+		printf("  %-9d %-28s %s\n", inflight[i], cell[0], cell[1]);
+	}
+}
+
 /* ---- figures over repetitions ---- */
 
 struct fig {
@@ -626,6 +660,7 @@ void report_summary(const struct row *rows, int n, const struct run_info *ri)
 	network_line(ri->env);
 	tw_summary(rows, n, ri);
 	burst_summary(rows, n, ri);
+	async_summary(rows, n);
 	tput_summary(rows, n, ri);
 	targets_summary(rows, n, ri);
 	failures(rows, n);
