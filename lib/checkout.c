@@ -10,6 +10,14 @@
 #include "pool-internal.h"
 #include "wait.h"
 
+/* A fork() since the pool last caught up with one, or a child's threads
+ * still to start: the atfork child handler sets the flag (fork.c), so the
+ * hot path reads one field of the pool instead of calling fork_check. */
+static inline bool fork_pending(struct pool *pool)
+{
+	return atomic_load_explicit(&pool->fork_retry, memory_order_relaxed);
+}
+
 /* Why a connection must not be handed out again: its max_uses, its
  * lifetime, or pool_flush / a DNS change (doomed); RR_COUNT: none. */
 static enum retire_reason conn_expiry(const struct pool_conn *c, uint64_t now)
@@ -345,10 +353,47 @@ static inline int checkout_begin(struct pool *pool, const char *endpoint,
 	*out = NULL;
 	if (!pool || !endpoint)
 		return POOL_EINVAL;
-	fork_check(pool);
+	if (fork_pending(pool))
+		fork_check(pool);
 	if (atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
 		return POOL_ESHUTDOWN;
 	return pool_endpoint_lock(pool, endpoint, ep);
+}
+
+/* The coarse clock, read only when a deadline of c's needs it at its
+ * hand-out: its lifetime, its validation bypass (validate_idle_ms), its
+ * leak warning. Else 0, which no check below compares: a clock read is a
+ * sixth of an idle get + put pair. */
+static uint64_t hand_out_clock(const struct pool_endpoint *ep,
+			       const struct pool_conn *c)
+{
+	if (c->expires_ns || ep->set.validate_idle_ms || ep->set.leak_warn_ms)
+		return now_coarse_ns();
+	return 0;
+}
+
+/* The idle fast path (shard lock held; released when it hands out): the
+ * most recently used idle connection, when nothing about it calls for a
+ * syscall or a retirement. Anything else (no idle connection, one to
+ * validate, expired, seen closed by the watch) goes to get_locked, which
+ * pops the same connection and checks it the full way. */
+static bool idle_fast(struct pool *pool, struct pool_endpoint *ep,
+		      pool_conn_t **out)
+{
+	struct pool_conn *c = ep->idle;
+	uint64_t now;
+
+	if (!c || c->peer_gone)
+		return false;
+	now = hand_out_clock(ep, c);
+	if (conn_expired(c, now) || needs_validation(c, now))
+		return false;
+	idle_pop(ep);
+	hand_out(ep, c, now, true);
+	plock_unlock(&ep->shard->lock);
+	note_hand_out(pool, ep, now);
+	*out = c;
+	return true;
 }
 
 POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
@@ -356,7 +401,11 @@ POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 	struct pool_endpoint *ep;
 	int rc = checkout_begin(pool, endpoint, out, &ep);
 
-	return rc ? rc : get_locked(pool, ep, out);
+	if (rc)
+		return rc;
+	if (idle_fast(pool, ep, out))
+		return 0;
+	return get_locked(pool, ep, out);
 }
 
 /* ---- pool_socket: a socket the caller connects ---- */
@@ -527,8 +576,24 @@ static uint64_t shrink_arm(struct pool_endpoint *ep, uint64_t now)
 	if (ep->nidle <= ep->set.max_idle)
 		return 0;
 	if (!ep->shrink_due_ns)
-		ep->shrink_due_ns = now + MS_TO_NS(ep->set.idle_shrink_ms);
+		ep->shrink_due_ns = (now ? now : now_coarse_ns()) +
+				    MS_TO_NS(ep->set.idle_shrink_ms);
 	return ep->shrink_due_ns;
+}
+
+/* The coarse clock at a put, when something will compare c's idle time
+ * or age with it: idle_timeout_ms and validate_idle_ms (last_put_ns), its
+ * lifetime. Else 0: c's last_put_ns is then read by nothing (see
+ * conn_idle_due, needs_validation), and shrink_arm reads the clock itself
+ * in the rare put that leaves a surplus. */
+static uint64_t put_clock(const struct pool_endpoint *ep,
+			  const struct pool_conn *c)
+{
+	const struct pool_settings *s = &ep->set;
+
+	if (s->idle_timeout_ms || s->validate_idle_ms || c->expires_ns)
+		return now_coarse_ns();
+	return 0;
 }
 
 static bool put_is_valid(struct pool *pool, struct pool_conn *c)
@@ -579,12 +644,13 @@ POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
 		pool_note_misuse(pool, conn);
 		return;
 	}
-	if (fork_put_inherited(pool, conn))
+	if ((fork_pending(pool) || conn->fork_gen != pool->fork_gen) &&
+	    fork_put_inherited(pool, conn))
 		return;
 	if (conn->unproven && put_unproven(pool, conn, &mode))
 		return;
 	ep = conn->ep;
-	now = now_coarse_ns();
+	now = put_clock(ep, conn);
 	plock_lock(&ep->shard->lock);
 	DL_DELETE(ep->busy, conn);
 	/* A connection the server closed while it was out (the idle watch
