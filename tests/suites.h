@@ -23,4 +23,5 @@ Suite *tls_suite(void);
 #endif
 Suite *ports_suite(void);
 Suite *socket_suite(void);
+Suite *fastpath_suite(void);
 #endif
