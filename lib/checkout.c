@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "memo.h"
 #include "pool-internal.h"
 #include "wait.h"
 
@@ -357,7 +358,11 @@ static inline int checkout_begin(struct pool *pool, const char *endpoint,
 		fork_check(pool);
 	if (atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
 		return POOL_ESHUTDOWN;
-	return pool_endpoint_lock(pool, endpoint, ep);
+	/* The memo's hit inline: pool_get's most common case. */
+	*ep = memo_hit(pool, endpoint);
+	if (*ep)
+		return 0;
+	return endpoint_lock_slow(pool, endpoint, ep);
 }
 
 /* The coarse clock, read only when a deadline of c's needs it at its
@@ -396,6 +401,15 @@ static bool idle_fast(struct pool *pool, struct pool_endpoint *ep,
 	return true;
 }
 
+/* Everything but the idle fast path, out of line: pool_get's own frame
+ * stays small (get_locked is inlined where it is called once). */
+static __attribute__((noinline)) int get_slow(struct pool *pool,
+					      struct pool_endpoint *ep,
+					      pool_conn_t **out)
+{
+	return get_locked(pool, ep, out);
+}
+
 POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 {
 	struct pool_endpoint *ep;
@@ -405,7 +419,7 @@ POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 		return rc;
 	if (idle_fast(pool, ep, out))
 		return 0;
-	return get_locked(pool, ep, out);
+	return get_slow(pool, ep, out);
 }
 
 /* ---- pool_socket: a socket the caller connects ---- */
@@ -635,7 +649,66 @@ static enum retire_reason put_reason(struct pool *pool, const struct pool_conn *
 	return RR_SURPLUS; /* above max_idle, with idle_shrink_ms = 0 */
 }
 
+/* Tell the maintenance about due, unless it already wakes earlier: the
+ * common case, read here without a call. */
+static inline void note_due(struct pool *pool, uint64_t due)
+{
+	if (due && due < atomic_load_explicit(&pool->maint_due_ns,
+					      memory_order_relaxed))
+		maint_note_due(pool, due);
+}
+
+/* The idle fast path of pool_put: a healthy connection of this process
+ * back to an idle list with room, nobody waiting. False, with nothing
+ * done, for anything else, which put_slow then does in full. */
+static inline bool put_fast(struct pool *pool, struct pool_conn *c,
+			    pool_put_mode mode)
+{
+	struct pool_endpoint *ep;
+	uint64_t now, due;
+
+	if (mode != POOL_REUSE || !put_is_valid(pool, c) || c->unproven ||
+	    fork_pending(pool) || c->fork_gen != pool->fork_gen)
+		return false;
+	ep = c->ep;
+	now = put_clock(ep, c);
+	plock_lock(&ep->shard->lock);
+	if (c->peer_gone || conn_expired(c, now) ||
+	    ep->nidle >= ep->set.max_idle || atomic_load(&pool->nwaiters) ||
+	    atomic_load_explicit(&pool->shutting_down, memory_order_relaxed)) {
+		plock_unlock(&ep->shard->lock);
+		return false;
+	}
+	DL_DELETE(ep->busy, c);
+	c->last_put_ns = now;
+	idle_push(pool, ep, c, true);
+	ep->nin_use--;
+	due = conn_idle_due(c); /* c is anyone's once unlocked */
+	plock_unlock(&ep->shard->lock);
+	note_due(pool, due);
+	/* As in put_slow: a caller that began waiting meanwhile may have
+	 * looked before c was idle; one under max_total may evict it. */
+	if (atomic_load(&pool->nwaiters))
+		waiters_wake_ep(pool, ep);
+	if (pool->cfg->max_total)
+		waiters_wake_total(pool);
+	return true;
+}
+
+static __attribute__((noinline)) void put_slow(struct pool *pool,
+					       struct pool_conn *conn,
+					       pool_put_mode mode);
+
 POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
+{
+	if (!put_fast(pool, conn, mode))
+		put_slow(pool, conn, mode);
+}
+
+/* pool_put in full: misuse, fork, a pool_socket's first put, waiters,
+ * a surplus, retirement. */
+static void put_slow(struct pool *pool, struct pool_conn *conn,
+		     pool_put_mode mode)
 {
 	struct pool_endpoint *ep;
 	uint64_t now;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "config-keys.h"
+#include "memo.h"
 #include "pool-internal.h"
 
 #undef uthash_nonfatal_oom
@@ -117,131 +118,7 @@ static int endpoint_insert(struct pool *pool, struct shard *sh, const char *key,
 	return 0;
 }
 
-/* Each thread remembers the last endpoint it looked up. A client mostly
- * asks for the same endpoint again, and then a string compare replaces
- * hashing the key and walking a bucket. The pool's serial (never reused)
- * keeps a record of a destroyed pool from matching a new one at the same
- * address. An endpoint may be forgotten (freed) since the record was
- * made: the record is trusted only under its shard's lock, and only if no
- * endpoint of that shard has been forgotten since (gen).
- *
- * The record keeps its own copy of the key, compared before the lock is
- * taken: ep->key may be freed by then, and the compare does not lengthen
- * the critical section. Keys longer than the copy are not remembered.
- * initial-exec: one %fs-relative load instead of a call to __tls_get_addr
- * per pool_get; the record is small enough for the static TLS surplus
- * glibc keeps for libraries loaded with dlopen(). */
-#define MEMO_KEY 64
-#define MEMO_WORDS (MEMO_KEY / 8 + 2)
-typedef uint64_t __attribute__((may_alias)) memo_word;
-static __thread struct {
-	uint64_t pool_serial;
-	struct pool_endpoint *ep;
-	struct shard *shard;
-	unsigned gen;
-	/* The caller's last string, by address: the aligned words that
-	 * hold it, as they were, and which of their bytes are the string's
-	 * (its NUL included). */
-	const char *caller;
-	unsigned nwords;
-	uint64_t words[MEMO_WORDS], masks[MEMO_WORDS];
-	char key[MEMO_KEY];
-} last_lookup __attribute__((tls_model("initial-exec")));
-
 static atomic_uint_fast64_t pool_serials;
-
-static const char *align_down(const char *p)
-{
-	return (const char *)((uintptr_t)p & ~(uintptr_t)7);
-}
-
-/* Whether key, at the address of the caller's last key, still holds the
- * same bytes: the aligned words that hold it, compared under their masks.
- * A "host:port" takes two or three word compares where libc's strcmp
- * cost a sixth of an idle get + put pair (vector mask registers, a PLT
- * call). An aligned word never crosses a page, so reading the bytes past
- * the NUL that share its last word cannot fault; they are masked out.
- * AddressSanitizer would still flag them as outside the object. */
-__attribute__((no_sanitize("address")))
-static bool memo_same_bytes(const char *key)
-{
-	const memo_word *w = (const memo_word *)align_down(key);
-	uint64_t diff = 0;
-	unsigned i;
-
-	for (i = 0; i < last_lookup.nwords; i++)
-		diff |= (w[i] ^ last_lookup.words[i]) & last_lookup.masks[i];
-	return diff == 0;
-}
-
-/* Record key's address and words, key being the recorded key (a copy of
- * it in last_lookup.key, so shorter than MEMO_KEY). */
-__attribute__((no_sanitize("address")))
-static void memo_caller(const char *key)
-{
-	const char *base = align_down(key);
-	size_t off = (size_t)(key - base), end = off + strlen(key) + 1;
-	unsigned i, n = (unsigned)((end + 7) / 8);
-
-	for (i = 0; i < n; i++) {
-		unsigned char m[8];
-		size_t b;
-
-		for (b = 0; b < 8; b++)
-			m[b] = i * 8 + b >= off && i * 8 + b < end ? 0xff : 0;
-		memcpy(&last_lookup.masks[i], m, 8);
-		last_lookup.words[i] = ((const memo_word *)base)[i] &
-				       last_lookup.masks[i];
-	}
-	last_lookup.nwords = n;
-	last_lookup.caller = key;
-}
-
-/* Whether key is the recorded key: by the caller's address and words
- * when it passes the same string again, the usual case, else by a string
- * compare with the copy (and the new address is recorded). */
-static bool memo_key_is(const char *key)
-{
-	if (key == last_lookup.caller && memo_same_bytes(key))
-		return true;
-	if (strcmp(last_lookup.key, key) != 0)
-		return false;
-	memo_caller(key);
-	return true;
-}
-
-/* The recorded endpoint if it is key's, returned with its shard locked. */
-static struct pool_endpoint *cached_endpoint(struct pool *pool, const char *key)
-{
-	struct shard *sh = last_lookup.shard;
-
-	if (!sh || last_lookup.pool_serial != pool->serial || !memo_key_is(key))
-		return NULL;
-	plock_lock(&sh->lock);
-	if (sh->gen == last_lookup.gen)
-		return last_lookup.ep;
-	plock_unlock(&sh->lock);
-	return NULL;
-}
-
-/* Remember ep (its shard locked), found for key, as this thread's last
- * endpoint. */
-static void memo_lookup(struct pool *pool, struct pool_endpoint *ep,
-			const char *key)
-{
-	size_t len = strlen(ep->key);
-
-	if (len >= MEMO_KEY) {
-		last_lookup.shard = NULL;
-		return;
-	}
-	memcpy(last_lookup.key, ep->key, len + 1);
-	memo_caller(key);
-	last_lookup.pool_serial = pool->serial;
-	last_lookup.ep = ep;
-	last_lookup.shard = ep->shard;
-	last_lookup.gen = ep->shard->gen;
-}
 
 void table_forget(struct shard *sh, struct pool_endpoint *ep)
 {
@@ -268,19 +145,16 @@ struct pool_endpoint *table_lookup(struct pool *pool, const char *key,
 	return ep;
 }
 
-int pool_endpoint_lock(struct pool *pool, const char *key,
-		       struct pool_endpoint **ep_out)
+__attribute__((noinline)) int
+endpoint_lock_slow(struct pool *pool, const char *key,
+		   struct pool_endpoint **ep_out)
 {
-	struct pool_endpoint *ep = cached_endpoint(pool, key);
 	struct endpoint_addr addr;
+	struct pool_endpoint *ep;
 	struct shard *sh;
 	unsigned hashv;
 	int rc;
 
-	if (ep) {
-		*ep_out = ep;
-		return 0;
-	}
 	ep = table_lookup(pool, key, &sh, &hashv);
 	if (ep)
 		goto found;
@@ -294,6 +168,17 @@ int pool_endpoint_lock(struct pool *pool, const char *key,
 		return rc;
 found:
 	memo_lookup(pool, ep, key);
+	*ep_out = ep;
+	return 0;
+}
+
+int pool_endpoint_lock(struct pool *pool, const char *key,
+		       struct pool_endpoint **ep_out)
+{
+	struct pool_endpoint *ep = memo_hit(pool, key);
+
+	if (!ep)
+		return endpoint_lock_slow(pool, key, ep_out);
 	*ep_out = ep;
 	return 0;
 }
