@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "memo.h"
 #include "pool-internal.h"
 #include "wait.h"
@@ -387,7 +388,7 @@ static uint64_t hand_out_clock(const struct pool_endpoint *ep,
 			       const struct pool_conn *c)
 {
 	if (c->expires_ns || ep->set.validate_idle_ms || ep->set.leak_warn_ms)
-		return now_coarse_ns();
+		return fast_coarse_ns();
 	return 0;
 }
 
@@ -620,7 +621,7 @@ static uint64_t put_clock(const struct pool_endpoint *ep,
 	const struct pool_settings *s = &ep->set;
 
 	if (s->idle_timeout_ms || s->validate_idle_ms || c->expires_ns)
-		return now_coarse_ns();
+		return fast_coarse_ns();
 	return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "config-keys.h"
+#include "clock.h"
 #include "memo.h"
 #include "pool-internal.h"
 
@@ -246,6 +247,7 @@ POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
 	if (!out)
 		return POOL_EINVAL;
 	*out = NULL;
+	fast_clock_init();
 	pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		return POOL_ENOMEM;
