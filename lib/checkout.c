@@ -382,8 +382,8 @@ static inline int checkout_begin(struct pool *pool, const char *endpoint,
 
 /* The coarse clock, read only when a deadline of c's needs it at its
  * hand-out: its lifetime, its validation bypass (validate_idle_ms), its
- * leak warning. Else 0, which no check below compares: a clock read is a
- * sixth of an idle get + put pair. */
+ * leak warning. Else 0, which no check below compares: the two reads of
+ * an idle get + put pair were a fifth of its cost. */
 static uint64_t hand_out_clock(const struct pool_endpoint *ep,
 			       const struct pool_conn *c)
 {
