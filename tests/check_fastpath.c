@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -358,6 +359,40 @@ START_TEST(memo_pool_recreated)
 }
 END_TEST
 
+/* A key too long for the memo's copy (a unix socket path) is looked up
+ * in the table each time, and alternating it with a short one never mixes
+ * the two up. */
+START_TEST(memo_long_key)
+{
+	struct lineserver_opts o = { .family = AF_UNIX };
+	struct lineserver *lu, *lt = server_start(LS_QUIT_CLOSE);
+	pool_t *pool = pool_with("teardown", "abort", "validate_idle_ms", LONG_BYPASS,
+				 NULL);
+	char path[108];
+	int i;
+
+	snprintf(path, sizeof(path), "/tmp/tcpool-fastpath-%d-a-path-longer-"
+		 "than-the-memo-keeps-xxxxxxxxxxxx.sock", (int)getpid());
+	o.unix_path = path;
+	lu = lineserver_start(&o);
+	ck_assert_ptr_nonnull(lu);
+	ck_assert_uint_ge(strlen(lineserver_endpoint(lu)), 64);
+	for (i = 0; i < 6; i++) {
+		const char *ep = lineserver_endpoint(i % 2 ? lu : lt);
+		pool_conn_t *c;
+
+		ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+		ck_assert_str_eq(pool_conn_endpoint(c), ep);
+		ck_assert_int_eq(pool_conn_reused(c), i >= 2);
+		ping(c);
+		pool_put(pool, c, POOL_REUSE);
+	}
+	pool_destroy(pool);
+	lineserver_stop(lu);
+	lineserver_stop(lt);
+}
+END_TEST
+
 static struct lineserver *volatile fork_server; /* reachable in the child */
 
 /* A child of fork() never gets the parent's connection, though the
@@ -466,6 +501,7 @@ Suite *fastpath_suite(void)
 	tcase_add_test(tc, memo_two_pools_two_endpoints);
 	tcase_add_test(tc, memo_same_buffer_new_endpoint);
 	tcase_add_test(tc, memo_pool_recreated);
+	tcase_add_test(tc, memo_long_key);
 	tcase_add_test(tc, fork_child_never_gets_parent_conn);
 	tcase_add_test(tc, fast_path_put_by_other_thread);
 	suite_add_tcase(s, tc);
