@@ -323,6 +323,31 @@ static void variant_row(struct ctx *c, struct variant *v)
 	}
 }
 
+/* The pair's cost at 1 and 2 threads on one endpoint, in mutex pairs
+ * and against libmemcached's pair of the same shape: the figures the
+ * hot path is judged on, printed as soon as they are known. */
+static void pairs_progress(const struct ctx *c)
+{
+	for (size_t i = 0; i < NVARIANTS; i++) {
+		const struct variant *v = &variants[i];
+		const struct variant *ref = libmc_ref(v);
+
+		if (v->kind != V_POOL || v->neps != 1 || v->threads > 2)
+			continue;
+		if (ref && ref->median > 0)
+			progress("overhead: get+put, %d thread%s on one endpoint: "
+			         "%.1f ns, %.2f mutex pairs, %.2fx libmemcached's "
+			         "%.1f ns", v->threads, v->threads > 1 ? "s" : "",
+			         v->median, v->median / c->floor_ns,
+			         v->median / ref->median, ref->median);
+		else
+			progress("overhead: get+put, %d thread%s on one endpoint: "
+			         "%.1f ns, %.2f mutex pairs", v->threads,
+			         v->threads > 1 ? "s" : "", v->median,
+			         v->median / c->floor_ns);
+	}
+}
+
 static int pairs_all(struct ctx *c)
 {
 	int reps = c->o->reps;
@@ -354,6 +379,7 @@ static int pairs_all(struct ctx *c)
 	for (size_t i = 0; i < NVARIANTS && c->n < c->cap; i++)
 		if (variant_on(&variants[i]))
 			variant_row(c, &variants[i]);
+	pairs_progress(c);
 	return 0;
 }
 

@@ -132,8 +132,11 @@ static void atfork_child(void)
 	struct pool *p;
 
 	atomic_fetch_add(&fork_generation, 1);
-	DL_FOREACH2(registry, p, reg_next)
+	DL_FOREACH2(registry, p, reg_next) {
 		child_close_inherited(p);
+		/* The hot path looks at this flag alone (checkout.c). */
+		atomic_store(&p->fork_retry, true);
+	}
 	atfork_parent();
 }
 

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "config-keys.h"
+#include "clock.h"
+#include "memo.h"
 #include "pool-internal.h"
 #include "obs.h"
 #include "resolve.h"
@@ -119,35 +121,7 @@ static int endpoint_insert(struct pool *pool, struct shard *sh, const char *key,
 	return 0;
 }
 
-/* Each thread remembers the last endpoint it looked up. A client mostly
- * asks for the same endpoint again, and then a string compare replaces
- * hashing the key and walking a bucket. The pool's serial (never reused)
- * keeps a record of a destroyed pool from matching a new one at the same
- * address. An endpoint may be forgotten (freed) since the record was
- * made: the record is trusted only under its shard's lock, and only if no
- * endpoint of that shard has been forgotten since (gen). */
-static __thread struct {
-	uint64_t pool_serial;
-	struct pool_endpoint *ep;
-	struct shard *shard;
-	unsigned gen;
-} last_lookup;
-
 static atomic_uint_fast64_t pool_serials;
-
-/* The recorded endpoint if it is key's, returned with its shard locked. */
-static struct pool_endpoint *cached_endpoint(struct pool *pool, const char *key)
-{
-	struct shard *sh = last_lookup.shard;
-
-	if (!sh || last_lookup.pool_serial != pool->serial)
-		return NULL;
-	plock_lock(&sh->lock);
-	if (sh->gen == last_lookup.gen && strcmp(last_lookup.ep->key, key) == 0)
-		return last_lookup.ep;
-	plock_unlock(&sh->lock);
-	return NULL;
-}
 
 void table_forget(struct shard *sh, struct pool_endpoint *ep)
 {
@@ -175,19 +149,16 @@ struct pool_endpoint *table_lookup(struct pool *pool, const char *key,
 	return ep;
 }
 
-int pool_endpoint_lock(struct pool *pool, const char *key,
-		       struct pool_endpoint **ep_out)
+__attribute__((noinline)) int
+endpoint_lock_slow(struct pool *pool, const char *key,
+		   struct pool_endpoint **ep_out)
 {
-	struct pool_endpoint *ep = cached_endpoint(pool, key);
 	struct endpoint_addr addr;
+	struct pool_endpoint *ep;
 	struct shard *sh;
 	unsigned hashv;
 	int rc;
 
-	if (ep) {
-		*ep_out = ep;
-		return 0;
-	}
 	ep = table_lookup(pool, key, &sh, &hashv);
 	if (ep)
 		goto found;
@@ -200,10 +171,18 @@ int pool_endpoint_lock(struct pool *pool, const char *key,
 	if (rc)
 		return rc;
 found:
-	last_lookup.pool_serial = pool->serial;
-	last_lookup.ep = ep;
-	last_lookup.shard = ep->shard;
-	last_lookup.gen = ep->shard->gen;
+	memo_lookup(pool, ep, key);
+	*ep_out = ep;
+	return 0;
+}
+
+int pool_endpoint_lock(struct pool *pool, const char *key,
+		       struct pool_endpoint **ep_out)
+{
+	struct pool_endpoint *ep = memo_hit(pool, key);
+
+	if (!ep)
+		return endpoint_lock_slow(pool, key, ep_out);
 	*ep_out = ep;
 	return 0;
 }
@@ -271,6 +250,7 @@ POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
 	if (!out)
 		return POOL_EINVAL;
 	*out = NULL;
+	fast_clock_init();
 	pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		return POOL_ENOMEM;

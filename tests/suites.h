@@ -28,4 +28,5 @@ Suite *flush_suite(void);
 Suite *metrics_suite(void);
 Suite *async_suite(void);
 Suite *backoff_suite(void);
+Suite *fastpath_suite(void);
 #endif
