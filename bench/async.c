@@ -361,6 +361,12 @@ static void aloop_run(struct aloop *l)
 		int k;
 
 		start_idle(l);
+		/* The last requests may have ended within start_idle (an idle
+		 * connection, a reply already in): then nothing is left to
+		 * wait for, and epoll_wait would sit out its whole timeout
+		 * (1 s added to the row, seen as 4500 req/s instead of 20000). */
+		if (l->ended >= l->total)
+			break;
 		k = epoll_wait(l->ep, ev, 256, 1000);
 
 		for (int i = 0; i < k; i++)
