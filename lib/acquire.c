@@ -156,6 +156,18 @@ static int make_efd(struct pool_pending *p)
 	return 0;
 }
 
+/* Out of the queue for good (dialing now): the eventfd only served its
+ * kicks, and a pending holds one descriptor fewer while it connects. */
+static void drop_efd(struct pool_pending *p)
+{
+	if (p->w.efd < 0)
+		return;
+	if (p->epfd >= 0)
+		epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->w.efd, NULL);
+	close(p->w.efd);
+	p->w.efd = -1;
+}
+
 /* Read what a readiness left, so that the fd is readable again only for
  * news (non-blocking descriptors). */
 static void drain_fd(int fd)
@@ -235,7 +247,8 @@ static int dial_admit(struct pool_pending *p)
 	}
 	ep->ndialing++;
 	plock_unlock(&ep->shard->lock);
-	leave_wait(pool, &p->w);
+	leave_wait(pool, &p->w); /* dequeued: no kick can write the eventfd */
+	drop_efd(p);
 	p->stage = PEND_DIAL;
 	dial_begin(&p->dial, pool, ep, &ctl_none);
 	if (p->epfd >= 0)

@@ -843,6 +843,41 @@ START_TEST(max_connecting_waits_through_fd)
 }
 END_TEST
 
+/* The descriptors a pending acquire holds, as pool_get_start(3) counts
+ * them: two of its own (the epoll set and its timer), a third (an
+ * eventfd) only while it waits in the queue, plus its sockets. B waited
+ * for max_connecting, then dials: two of its own and one socket, not
+ * the queue's eventfd any more. */
+START_TEST(pending_fd_count)
+{
+	pool_t *pool = pool_with("max_connecting", "1", "connect_timeout_ms", "5000",
+				 "acquire_timeout_ms", "5000", NULL);
+	pool_pending_t *a = NULL, *b = NULL;
+	pool_conn_t *c = NULL;
+	struct stuck s;
+	int fds;
+
+	stuck_start(&s);
+	fds = fd_count();
+	ck_assert_int_eq(start_timed(pool, s.ep, &c, &a, 1000), POOL_EINPROGRESS);
+	ck_assert_int_eq(fd_count(), fds + 3); /* epoll, timer, socket */
+	ck_assert_int_eq(start_timed(pool, s.ep, &c, &b, 1000), POOL_EINPROGRESS);
+	ck_assert_int_eq(fd_count(), fds + 6); /* b: epoll, timer, eventfd */
+	pool_get_cancel(pool, a);
+	ck_assert_int_eq(fd_count(), fds + 3);
+	ck_assert(pend_ready(b, 1000));
+	ck_assert_int_eq(pool_get_finish(pool, b, &c), POOL_EINPROGRESS);
+	ck_assert_uint_eq(ndialing_of(pool, s.ep), 1);
+	ck_assert_int_eq(fd_count(), fds + 3); /* epoll, timer, socket */
+	/* Still woken by its connect's deadline and socket alone. */
+	ck_assert(!pend_ready(b, 100));
+	pool_get_cancel(pool, b);
+	ck_assert_int_eq(fd_count(), fds);
+	pool_destroy(pool);
+	stuck_stop(&s);
+}
+END_TEST
+
 /* ---- manual maintenance: refills never block pool_maintain ---- */
 
 /* Run pool_maintain as an event loop would, until cond or ms. */
@@ -947,6 +982,7 @@ Suite *async_suite(void)
 	tcase_add_checked_fixture(mc, fixture_test_setup, fixture_test_teardown);
 	tcase_add_test(mc, max_connecting_one);
 	tcase_add_test(mc, max_connecting_waits_through_fd);
+	tcase_add_test(mc, pending_fd_count);
 	tcase_add_test(mc, manual_refill_never_blocks);
 	tcase_add_test(mc, manual_refill_completes);
 	suite_add_tcase(s, mc);
