@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #if __has_include(<valgrind/valgrind.h>)
@@ -878,6 +879,89 @@ START_TEST(pending_fd_count)
 }
 END_TEST
 
+/* SO_LINGER of a socket: on with 0 s means its close sends a reset. */
+static bool lingers_zero(int fd)
+{
+	struct linger lg = { 0, 0 };
+	socklen_t len = sizeof(lg);
+
+	ck_assert_int_eq(getsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, &len), 0);
+	return lg.l_onoff && lg.l_linger == 0;
+}
+
+/* In the child: cancel the inherited pending, then check that the
+ * child's pool dials at once (its slot and max_connecting free).
+ * Returns the failed check's number, 0 if none. */
+static int child_cancels(pool_t *pool, pool_pending_t *inherited,
+			 pool_pending_t *queued, const char *ep)
+{
+	pool_pending_t *p2 = NULL;
+	pool_conn_t *c = NULL;
+	pool_stats_t st;
+	uint64_t waits;
+	int rc;
+
+	/* A first call: the child's pool forgets the parent's slots. */
+	if (pool_stats(pool, ep, &st) != 0 || st.in_use != 0)
+		return 5;
+	pool_get_cancel(pool, inherited);
+	/* Finishing one is misuse too: refused, and the copy forgotten. */
+	if (pool_get_finish(pool, queued, &c) != POOL_EINVAL || c)
+		return 6;
+	if (pool_stats(pool, ep, &st) != 0 || st.in_use != 0)
+		return 1;
+	waits = st.waits; /* the parent's b waited: counted before the fork */
+	rc = pool_get_start(pool, ep, &c, &p2);
+	if (rc != POOL_EINPROGRESS)
+		return 2;
+	if (pool_stats(pool, ep, &st) != 0 || st.waits != waits || st.in_use != 1)
+		return 3; /* it waited: the cancel gave back what it never had */
+	pool_get_cancel(pool, p2);
+	if (pool_stats(pool, ep, &st) != 0 || st.in_use != 0)
+		return 4;
+	return 0;
+}
+
+/* A child of fork() that cancels a pending acquire it inherited from the
+ * forking thread: its own pool stays intact (no slot, no connect given
+ * back twice), and the parent's acquire, whose epoll set and socket the
+ * child shares, goes on through its fd, its socket untouched. Before:
+ * the child's counts wrapped (its next start waited), and the child took
+ * the socket out of the shared epoll set and set SO_LINGER on it. */
+START_TEST(fork_child_cancels_inherited)
+{
+	pool_t *pool = pool_with("max_active", "1", "max_connecting", "1",
+				 "connect_timeout_ms", "8000",
+				 "acquire_timeout_ms", "5000", NULL);
+	pool_pending_t *a = NULL, *b = NULL;
+	pool_conn_t *c = NULL;
+	struct stuck s;
+	int status;
+	pid_t pid;
+
+	stuck_start(&s);
+	ck_assert_int_eq(start_timed(pool, s.ep, &c, &a, 1000), POOL_EINPROGRESS);
+	ck_assert_int_eq(start_timed(pool, s.ep, &c, &b, 1000), POOL_EINPROGRESS);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(child_cancels(pool, a, b, s.ep));
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	/* Room in the backlog: the SYN's retransmission (1 s) connects. */
+	lineserver_pause_accept(s.ls, false);
+	ck_assert_int_eq(pend_run(pool, a, 4000, &c), 0);
+	ck_assert(!lingers_zero(pool_conn_fd(c)));
+	/* b, queued behind a, is handed the connection a puts back. */
+	pool_put(pool, c, POOL_REUSE);
+	ck_assert_int_eq(pend_run(pool, b, 2000, &c), 0);
+	pool_put(pool, c, POOL_RETIRE);
+	pool_destroy(pool);
+	stuck_stop(&s);
+}
+END_TEST
+
 /* ---- manual maintenance: refills never block pool_maintain ---- */
 
 /* Run pool_maintain as an event loop would, until cond or ms. */
@@ -983,6 +1067,7 @@ Suite *async_suite(void)
 	tcase_add_test(mc, max_connecting_one);
 	tcase_add_test(mc, max_connecting_waits_through_fd);
 	tcase_add_test(mc, pending_fd_count);
+	tcase_add_test(mc, fork_child_cancels_inherited);
 	tcase_add_test(mc, manual_refill_never_blocks);
 	tcase_add_test(mc, manual_refill_completes);
 	suite_add_tcase(s, mc);
