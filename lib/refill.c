@@ -33,13 +33,20 @@
 
 /* A manual-mode refill under way. */
 struct refill_dial {
-	enum reaper_item item;     /* ITEM_REFILL: first, as the reaper's items */
+	enum reaper_item item;     /* ITEM_REFILL (its events name refill_mark) */
 	struct pool_endpoint *ep;  /* held by the reserved slot */
 	struct refill_dial *next;  /* refiller.dialing */
 	struct dial d;
 };
 
 static const struct connect_ctl ctl_none = { .cancel_fd = -1 };
+
+/* What the refills' sockets name in the reaper's epoll set: not their
+ * refill_dial, which is freed as soon as its connect ends, while a
+ * concurrent pool_maintain's reaper_run may hold a batch of events that
+ * names it (the runner frees watches after its batch; a refill is freed
+ * by whoever steps it). The runner only needs to know it is a refill. */
+static const struct { enum reaper_item item; } refill_mark = { ITEM_REFILL };
 
 /* Give back a slot reserved for a refill that will not happen, and its
  * place among the connects in flight (max_connecting). */
@@ -206,7 +213,7 @@ static void refill_dial_start(struct pool *pool, struct pool_endpoint *ep)
 	rd->item = ITEM_REFILL;
 	rd->ep = ep;
 	dial_begin(&rd->d, pool, ep, &ctl_none);
-	rd->d.ev_ptr = rd;
+	rd->d.ev_ptr = (void *)&refill_mark;
 	if (pool->reaper.epfd >= 0)
 		dial_set_epfd(&rd->d, pool->reaper.epfd); /* empty yet: cannot fail */
 	if (refill_dial_step(pool, rd)) {
