@@ -256,15 +256,31 @@ void refill_progress(struct pool *pool)
 	pthread_mutex_unlock(&r->lock);
 }
 
+void refill_child_close(struct pool *pool)
+{
+	struct refill_dial *rd;
+	unsigned i;
+
+	for (rd = pool->refill.dialing; rd; rd = rd->next) {
+		for (i = 0; i < rd->d.nt; i++) {
+			close(rd->d.t[i].fd); /* the child's copy only */
+			rd->d.t[i].fd = -1;
+		}
+		/* The lookup's descriptor: the parent's resolver's, whose
+		 * request the child never ends (resolve_atfork_child). */
+		if (rd->d.req && rd->d.req_fd >= 0)
+			close(rd->d.req_fd);
+		rd->d.req_fd = -1;
+	}
+}
+
 void refill_child_drop(struct pool *pool)
 {
 	struct refill_dial *rd, *next;
-	unsigned i;
 
 	for (rd = pool->refill.dialing; rd; rd = next) {
 		next = rd->next;
-		for (i = 0; i < rd->d.nt; i++)
-			close(rd->d.t[i].fd); /* the child's copy only */
+		addr_set_unref(rd->d.addrs);
 		free(rd);
 	}
 	pool->refill.dialing = NULL;

@@ -7,6 +7,7 @@
  * name's addresses faked (dial_fake_addrs), and max_connecting.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -1087,6 +1088,97 @@ START_TEST(manual_refill_concurrent_maintain)
 }
 END_TEST
 
+/* The socket inodes ("socket:[N]") among a process's descriptors. */
+static int socket_inodes(pid_t pid, unsigned long *ino, int max)
+{
+	char dir[64], path[320], link[64];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+	ssize_t len;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)) && n < max) {
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len <= 0)
+			continue;
+		link[len] = 0;
+		if (sscanf(link, "socket:[%lu]", &ino[n]) == 1)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* A min_idle refill connecting in manual mode at the fork: the child's
+ * copy of its socket is closed at the fork itself, as tcpool(3) says of
+ * a min_idle connection being opened, whether or not the child ever
+ * calls the pool (or the parent's abort of that connection would do
+ * nothing on the wire while the child lives). Before, it was closed at
+ * the child's first pool call only. */
+START_TEST(fork_child_drops_manual_refill_socket)
+{
+	struct lineserver_opts o = { .backlog = 1 };
+	struct lineserver *ls = lineserver_start(&o);
+	pool_t *pool = pool_with("maintenance", "manual", "min_idle", "2",
+				 "connect_timeout_ms", "5000", NULL);
+	unsigned long before[256], after[256], child[256];
+	int nb, na, nc, i, j, found = 0, p[2], q[2], fill[16], nfill;
+	const char *ep;
+	pool_conn_t *c;
+	pid_t pid;
+	char x;
+
+	ck_assert_ptr_nonnull(ls);
+	ep = lineserver_endpoint(ls);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	pool_put(pool, c, POOL_REUSE);
+	lineserver_pause_accept(ls, true);
+	nfill = fill_backlog(lineserver_port(ls), fill, 16);
+	nb = socket_inodes(getpid(), before, 256);
+	/* The second warm connection: its connect never completes. */
+	maintain_until(pool, ndialing_of(pool, ep) == 1, 3000);
+	na = socket_inodes(getpid(), after, 256);
+	ck_assert_int_eq(na, nb + 1);
+	ck_assert_int_eq(pipe(p), 0);
+	ck_assert_int_eq(pipe(q), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* Past the atfork handlers; never calls the pool. */
+		(void)!write(q[1], "r", 1);
+		close(p[1]);
+		(void)!read(p[0], &x, 1);
+		_exit(0);
+	}
+	close(p[0]);
+	close(q[1]);
+	ck_assert_int_eq(read(q[0], &x, 1), 1);
+	close(q[0]);
+	nc = socket_inodes(pid, child, 256);
+	close(p[1]);
+	waitpid(pid, NULL, 0);
+	for (i = 0; i < na; i++) {
+		bool old = false;
+
+		for (j = 0; j < nb; j++)
+			old = old || after[i] == before[j];
+		if (old)
+			continue;
+		for (j = 0; j < nc; j++)
+			found += after[i] == child[j];
+	}
+	ck_assert_int_eq(found, 0);
+	pool_destroy(pool);
+	for (i = 0; i < nfill; i++)
+		close(fill[i]);
+	lineserver_stop(ls);
+}
+END_TEST
+
 Suite *async_suite(void)
 {
 	Suite *s = suite_create("async");
@@ -1126,6 +1218,7 @@ Suite *async_suite(void)
 	tcase_add_test(mc, manual_refill_never_blocks);
 	tcase_add_test(mc, manual_refill_completes);
 	tcase_add_test(mc, manual_refill_concurrent_maintain);
+	tcase_add_test(mc, fork_child_drops_manual_refill_socket);
 	suite_add_tcase(s, mc);
 	return s;
 }
