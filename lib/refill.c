@@ -115,6 +115,7 @@ static bool refill_land(struct pool *pool, struct pool_endpoint *ep, int fd,
 			uint64_t ns, const struct connect_ctl *ctl, uint64_t *due)
 {
 	struct pool_conn *c;
+	bool capped;
 
 	if (fd == POOL_ESHUTDOWN) {
 		/* Cancelled by refill_stop: not the endpoint's failure. */
@@ -158,10 +159,13 @@ static bool refill_land(struct pool *pool, struct pool_endpoint *ep, int fd,
 	 * before it was idle, will not say so again: the sweep retires it. */
 	if (c->peer_gone)
 		*due = now_ns();
+	/* Read now: once unlocked, c may go, and with it ep's last slot (ep
+	 * is then forgotten); the wake-ups below use ep's address only. */
+	capped = ep->set.max_connecting != 0;
 	plock_unlock(&ep->shard->lock);
 	/* A connect in flight ended too: with max_connecting, every waiter
 	 * for ep looks again (one takes c, another may dial). */
-	if (ep->set.max_connecting)
+	if (capped)
 		waiters_wake_ep_all(pool, ep);
 	else
 		waiters_wake_ep(pool, ep);
