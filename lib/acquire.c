@@ -156,6 +156,18 @@ static int make_efd(struct pool_pending *p)
 	return 0;
 }
 
+/* Out of the queue for good (dialing now): the eventfd only served its
+ * kicks, and a pending holds one descriptor fewer while it connects. */
+static void drop_efd(struct pool_pending *p)
+{
+	if (p->w.efd < 0)
+		return;
+	if (p->epfd >= 0)
+		epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->w.efd, NULL);
+	close(p->w.efd);
+	p->w.efd = -1;
+}
+
 /* Read what a readiness left, so that the fd is readable again only for
  * news (non-blocking descriptors). */
 static void drain_fd(int fd)
@@ -235,7 +247,8 @@ static int dial_admit(struct pool_pending *p)
 	}
 	ep->ndialing++;
 	plock_unlock(&ep->shard->lock);
-	leave_wait(pool, &p->w);
+	leave_wait(pool, &p->w); /* dequeued: no kick can write the eventfd */
+	drop_efd(p);
 	p->stage = PEND_DIAL;
 	dial_begin(&p->dial, pool, ep, &ctl_none);
 	if (p->epfd >= 0)
@@ -402,6 +415,7 @@ static void pend_init(struct pool_pending *p, struct pool *pool,
 	p->start_ns = now_ns();
 	p->fd = p->epfd = p->tfd = -1;
 	p->armed_ns = 0;
+	p->fork_gen = pool->fork_gen;
 	waiter_init(&p->w, ep);
 }
 
@@ -539,6 +553,40 @@ int acquire_locked(struct pool *pool, struct pool_endpoint *ep,
 	return rc;
 }
 
+/* ---- fork ---- */
+
+/* Whether pend is its parent's, in a child of fork() (no lock held). */
+static bool pend_inherited(struct pool *pool, const struct pool_pending *p)
+{
+	fork_check(pool); /* a first call in the child: the pool forgets */
+	return p->fork_gen != pool->fork_gen;
+}
+
+/* A child's copy of its parent's pending acquire: its epoll set, timer,
+ * eventfd and sockets are the parent's too, whose acquire goes on, so
+ * only the child's copies are closed: no epoll_ctl, no timer set, no
+ * SO_LINGER, nothing sent. Nothing is given back either: the child's
+ * pool forgot the parent's slots, waiters and connects at the fork
+ * (fork.c). The lookup is the parent's resolver's, abandoned in the
+ * child: only its descriptor's copy is closed (the request's few bytes
+ * stay, as resolve.c has no call to free one without its lock). */
+static void pend_forget_inherited(struct pool_pending *p)
+{
+	unsigned i;
+
+	if (p->stage == PEND_DIAL) {
+		for (i = 0; i < p->dial.nt; i++)
+			close(p->dial.t[i].fd);
+		if (p->dial.req)
+			close(p->dial.req_fd);
+		addr_set_unref(p->dial.addrs);
+	}
+	if (p->fd >= 0)
+		close(p->fd);
+	pend_close_fds(p);
+	free(p);
+}
+
 /* ---- the event-loop API ---- */
 
 POOL_API int pool_pending_fd(const pool_pending_t *pend, short *events)
@@ -557,6 +605,10 @@ POOL_API int pool_get_finish(pool_t *pool, pool_pending_t *pend, pool_conn_t **o
 	*out = NULL;
 	if (!pool || !pend || pend->pool != pool || pend->stage == PEND_DONE)
 		return POOL_EINVAL;
+	if (pend_inherited(pool, pend)) {
+		pend_forget_inherited(pend);
+		return POOL_EINVAL;
+	}
 	/* Before the flags are looked at: a kick after this is not lost. */
 	drain_fd(pend->w.efd);
 	drain_fd(pend->tfd);
@@ -572,5 +624,8 @@ POOL_API void pool_get_cancel(pool_t *pool, pool_pending_t *pend)
 {
 	if (!pool || !pend || pend->pool != pool)
 		return;
-	pend_free(pend);
+	if (pend_inherited(pool, pend))
+		pend_forget_inherited(pend);
+	else
+		pend_free(pend);
 }

@@ -34,7 +34,11 @@ static uint64_t backoff_base_ms(const struct pool_settings *s, uint32_t n)
 		max = d;
 	while (--n && (!max || d < max) && d < UINT32_MAX)
 		d *= 2;
-	return max && d > max ? max : d;
+	if (max && d > max)
+		d = max;
+	/* With no cap (max 0) the doubling may pass what the delay's
+	 * reporting (obs_backoff: 32-bit ms) holds. */
+	return d > UINT32_MAX ? UINT32_MAX : d;
 }
 
 /* A per-thread generator: the jitter needs no quality, only no lock. */

@@ -120,6 +120,7 @@ static void child_close_inherited(struct pool *pool)
 	/* A refill's connect under way: no thread will finish it here. (It
 	 * is unpublished before it goes on an idle list: never both.) */
 	close_copy(&pool->refill.inflight_fd);
+	refill_child_close(pool); /* manual mode's, in refill.dialing */
 	/* The epoll set and the eventfds are shared with the parent: a
 	 * write or epoll_ctl here would reach the parent's threads. */
 	close_copy(&pool->reaper.epfd);
@@ -285,7 +286,7 @@ static void child_reset(struct pool *pool, struct data_free **frees)
 	atomic_store(&pool->nwant_total, 0);
 	/* Nor does the refill thread; its queued reservations were reset
 	 * with the counts above. Its lock may have been held: make anew. */
-	refill_child_drop(pool); /* its manual-mode dials' sockets */
+	refill_child_drop(pool); /* its manual-mode dials (closed at fork) */
 	refill_init(pool);
 	/* Nor do the lookup threads (a failure: names fail, POOL_ENOMEM). */
 	(void)resolve_atfork_child(pool);

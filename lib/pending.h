@@ -28,6 +28,8 @@ struct pool_pending {
 	int epfd;                  /* what pool_pending_fd gives; -1 */
 	int tfd;                   /* timerfd: the stage's deadline */
 	uint64_t armed_ns;         /* what tfd is set to; 0: disarmed */
+	unsigned fork_gen;         /* the pool's at start: another one means
+	                            * a child of fork() holds its parent's */
 	struct waiter w;
 	struct dial dial;          /* last: dial_begin sets it up */
 };

@@ -799,8 +799,10 @@ void refill_submit(struct pool *pool, struct pool_endpoint **eps, unsigned n);
 /* Manual mode: take the refills' connects a step further (pool_maintain;
  * never blocks, but a warm connection's on_connect hook may). */
 void refill_progress(struct pool *pool);
-/* In a child of fork(): close the copies of manual refills' sockets and
- * forget them (before refill_init). */
+/* In a child of fork(), from the atfork handler (refill lock held):
+ * close the copies of manual refills' sockets, at the fork itself. */
+void refill_child_close(struct pool *pool);
+/* In a child of fork(): forget manual refills (before refill_init). */
 void refill_child_drop(struct pool *pool);
 void refill_stop(struct pool *pool);
 void refill_fini(struct pool *pool);

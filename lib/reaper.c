@@ -233,16 +233,24 @@ static void drain_unlink(struct reaper *r, struct drain *d, struct drain **done,
 	DL_APPEND(*done, d);
 }
 
-/* Progress the drains named in evs; watches that fired are moved to the
- * front of evs for watch_fired, which needs shard locks (taken after the
- * reaper lock is dropped). Returns how many. */
+/* Sort the events of a batch (no lock held): drains are stepped here,
+ * unlocked, since a drain in the list is the runner's alone (run_lock):
+ * reaper_add and the atfork handler touch only the list's links, under
+ * the reaper lock, and only the runner unlinks and frees a drain. A step
+ * may read a drain's whole DRAIN_BUDGET (64 recv calls), and a batch has
+ * up to REAPER_BATCH drains: under the lock, that kept pool_put
+ * (reaper_add) and every new connection (conn_watch) waiting for
+ * milliseconds. Drains that ended are moved to fin (their outcome in
+ * ok), watches that fired to the front of evs for watch_fired, which
+ * needs shard locks. Returns how many watches; *nfin gets the drains. */
 static int handle_events(struct pool *pool, struct epoll_event *evs, int n,
-			 struct drain **done)
+			 struct drain **fin, bool *ok, int *nfin)
 {
 	struct reaper *r = &pool->reaper;
 	uint64_t junk;
 	int i, nwatch = 0;
 
+	*nfin = 0;
 	for (i = 0; i < n; i++) {
 		struct drain *d = evs[i].data.ptr;
 		enum drain_status st;
@@ -260,8 +268,10 @@ static int handle_events(struct pool *pool, struct epoll_event *evs, int n,
 		if (d->item == ITEM_REFILL)
 			continue; /* it woke pool_maintain, which steps it */
 		st = drain_step(d->fd, &d->budget);
-		if (st != DRAIN_AGAIN)
-			drain_unlink(r, d, done, st == DRAIN_EOF);
+		if (st != DRAIN_AGAIN) {
+			ok[*nfin] = st == DRAIN_EOF;
+			fin[(*nfin)++] = d;
+		}
 	}
 	return nwatch;
 }
@@ -352,12 +362,23 @@ static void reap_dead(struct reaper *r)
 	reaper_free_dead(dead);
 }
 
-/* Fallback for drains past their deadline; returns ms to the next one. */
+/* Fallback for drains past their deadline; returns ms to the next one.
+ * The list is walked only once the earliest deadline is due: each run
+ * holds the reaper lock, which pool_put and new connections take, and
+ * thousands of drains cost a walk of thousands. min_deadline_ns is never
+ * later than any drain's deadline (drains that ended early only leave
+ * it early): at worst one wake-up comes early and walks. */
 static int expire_overdue(struct reaper *r, uint64_t now, struct drain **done)
 {
 	struct drain *d, *tmp;
 	uint64_t next = 0;
 
+	if (!r->list) {
+		r->min_deadline_ns = UINT64_MAX;
+		return -1;
+	}
+	if (now < r->min_deadline_ns)
+		return deadline_ms(r->min_deadline_ns, now);
 	DL_FOREACH_SAFE(r->list, d, tmp) {
 		if (d->deadline_ns <= now)
 			drain_unlink(r, d, done, false);
@@ -394,17 +415,20 @@ int reaper_run(struct pool *pool, int timeout_ms)
 {
 	struct reaper *r = &pool->reaper;
 	struct epoll_event evs[REAPER_BATCH];
-	struct drain *done = NULL, *d, *tmp;
-	int n, next, i, nwatch = 0;
+	struct drain *done = NULL, *d, *tmp, *fin[REAPER_BATCH];
+	bool ok[REAPER_BATCH];
+	int n, next, i, nwatch = 0, nfin = 0;
 
 	/* One runner at a time: a second one would race on the same drains,
 	 * and free watches another one's batch still names. */
 	if (pthread_mutex_trylock(&r->run_lock) != 0)
 		return 1;
 	n = wait_events(r->epfd, evs, timeout_ms);
-	pthread_mutex_lock(&r->lock);
 	if (n > 0)
-		nwatch = handle_events(pool, evs, n, &done);
+		nwatch = handle_events(pool, evs, n, fin, ok, &nfin);
+	pthread_mutex_lock(&r->lock);
+	for (i = 0; i < nfin; i++)
+		drain_unlink(r, fin[i], &done, ok[i]);
 	next = expire_overdue(r, now_ns(), &done);
 	pthread_mutex_unlock(&r->lock);
 	for (i = 0; i < nwatch; i++)

@@ -33,13 +33,20 @@
 
 /* A manual-mode refill under way. */
 struct refill_dial {
-	enum reaper_item item;     /* ITEM_REFILL: first, as the reaper's items */
+	enum reaper_item item;     /* ITEM_REFILL (its events name refill_mark) */
 	struct pool_endpoint *ep;  /* held by the reserved slot */
 	struct refill_dial *next;  /* refiller.dialing */
 	struct dial d;
 };
 
 static const struct connect_ctl ctl_none = { .cancel_fd = -1 };
+
+/* What the refills' sockets name in the reaper's epoll set: not their
+ * refill_dial, which is freed as soon as its connect ends, while a
+ * concurrent pool_maintain's reaper_run may hold a batch of events that
+ * names it (the runner frees watches after its batch; a refill is freed
+ * by whoever steps it). The runner only needs to know it is a refill. */
+static const struct { enum reaper_item item; } refill_mark = { ITEM_REFILL };
 
 /* Give back a slot reserved for a refill that will not happen, and its
  * place among the connects in flight (max_connecting). */
@@ -108,6 +115,7 @@ static bool refill_land(struct pool *pool, struct pool_endpoint *ep, int fd,
 			uint64_t ns, const struct connect_ctl *ctl, uint64_t *due)
 {
 	struct pool_conn *c;
+	bool capped;
 
 	if (fd == POOL_ESHUTDOWN) {
 		/* Cancelled by refill_stop: not the endpoint's failure. */
@@ -151,10 +159,13 @@ static bool refill_land(struct pool *pool, struct pool_endpoint *ep, int fd,
 	 * before it was idle, will not say so again: the sweep retires it. */
 	if (c->peer_gone)
 		*due = now_ns();
+	/* Read now: once unlocked, c may go, and with it ep's last slot (ep
+	 * is then forgotten); the wake-ups below use ep's address only. */
+	capped = ep->set.max_connecting != 0;
 	plock_unlock(&ep->shard->lock);
 	/* A connect in flight ended too: with max_connecting, every waiter
 	 * for ep looks again (one takes c, another may dial). */
-	if (ep->set.max_connecting)
+	if (capped)
 		waiters_wake_ep_all(pool, ep);
 	else
 		waiters_wake_ep(pool, ep);
@@ -206,7 +217,7 @@ static void refill_dial_start(struct pool *pool, struct pool_endpoint *ep)
 	rd->item = ITEM_REFILL;
 	rd->ep = ep;
 	dial_begin(&rd->d, pool, ep, &ctl_none);
-	rd->d.ev_ptr = rd;
+	rd->d.ev_ptr = (void *)&refill_mark;
 	if (pool->reaper.epfd >= 0)
 		dial_set_epfd(&rd->d, pool->reaper.epfd); /* empty yet: cannot fail */
 	if (refill_dial_step(pool, rd)) {
@@ -249,15 +260,31 @@ void refill_progress(struct pool *pool)
 	pthread_mutex_unlock(&r->lock);
 }
 
+void refill_child_close(struct pool *pool)
+{
+	struct refill_dial *rd;
+	unsigned i;
+
+	for (rd = pool->refill.dialing; rd; rd = rd->next) {
+		for (i = 0; i < rd->d.nt; i++) {
+			close(rd->d.t[i].fd); /* the child's copy only */
+			rd->d.t[i].fd = -1;
+		}
+		/* The lookup's descriptor: the parent's resolver's, whose
+		 * request the child never ends (resolve_atfork_child). */
+		if (rd->d.req && rd->d.req_fd >= 0)
+			close(rd->d.req_fd);
+		rd->d.req_fd = -1;
+	}
+}
+
 void refill_child_drop(struct pool *pool)
 {
 	struct refill_dial *rd, *next;
-	unsigned i;
 
 	for (rd = pool->refill.dialing; rd; rd = next) {
 		next = rd->next;
-		for (i = 0; i < rd->d.nt; i++)
-			close(rd->d.t[i].fd); /* the child's copy only */
+		addr_set_unref(rd->d.addrs);
 		free(rd);
 	}
 	pool->refill.dialing = NULL;

@@ -184,6 +184,53 @@ START_TEST(off_by_default)
 }
 END_TEST
 
+/* The delay the last POOL_EVENT_BACKOFF reported. */
+static uint64_t backoff_event_ns;
+
+static void note_backoff(const pool_event_t *ev, void *ud)
+{
+	(void)ud;
+	if (ev->type == POOL_EVENT_BACKOFF)
+		backoff_event_ns = ev->duration_ns;
+}
+
+/* A delay past what 32 bits of ms hold (connect_backoff_ms near its
+ * maximum, connect_backoff_max_ms 0: no cap): the delay the endpoint
+ * backs off for is the one POOL_EVENT_BACKOFF reports, at most
+ * UINT32_MAX ms. Before, the delay doubled to 2^33 ms, the endpoint
+ * backed off that long, and the event got its low 32 bits. */
+START_TEST(huge_delay_reported_as_applied)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	pool_t *pool = pool_with("connect_backoff_ms", "4294967294",
+				 "connect_backoff_max_ms", "0", NULL);
+	struct pool_endpoint *e;
+	pool_conn_t *c;
+	uint64_t before, applied;
+	char ep[64];
+
+	snprintf(ep, sizeof(ep), "%s", lineserver_endpoint(ls));
+	lineserver_stop(ls);
+	pool_set_event_fn(pool, note_backoff, NULL);
+	/* As if it had failed before (the delay would be days). */
+	ck_assert_int_eq(pool_endpoint_lock(pool, ep, &e), 0);
+	e->backoff_failures = 3;
+	pool_endpoint_unlock(e);
+	before = now_ns();
+	ck_assert_int_eq(pool_get(pool, ep, &c), POOL_ECONNREFUSED);
+	ck_assert_int_eq(pool_endpoint_lock(pool, ep, &e), 0);
+	applied = e->backoff_until_ns - before;
+	pool_endpoint_unlock(e);
+	ck_assert_uint_le(backoff_event_ns, MS_TO_NS(UINT32_MAX));
+	ck_assert_uint_ge(backoff_event_ns, MS_TO_NS(UINT32_MAX / 2));
+	/* What was applied is what was reported (the connect took < 5 s). */
+	ck_assert_uint_ge(applied, backoff_event_ns);
+	ck_assert_uint_le(applied - backoff_event_ns, MS_TO_NS(5000));
+	ck_assert_int_eq(pool_get(pool, ep, &c), POOL_EBACKOFF);
+	pool_destroy(pool);
+}
+END_TEST
+
 Suite *backoff_suite(void)
 {
 	Suite *s = suite_create("backoff");
@@ -194,6 +241,7 @@ Suite *backoff_suite(void)
 	tcase_add_test(tc, refused_backs_off_growing);
 	tcase_add_test(tc, timeout_backs_off_idle_served);
 	tcase_add_test(tc, off_by_default);
+	tcase_add_test(tc, huge_delay_reported_as_applied);
 	suite_add_tcase(s, tc);
 	return s;
 }
