@@ -189,6 +189,20 @@ static struct ep_xstats xstats_of(pool_t *pool, const char *endpoint)
 	return x;
 }
 
+/* Every retirement of endpoint, all reasons and policies (pool_stats_ex). */
+static uint64_t retired_total(pool_t *pool, const char *endpoint)
+{
+	pool_stats_ex_t ex;
+	uint64_t all = 0;
+	int r, p;
+
+	ck_assert_int_eq(pool_stats_ex(pool, endpoint, &ex, sizeof(ex)), 0);
+	for (r = 0; r < POOL_REASON_COUNT; r++)
+		for (p = 0; p < POOL_POLICY_COUNT; p++)
+			all += ex.retired[r][p];
+	return all;
+}
+
 static void name_endpoint(char *buf, size_t len, const char *name, struct lineserver *ls)
 {
 	snprintf(buf, len, "%s:%u", name, lineserver_port(ls));
@@ -199,10 +213,12 @@ static void name_endpoint(char *buf, size_t len, const char *name, struct linese
 /* The name moves from .2 to .3: at the next refresh the idle connections
  * to .2 are retired (RR_DNS) by the policy, the checked-out one is told
  * it is its last use and retired at its put, and new ones go to .3. */
-static void name_moves(const char *policy, unsigned client_tw, unsigned server_tw)
+static void name_moves(const char *policy, int policy_code, unsigned client_tw,
+		       unsigned server_tw)
 {
 	struct lineserver *s2, *s3;
 	pool_conn_t *c[3];
+	pool_stats_ex_t ex;
 	pool_stats_t st;
 	char ep[300];
 	pool_t *pool;
@@ -242,6 +258,11 @@ static void name_moves(const char *policy, unsigned client_tw, unsigned server_t
 	wait_for(server_open(s2) == 0, 2000);
 	wait_drains(pool, 2000);
 	tw_expect(lineserver_endpoint(s2), client_tw, server_tw);
+	/* All three retired for the DNS change, by the policy, and for
+	 * nothing else. */
+	ck_assert_int_eq(pool_stats_ex(pool, ep, &ex, sizeof(ex)), 0);
+	ck_assert_uint_eq(ex.retired[POOL_REASON_DNS][policy_code], 3);
+	ck_assert_uint_eq(retired_total(pool, ep), 3);
 	/* New connections go where the name now points. */
 	ck_assert_int_eq(pool_get(pool, ep, &c[0]), 0);
 	ck_assert_str_eq(peer_of(c[0]), "127.0.0.3");
@@ -255,20 +276,20 @@ static void name_moves(const char *policy, unsigned client_tw, unsigned server_t
 
 START_TEST(refresh_abort)
 {
-	name_moves("abort", 0, 0);
+	name_moves("abort", POOL_POLICY_ABORT, 0, 0);
 }
 END_TEST
 
 START_TEST(refresh_close)
 {
-	name_moves("close", 3, 0);
+	name_moves("close", POOL_POLICY_CLOSE, 3, 0);
 }
 END_TEST
 
 /* peer-first: the server closes first, and holds the TIME_WAIT. */
 START_TEST(refresh_peer_first)
 {
-	name_moves("peer-first", 0, 3);
+	name_moves("peer-first", POOL_POLICY_PEER_FIRST, 0, 3);
 }
 END_TEST
 
@@ -290,6 +311,7 @@ START_TEST(refresh_same_keeps)
 	pool_put(pool, c, POOL_REUSE);
 	wait_for(xstats_of(pool, ep).resolves >= 3, 3000);
 	ck_assert_uint_eq(xstats_of(pool, ep).dns_changes, 0);
+	ck_assert_uint_eq(retired_total(pool, ep), 0);
 	ck_assert_uint_eq(stats_of(pool, ep).idle, 1);
 	ck_assert_uint_eq(server_open(s2), 1);
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
@@ -320,6 +342,7 @@ START_TEST(refresh_failure_keeps)
 	pool_put(pool, c, POOL_REUSE);
 	fake_write(&hosts, "127.0.0.1 localhost\n");
 	wait_for(xstats_of(pool, ep).resolve_failures >= 2, 3000);
+	ck_assert_uint_eq(retired_total(pool, ep), 0);
 	ck_assert_uint_eq(stats_of(pool, ep).idle, 1);
 	ck_assert_uint_eq(server_open(s2), 1);
 	pool_destroy(pool);
