@@ -37,6 +37,8 @@ trap 'exit 1' INT TERM HUP
 serve() {
 	local name=$1 i
 	shift
+	# Made here: the background job opens it only once it runs.
+	: >"$tmp/$name.out"
 	"$lineserver" "$@" >"$tmp/$name.out" 2>&1 &
 	pids="$pids $!"
 	for i in $(seq 100); do
