@@ -582,6 +582,65 @@ START_TEST(shared_and_bounded)
 }
 END_TEST
 
+/* Every lookup thread stuck in getaddrinfo: a lookup of another name
+ * queues behind them, and still its caller never waits past
+ * resolve_timeout_ms: pool_get_start returns at once, its fd turns
+ * readable at the deadline, pool_get_finish gives ETIMEDOUT; a blocking
+ * pool_get of yet another name too. */
+START_TEST(stuck_threads_queue_times_out)
+{
+	int dns = dead_dns();
+	struct resolve_req *req[4];
+	struct addr_set *set;
+	pool_pending_t *pend = NULL;
+	pool_conn_t *c = NULL;
+	struct pollfd p;
+	long long t0, took;
+	char key[64];
+	pool_t *pool;
+	int i, rc;
+
+	if (dns < 0)
+		return;
+	pool = pool_with("resolve_timeout_ms", "300", NULL);
+	for (i = 0; i < 4; i++) {
+		snprintf(key, sizeof(key), "s%d." HANG_NAME ":80", i);
+		ck_assert_int_eq(resolve_begin(pool, endpoint_of(pool, key), &set, &req[i]),
+				 POOL_EINPROGRESS);
+	}
+	ck_assert_uint_eq(resolve_threads(), 4);
+	t0 = mono_ms();
+	rc = pool_get_start(pool, "q1." HANG_NAME ":80", &c, &pend);
+	ck_assert_int_eq(rc, POOL_EINPROGRESS);
+	ck_assert_int_lt(mono_ms() - t0, 100);
+	ck_assert_uint_eq(resolve_threads(), 4); /* queued, no fifth thread */
+	p.fd = pool_pending_fd(pend, &p.events);
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	took = mono_ms() - t0;
+	ck_assert_msg(took >= 290 && took < 1500, "readable after %lld ms", took);
+	errno = 0;
+	while ((rc = pool_get_finish(pool, pend, &c)) == POOL_EINPROGRESS)
+		ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	ck_assert_int_eq(rc, POOL_ERESOLVE);
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	ck_assert_msg(mono_ms() - t0 < 1500, "finished after %lld ms", mono_ms() - t0);
+	t0 = mono_ms();
+	errno = 0;
+	ck_assert_int_eq(pool_get(pool, "q2." HANG_NAME ":80", &c), POOL_ERESOLVE);
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	took = mono_ms() - t0;
+	ck_assert_msg(took >= 290 && took < 1500, "pool_get took %lld ms", took);
+	ck_assert_uint_eq(xstats_of(pool, "q2." HANG_NAME ":80").resolve_timeouts, 1);
+	for (i = 0; i < 4; i++)
+		resolve_req_cancel(req[i]);
+	t0 = mono_ms();
+	pool_destroy(pool);
+	took = mono_ms() - t0;
+	ck_assert_msg(took < 200, "pool_destroy took %lld ms", took);
+	close(dns);
+}
+END_TEST
+
 /* ---- fork ---------------------------------------------------------------- */
 
 /* A child of fork() resolves with threads of its own. */
@@ -642,6 +701,7 @@ Suite *dns_suite(void)
 	tcase_add_test(tc, timeout_never_blocks);
 	tcase_add_test(tc, timeout_pool_get);
 	tcase_add_test(tc, shared_and_bounded);
+	tcase_add_test(tc, stuck_threads_queue_times_out);
 	tcase_add_test(tc, fork_child_resolves);
 	suite_add_tcase(s, tc);
 	return s;
