@@ -69,6 +69,8 @@ struct lookup {
 	struct addr_set *set;      /* the result, once done (a reference) */
 	struct resolve_req *reqs;  /* waiting for it */
 	struct lookup *prev, *next; /* queue */
+	struct lookup *aprev, *anext; /* resolver's lookups: every one not
+	                            * freed yet, for a child of fork() */
 };
 
 struct resolve_req {
@@ -85,6 +87,8 @@ struct resolver {
 	struct pool *pool;         /* NULL once the pool is gone */
 	struct rentry *table;
 	struct lookup *queue;
+	struct lookup *lookups;    /* all of them, queued, running or done
+	                            * but still held by a request */
 	unsigned nthreads;
 	struct resolver *abandoned; /* the parent's, in a child of fork() */
 };
@@ -209,9 +213,30 @@ static void entry_free(struct resolver *r, struct rentry *e)
 	free(e);
 }
 
+/* In a child of fork(): the parent's requests, copied with their
+ * timerfds, are nobody's here (a pending acquire does not survive fork,
+ * and a manual refill's dial is dropped, refill_child_drop): close the
+ * child's copies of their descriptors and free them. Their lookups are
+ * freed with the resolver (resolver_free_abandoned). */
+static void drop_requests(struct resolver *r)
+{
+	struct resolve_req *req, *rtmp;
+	struct lookup *lk;
+
+	DL_FOREACH2(r->lookups, lk, anext) {
+		DL_FOREACH_SAFE(lk->reqs, req, rtmp) {
+			DL_DELETE(lk->reqs, req);
+			close(req->fd);
+			free(req);
+		}
+	}
+}
+
 /* The parent's resolver, in a child of fork() at its pool's end: no
  * thread of the child runs its lookups, and its lock may have been held
- * at the fork, so it is freed as it stands, without the lock. */
+ * at the fork, so it is freed as it stands, without the lock: every
+ * lookup (queued, running in a parent's thread, or done and held by a
+ * request), then the cache. */
 static void resolver_free_abandoned(struct resolver *r)
 {
 	struct rentry *e, *tmp;
@@ -220,20 +245,14 @@ static void resolver_free_abandoned(struct resolver *r)
 	while (r) {
 		struct resolver *next = r->abandoned;
 
-		DL_FOREACH_SAFE(r->queue, lk, ltmp) {
-			DL_DELETE(r->queue, lk);
-			if (lk->entry)
-				lk->entry->inflight = NULL;
+		drop_requests(r);
+		DL_FOREACH_SAFE2(r->lookups, lk, ltmp, anext) {
+			DL_DELETE2(r->lookups, lk, aprev, anext);
 			addr_set_unref(lk->set);
 			free(lk);
 		}
-		HASH_ITER(hh, r->table, e, tmp) {
-			if (e->inflight) {
-				addr_set_unref(e->inflight->set);
-				free(e->inflight);
-			}
+		HASH_ITER(hh, r->table, e, tmp)
 			entry_free(r, e);
-		}
 		free(r);
 		r = next;
 	}
@@ -281,6 +300,7 @@ static void lookup_unref(struct lookup *lk)
 {
 	if (--lk->refs)
 		return;
+	DL_DELETE2(lk->r->lookups, lk, aprev, anext);
 	addr_set_unref(lk->set);
 	free(lk);
 }
@@ -454,6 +474,7 @@ static struct lookup *lookup_get(struct resolver *r, struct rentry *e,
 		free(lk);
 		return NULL;
 	}
+	DL_APPEND2(r->lookups, lk, aprev, anext);
 	e->inflight = lk;
 	return lk;
 }
@@ -724,8 +745,10 @@ int resolve_atfork_child(struct pool *pool)
 
 	/* The parent's resolver is left as it is until the pool's end: its
 	 * threads are not here, and one may have held its lock at the
-	 * fork. A request the forking thread made before the fork must be
-	 * cancelled (its lookup never ends here). */
+	 * fork. Its requests are nobody's in the child: their descriptors
+	 * go now, as the pool's other inherited ones do. */
+	if (old)
+		drop_requests(old);
 	if (resolve_init(pool)) {
 		pool->resolver = NULL;
 		resolver_free_abandoned(old);

@@ -61,7 +61,10 @@ int resolve_init(struct pool *pool);
 void resolve_fini(struct pool *pool);
 
 /* In a child of fork(), at its first pool call: the parent's lookup
- * threads do not exist here, so the child gets a resolver of its own. */
+ * threads do not exist here, so the child gets a resolver of its own.
+ * The parent's requests are freed and the child's copies of their fds
+ * closed: none may be used in the child (a pending acquire does not
+ * survive fork; a manual refill's dial is dropped before this). */
 int resolve_atfork_child(struct pool *pool);
 
 /* True for an IP literal host, which is never looked up nor refreshed. */

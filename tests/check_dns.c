@@ -683,6 +683,90 @@ START_TEST(fork_child_resolves)
 }
 END_TEST
 
+/* Descriptors of this process that are timerfds (a resolver request's). */
+static unsigned timerfds_open(void)
+{
+	char path[64], target[64];
+	unsigned n = 0;
+	ssize_t len;
+	int fd;
+
+	for (fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len < 0)
+			continue;
+		target[len] = '\0';
+		n += strstr(target, "timerfd") != NULL;
+	}
+	return n;
+}
+
+/* A manual-mode min_idle refill resolving a name at the fork: the child
+ * has no thread for the lookup, and its copy of the request's timerfd
+ * must go with the rest of the refill (before the fix, it stayed open
+ * after the child's pool_destroy). */
+START_TEST(fork_child_refill_resolving)
+{
+	int dns = dead_dns();
+	struct lineserver *s2, *s3;
+	struct pool_endpoint *e;
+	pool_conn_t *c = NULL;
+	char ep[300];
+	unsigned before;
+	pool_t *pool;
+	pid_t pid;
+	int status, next, tries;
+
+	if (dns < 0)
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	fake_write(&hosts, "127.0.0.1 localhost\n127.0.0.2 " NAME "\n");
+	before = timerfds_open();
+	pool = pool_with("maintenance", "manual", "min_idle", "2",
+			 "resolve_timeout_ms", "5000", NULL);
+	/* A first connection makes the endpoint due for a warm one; the
+	 * name then hangs (it is left to the dead DNS server). */
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	fake_write(&hosts, "127.0.0.1 localhost\n");
+	for (tries = 0; tries < 100; tries++) {
+		ck_assert_int_eq(pool_maintain(pool, &next), 0);
+		ck_assert_int_eq(pool_endpoint_lock(pool, ep, &e), 0);
+		next = (int)e->ndialing;
+		pool_endpoint_unlock(e);
+		if (next)
+			break;
+		usleep(10000);
+	}
+	ck_assert_msg(next == 1, "no refill under way");
+	ck_assert_uint_eq(timerfds_open(), before + 1);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pool_stats_t st;
+		unsigned left;
+
+		pool_stats(pool, NULL, &st); /* the child's first call */
+		pool_put(pool, c, POOL_REUSE);
+		pool_destroy(pool);
+		left = timerfds_open();
+		if (left != before)
+			fprintf(stderr, "child: %u timerfd(s) left open, %u before\n",
+				left, before);
+		_exit(left == before ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	pool_put(pool, c, POOL_REUSE);
+	pool_destroy(pool);
+	ck_assert_uint_eq(timerfds_open(), before);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+	close(dns);
+}
+END_TEST
+
 Suite *dns_suite(void)
 {
 	Suite *s = suite_create("dns");
@@ -703,6 +787,7 @@ Suite *dns_suite(void)
 	tcase_add_test(tc, shared_and_bounded);
 	tcase_add_test(tc, stuck_threads_queue_times_out);
 	tcase_add_test(tc, fork_child_resolves);
+	tcase_add_test(tc, fork_child_refill_resolving);
 	suite_add_tcase(s, tc);
 	return s;
 }
