@@ -702,19 +702,28 @@ out:
 }
 
 /* Drop entries nobody refreshed for a period past their expiry: their
- * endpoints went quiet or were forgotten (maint.c). */
-void resolve_gc(struct pool *pool, uint64_t now)
+ * endpoints went quiet or were forgotten (maint.c). Returns when the
+ * next one is due (0: none), for the maintenance to come back then:
+ * once an endpoint is forgotten nothing else may be due. */
+uint64_t resolve_gc(struct pool *pool, uint64_t now)
 {
 	struct resolver *r = pool->resolver;
 	struct rentry *e, *tmp;
+	uint64_t next = 0;
 
 	if (!r)
-		return;
+		return 0;
 	pthread_mutex_lock(&r->lock);
-	HASH_ITER(hh, r->table, e, tmp)
-		if (!e->inflight && e->forget_ns && now >= e->forget_ns)
+	HASH_ITER(hh, r->table, e, tmp) {
+		if (e->inflight || !e->forget_ns)
+			continue; /* its lookup's end wakes the maintenance */
+		if (now >= e->forget_ns)
 			entry_free(r, e);
+		else if (!next || e->forget_ns < next)
+			next = e->forget_ns;
+	}
 	pthread_mutex_unlock(&r->lock);
+	return next;
 }
 
 /* ---- end of the pool, fork ---- */
@@ -756,6 +765,19 @@ int resolve_atfork_child(struct pool *pool)
 	}
 	pool->resolver->abandoned = old;
 	return 0;
+}
+
+unsigned resolve_cache_entries(struct pool *pool)
+{
+	struct resolver *r = pool->resolver;
+	unsigned n;
+
+	if (!r)
+		return 0;
+	pthread_mutex_lock(&r->lock);
+	n = HASH_COUNT(r->table);
+	pthread_mutex_unlock(&r->lock);
+	return n;
 }
 
 unsigned resolve_threads(void)

@@ -80,8 +80,9 @@ bool resolve_is_literal(const char *host);
  * maintenance). */
 uint64_t resolve_refresh(struct pool *pool, struct pool_endpoint *ep,
 			 uint64_t now, struct addr_set **fresh, bool *changed);
-/* Forget cached names no endpoint refreshed lately (no lock held). */
-void resolve_gc(struct pool *pool, uint64_t now);
+/* Forget cached names no endpoint refreshed lately (no lock held).
+ * Returns when the next one may be forgotten (0: none). */
+uint64_t resolve_gc(struct pool *pool, uint64_t now);
 
 /* Is a (a connected socket's peer address) in set? */
 bool addr_set_has(const struct addr_set *set, const union pool_sockaddr *a);
@@ -91,6 +92,8 @@ bool addr_set_has(const struct addr_set *set, const union pool_sockaddr *a);
 bool resolve_threads_wait(int ms);
 /* Tests: lookup threads alive in the process now. */
 unsigned resolve_threads(void);
+/* Tests: names in pool's resolver cache now. */
+unsigned resolve_cache_entries(struct pool *pool);
 
 /* The maintenance's DNS refresh (dnsrefresh.c), from maint_sweep: for
  * each endpoint due, start a lookup; apply the results that are in.

@@ -388,6 +388,34 @@ START_TEST(cache_one_lookup)
 }
 END_TEST
 
+/* A cached name whose endpoint was forgotten goes too, though nothing
+ * else keeps the maintenance busy: a client that talks to many names in
+ * turn must not keep every one it resolved (before the fix, the entry
+ * outlived its endpoint for as long as the pool). */
+START_TEST(cache_forgotten_with_endpoint)
+{
+	struct lineserver *s2, *s3;
+	pool_conn_t *c;
+	pool_stats_t st;
+	char ep[300];
+	pool_t *pool;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	pool = pool_with("dns_refresh_ms", "200", "idle_timeout_ms", "100", NULL);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_uint_eq(resolve_cache_entries(pool), 1);
+	pool_put(pool, c, POOL_RETIRE);
+	wait_for(pool_stats(pool, ep, &st) == POOL_EINVAL, 3000);
+	wait_for(resolve_cache_entries(pool) == 0, 3000);
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+}
+END_TEST
+
 /* An IP literal is never looked up: answered inline, no request, no
  * lookup counted. */
 START_TEST(literal_inline)
@@ -780,6 +808,7 @@ Suite *dns_suite(void)
 	tcase_add_test(tc, refresh_same_keeps);
 	tcase_add_test(tc, refresh_failure_keeps);
 	tcase_add_test(tc, cache_one_lookup);
+	tcase_add_test(tc, cache_forgotten_with_endpoint);
 	tcase_add_test(tc, literal_inline);
 	tcase_add_test(tc, fd_readable_at_result);
 	tcase_add_test(tc, timeout_never_blocks);
