@@ -10,6 +10,8 @@
  * own later and frees the resolver if it was the last to hold it.
  *
  * At most RESOLVE_THREADS lookups run at once per pool; the others queue.
+ * A thread waits RESOLVE_IDLE_MS for the next lookup before it ends
+ * (pool_destroy ends idle ones at once; see lookup_thread for why).
  * A lookup of a host:port already in flight is joined, not repeated.
  *
  * A request's fd is a timerfd armed at its deadline, and fired at once
@@ -34,6 +36,8 @@
 #include "resolve.h"
 
 #define RESOLVE_THREADS 4          /* lookups running at once, per pool */
+#define RESOLVE_IDLE_MS 30000      /* an idle lookup thread waits this long
+                                    * for the next lookup before it ends */
 #define KEY_LEN (POOL_MAX_HOST + 8) /* "host port" */
 
 struct lookup;
@@ -90,6 +94,9 @@ struct resolver {
 	struct lookup *lookups;    /* all of them, queued, running or done
 	                            * but still held by a request */
 	unsigned nthreads;
+	unsigned nidle;            /* threads waiting on cond for work */
+	unsigned nqueued;          /* lookups in queue */
+	pthread_cond_t cond;       /* queue or pool changed (CLOCK_MONOTONIC) */
 	struct resolver *abandoned; /* the parent's, in a child of fork() */
 };
 
@@ -272,6 +279,7 @@ static void resolver_unref(struct resolver *r)
 	HASH_ITER(hh, r->table, e, tmp)
 		entry_free(r, e);
 	resolver_free_abandoned(r->abandoned);
+	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
@@ -282,7 +290,13 @@ static struct resolver *resolver_new(struct pool *pool)
 
 	if (!r)
 		return NULL;
+	pthread_condattr_t ca;
+
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	r->refs = 1;
 	r->pool = pool;
 	return r;
@@ -368,17 +382,42 @@ static void lookup_finish(struct resolver *r, struct lookup *lk, int rc,
 
 /* ---- lookup threads ---- */
 
+/* Wait up to RESOLVE_IDLE_MS for a lookup to be queued or the pool to
+ * go (r->lock held). False when the thread should end. */
+static bool lookup_wait(struct resolver *r)
+{
+	uint64_t end = now_ns() + MS_TO_NS(RESOLVE_IDLE_MS);
+	struct timespec ts = { .tv_sec = (time_t)(end / 1000000000u),
+			       .tv_nsec = (long)(end % 1000000000u) };
+	int rc = 0;
+
+	r->nidle++;
+	while (!r->queue && r->pool && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+	r->nidle--;
+	return r->queue != NULL;
+}
+
+/* A lookup thread stays for the next lookup rather than ending after
+ * each one: a thread that ends runs glibc's resolver clean-up, under
+ * glibc's resolv.conf lock, and a fork() at that instant gives a child
+ * whose every getaddrinfo() waits for that lock forever (glibc does not
+ * reset it in the child). Seen about once in 300 forks right after a
+ * pool_get; ending only once idle (or at pool_destroy) leaves that
+ * window where the application does not expect a lookup. */
 static void *lookup_thread(void *arg)
 {
 	struct resolver *r = arg;
 	struct lookup *lk;
 
 	pthread_mutex_lock(&r->lock);
-	while ((lk = r->queue) != NULL) {
+	while ((lk = r->queue) != NULL || lookup_wait(r)) {
 		struct addr_set *set = NULL;
 		int rc, err = 0;
 
+		lk = r->queue;
 		DL_DELETE(r->queue, lk);
+		r->nqueued--;
 		/* Nobody wants it any more and it would not be cached. */
 		if (!r->pool || (lk->refs == 1 && !lk->refresh_ms)) {
 			lookup_finish(r, lk, POOL_ERESOLVE, ECANCELED, NULL);
@@ -396,14 +435,18 @@ static void *lookup_thread(void *arg)
 	return NULL;
 }
 
-/* Queue lk and start a thread for it if fewer than RESOLVE_THREADS run
- * (r->lock held). If none runs and none can start, fail. */
+/* Queue lk for an idle thread, or start one for it if fewer than
+ * RESOLVE_THREADS run (r->lock held). If none runs and none can start,
+ * fail. */
 static int lookup_queue(struct resolver *r, struct lookup *lk)
 {
 	pthread_t t;
 
 	DL_APPEND(r->queue, lk);
-	if (r->nthreads >= RESOLVE_THREADS)
+	r->nqueued++;
+	if (r->nidle)
+		pthread_cond_signal(&r->cond);
+	if (r->nidle >= r->nqueued || r->nthreads >= RESOLVE_THREADS)
 		return 0;
 	r->refs++;
 	atomic_fetch_add(&live_threads, 1);
@@ -413,6 +456,7 @@ static int lookup_queue(struct resolver *r, struct lookup *lk)
 		if (r->nthreads)
 			return 0; /* a running thread will take it */
 		DL_DELETE(r->queue, lk);
+		r->nqueued--;
 		return POOL_ESYS;
 	}
 	pthread_detach(t);
@@ -742,8 +786,11 @@ void resolve_fini(struct pool *pool)
 	 * has one, which it must cancel) see a failure. */
 	DL_FOREACH_SAFE(r->queue, lk, tmp) {
 		DL_DELETE(r->queue, lk);
+		r->nqueued--;
 		lookup_finish(r, lk, POOL_ESHUTDOWN, ECANCELED, NULL);
 	}
+	/* Idle lookup threads end now (each holds a reference to r). */
+	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
 	resolver_unref(r); /* threads in getaddrinfo hold theirs */
 }
