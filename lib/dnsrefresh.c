@@ -96,6 +96,7 @@ static void refresh_shard(struct pool *pool, struct shard *sh, uint64_t now,
 void dns_refresh_sweep(struct pool *pool, uint64_t now, uint64_t *due)
 {
 	struct pool_conn *retire = NULL, *c, *tmp;
+	uint64_t gc;
 	unsigned i;
 
 	for (i = 0; i < POOL_NSHARDS; i++)
@@ -105,5 +106,7 @@ void dns_refresh_sweep(struct pool *pool, uint64_t now, uint64_t *due)
 		DL_DELETE(retire, c);
 		conn_retire(pool, c, false, RR_DNS);
 	}
-	resolve_gc(pool, now);
+	gc = resolve_gc(pool, now);
+	if (gc && gc < *due)
+		*due = gc;
 }

@@ -133,19 +133,69 @@ put(struct out *o, const char *fmt, ...)
 		o->used += (size_t)n;
 }
 
+/* The length of the valid UTF-8 sequence at s (1 to 4), or 0 when the
+ * bytes there are not one: as Go's utf8 package (promtool, the
+ * Prometheus server) judges them, so no overlong form, no surrogate,
+ * nothing past U+10FFFF. */
+static size_t utf8_seq(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t n, i;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	/* The second byte's range rules out the overlong and the rest. */
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
 /* A label value: backslash, double quote and newline escaped, as the
- * exposition format requires (unix:/paths may hold any byte). */
+ * exposition format requires (unix:/paths may hold any byte). A label
+ * value must also be UTF-8, or promtool and the server reject the whole
+ * scrape: a byte that is not part of valid UTF-8 is written as the four
+ * characters \xNN (its backslash escaped in turn), as journald and
+ * systemd show such paths. */
 static void put_label(struct out *o, const char *v)
 {
-	for (; *v; v++) {
-		if (*v == '\\')
+	const unsigned char *s = (const unsigned char *)v;
+	size_t n;
+
+	while (*s) {
+		if (*s == '\\')
 			put(o, "\\\\");
-		else if (*v == '"')
+		else if (*s == '"')
 			put(o, "\\\"");
-		else if (*v == '\n')
+		else if (*s == '\n')
 			put(o, "\\n");
-		else
-			put(o, "%c", *v);
+		else if ((n = utf8_seq(s)) == 0)
+			put(o, "\\\\x%02x", *s);
+		else {
+			put(o, "%.*s", (int)n, (const char *)s);
+			s += n;
+			continue;
+		}
+		s++;
 	}
 }
 

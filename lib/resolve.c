@@ -10,6 +10,8 @@
  * own later and frees the resolver if it was the last to hold it.
  *
  * At most RESOLVE_THREADS lookups run at once per pool; the others queue.
+ * A thread waits RESOLVE_IDLE_MS for the next lookup before it ends
+ * (pool_destroy ends idle ones at once; see lookup_thread for why).
  * A lookup of a host:port already in flight is joined, not repeated.
  *
  * A request's fd is a timerfd armed at its deadline, and fired at once
@@ -34,6 +36,8 @@
 #include "resolve.h"
 
 #define RESOLVE_THREADS 4          /* lookups running at once, per pool */
+#define RESOLVE_IDLE_MS 30000      /* an idle lookup thread waits this long
+                                    * for the next lookup before it ends */
 #define KEY_LEN (POOL_MAX_HOST + 8) /* "host port" */
 
 struct lookup;
@@ -69,6 +73,8 @@ struct lookup {
 	struct addr_set *set;      /* the result, once done (a reference) */
 	struct resolve_req *reqs;  /* waiting for it */
 	struct lookup *prev, *next; /* queue */
+	struct lookup *aprev, *anext; /* resolver's lookups: every one not
+	                            * freed yet, for a child of fork() */
 };
 
 struct resolve_req {
@@ -85,7 +91,12 @@ struct resolver {
 	struct pool *pool;         /* NULL once the pool is gone */
 	struct rentry *table;
 	struct lookup *queue;
+	struct lookup *lookups;    /* all of them, queued, running or done
+	                            * but still held by a request */
 	unsigned nthreads;
+	unsigned nidle;            /* threads waiting on cond for work */
+	unsigned nqueued;          /* lookups in queue */
+	pthread_cond_t cond;       /* queue or pool changed (CLOCK_MONOTONIC) */
 	struct resolver *abandoned; /* the parent's, in a child of fork() */
 };
 
@@ -209,9 +220,30 @@ static void entry_free(struct resolver *r, struct rentry *e)
 	free(e);
 }
 
+/* In a child of fork(): the parent's requests, copied with their
+ * timerfds, are nobody's here (a pending acquire does not survive fork,
+ * and a manual refill's dial is dropped, refill_child_drop): close the
+ * child's copies of their descriptors and free them. Their lookups are
+ * freed with the resolver (resolver_free_abandoned). */
+static void drop_requests(struct resolver *r)
+{
+	struct resolve_req *req, *rtmp;
+	struct lookup *lk;
+
+	DL_FOREACH2(r->lookups, lk, anext) {
+		DL_FOREACH_SAFE(lk->reqs, req, rtmp) {
+			DL_DELETE(lk->reqs, req);
+			close(req->fd);
+			free(req);
+		}
+	}
+}
+
 /* The parent's resolver, in a child of fork() at its pool's end: no
  * thread of the child runs its lookups, and its lock may have been held
- * at the fork, so it is freed as it stands, without the lock. */
+ * at the fork, so it is freed as it stands, without the lock: every
+ * lookup (queued, running in a parent's thread, or done and held by a
+ * request), then the cache. */
 static void resolver_free_abandoned(struct resolver *r)
 {
 	struct rentry *e, *tmp;
@@ -220,20 +252,14 @@ static void resolver_free_abandoned(struct resolver *r)
 	while (r) {
 		struct resolver *next = r->abandoned;
 
-		DL_FOREACH_SAFE(r->queue, lk, ltmp) {
-			DL_DELETE(r->queue, lk);
-			if (lk->entry)
-				lk->entry->inflight = NULL;
+		drop_requests(r);
+		DL_FOREACH_SAFE2(r->lookups, lk, ltmp, anext) {
+			DL_DELETE2(r->lookups, lk, aprev, anext);
 			addr_set_unref(lk->set);
 			free(lk);
 		}
-		HASH_ITER(hh, r->table, e, tmp) {
-			if (e->inflight) {
-				addr_set_unref(e->inflight->set);
-				free(e->inflight);
-			}
+		HASH_ITER(hh, r->table, e, tmp)
 			entry_free(r, e);
-		}
 		free(r);
 		r = next;
 	}
@@ -253,6 +279,7 @@ static void resolver_unref(struct resolver *r)
 	HASH_ITER(hh, r->table, e, tmp)
 		entry_free(r, e);
 	resolver_free_abandoned(r->abandoned);
+	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
@@ -263,7 +290,13 @@ static struct resolver *resolver_new(struct pool *pool)
 
 	if (!r)
 		return NULL;
+	pthread_condattr_t ca;
+
 	pthread_mutex_init(&r->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	r->refs = 1;
 	r->pool = pool;
 	return r;
@@ -281,6 +314,7 @@ static void lookup_unref(struct lookup *lk)
 {
 	if (--lk->refs)
 		return;
+	DL_DELETE2(lk->r->lookups, lk, aprev, anext);
 	addr_set_unref(lk->set);
 	free(lk);
 }
@@ -348,17 +382,42 @@ static void lookup_finish(struct resolver *r, struct lookup *lk, int rc,
 
 /* ---- lookup threads ---- */
 
+/* Wait up to RESOLVE_IDLE_MS for a lookup to be queued or the pool to
+ * go (r->lock held). False when the thread should end. */
+static bool lookup_wait(struct resolver *r)
+{
+	uint64_t end = now_ns() + MS_TO_NS(RESOLVE_IDLE_MS);
+	struct timespec ts = { .tv_sec = (time_t)(end / 1000000000u),
+			       .tv_nsec = (long)(end % 1000000000u) };
+	int rc = 0;
+
+	r->nidle++;
+	while (!r->queue && r->pool && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+	r->nidle--;
+	return r->queue != NULL;
+}
+
+/* A lookup thread stays for the next lookup rather than ending after
+ * each one: a thread that ends runs glibc's resolver clean-up, under
+ * glibc's resolv.conf lock, and a fork() at that instant gives a child
+ * whose every getaddrinfo() waits for that lock forever (glibc does not
+ * reset it in the child). Seen about once in 300 forks right after a
+ * pool_get; ending only once idle (or at pool_destroy) leaves that
+ * window where the application does not expect a lookup. */
 static void *lookup_thread(void *arg)
 {
 	struct resolver *r = arg;
 	struct lookup *lk;
 
 	pthread_mutex_lock(&r->lock);
-	while ((lk = r->queue) != NULL) {
+	while ((lk = r->queue) != NULL || lookup_wait(r)) {
 		struct addr_set *set = NULL;
 		int rc, err = 0;
 
+		lk = r->queue;
 		DL_DELETE(r->queue, lk);
+		r->nqueued--;
 		/* Nobody wants it any more and it would not be cached. */
 		if (!r->pool || (lk->refs == 1 && !lk->refresh_ms)) {
 			lookup_finish(r, lk, POOL_ERESOLVE, ECANCELED, NULL);
@@ -376,14 +435,18 @@ static void *lookup_thread(void *arg)
 	return NULL;
 }
 
-/* Queue lk and start a thread for it if fewer than RESOLVE_THREADS run
- * (r->lock held). If none runs and none can start, fail. */
+/* Queue lk for an idle thread, or start one for it if fewer than
+ * RESOLVE_THREADS run (r->lock held). If none runs and none can start,
+ * fail. */
 static int lookup_queue(struct resolver *r, struct lookup *lk)
 {
 	pthread_t t;
 
 	DL_APPEND(r->queue, lk);
-	if (r->nthreads >= RESOLVE_THREADS)
+	r->nqueued++;
+	if (r->nidle)
+		pthread_cond_signal(&r->cond);
+	if (r->nidle >= r->nqueued || r->nthreads >= RESOLVE_THREADS)
 		return 0;
 	r->refs++;
 	atomic_fetch_add(&live_threads, 1);
@@ -393,6 +456,7 @@ static int lookup_queue(struct resolver *r, struct lookup *lk)
 		if (r->nthreads)
 			return 0; /* a running thread will take it */
 		DL_DELETE(r->queue, lk);
+		r->nqueued--;
 		return POOL_ESYS;
 	}
 	pthread_detach(t);
@@ -454,6 +518,7 @@ static struct lookup *lookup_get(struct resolver *r, struct rentry *e,
 		free(lk);
 		return NULL;
 	}
+	DL_APPEND2(r->lookups, lk, aprev, anext);
 	e->inflight = lk;
 	return lk;
 }
@@ -681,19 +746,28 @@ out:
 }
 
 /* Drop entries nobody refreshed for a period past their expiry: their
- * endpoints went quiet or were forgotten (maint.c). */
-void resolve_gc(struct pool *pool, uint64_t now)
+ * endpoints went quiet or were forgotten (maint.c). Returns when the
+ * next one is due (0: none), for the maintenance to come back then:
+ * once an endpoint is forgotten nothing else may be due. */
+uint64_t resolve_gc(struct pool *pool, uint64_t now)
 {
 	struct resolver *r = pool->resolver;
 	struct rentry *e, *tmp;
+	uint64_t next = 0;
 
 	if (!r)
-		return;
+		return 0;
 	pthread_mutex_lock(&r->lock);
-	HASH_ITER(hh, r->table, e, tmp)
-		if (!e->inflight && e->forget_ns && now >= e->forget_ns)
+	HASH_ITER(hh, r->table, e, tmp) {
+		if (e->inflight || !e->forget_ns)
+			continue; /* its lookup's end wakes the maintenance */
+		if (now >= e->forget_ns)
 			entry_free(r, e);
+		else if (!next || e->forget_ns < next)
+			next = e->forget_ns;
+	}
 	pthread_mutex_unlock(&r->lock);
+	return next;
 }
 
 /* ---- end of the pool, fork ---- */
@@ -712,8 +786,11 @@ void resolve_fini(struct pool *pool)
 	 * has one, which it must cancel) see a failure. */
 	DL_FOREACH_SAFE(r->queue, lk, tmp) {
 		DL_DELETE(r->queue, lk);
+		r->nqueued--;
 		lookup_finish(r, lk, POOL_ESHUTDOWN, ECANCELED, NULL);
 	}
+	/* Idle lookup threads end now (each holds a reference to r). */
+	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
 	resolver_unref(r); /* threads in getaddrinfo hold theirs */
 }
@@ -724,8 +801,10 @@ int resolve_atfork_child(struct pool *pool)
 
 	/* The parent's resolver is left as it is until the pool's end: its
 	 * threads are not here, and one may have held its lock at the
-	 * fork. A request the forking thread made before the fork must be
-	 * cancelled (its lookup never ends here). */
+	 * fork. Its requests are nobody's in the child: their descriptors
+	 * go now, as the pool's other inherited ones do. */
+	if (old)
+		drop_requests(old);
 	if (resolve_init(pool)) {
 		pool->resolver = NULL;
 		resolver_free_abandoned(old);
@@ -733,6 +812,19 @@ int resolve_atfork_child(struct pool *pool)
 	}
 	pool->resolver->abandoned = old;
 	return 0;
+}
+
+unsigned resolve_cache_entries(struct pool *pool)
+{
+	struct resolver *r = pool->resolver;
+	unsigned n;
+
+	if (!r)
+		return 0;
+	pthread_mutex_lock(&r->lock);
+	n = HASH_COUNT(r->table);
+	pthread_mutex_unlock(&r->lock);
+	return n;
 }
 
 unsigned resolve_threads(void)

@@ -61,7 +61,10 @@ int resolve_init(struct pool *pool);
 void resolve_fini(struct pool *pool);
 
 /* In a child of fork(), at its first pool call: the parent's lookup
- * threads do not exist here, so the child gets a resolver of its own. */
+ * threads do not exist here, so the child gets a resolver of its own.
+ * The parent's requests are freed and the child's copies of their fds
+ * closed: none may be used in the child (a pending acquire does not
+ * survive fork; a manual refill's dial is dropped before this). */
 int resolve_atfork_child(struct pool *pool);
 
 /* True for an IP literal host, which is never looked up nor refreshed. */
@@ -77,8 +80,9 @@ bool resolve_is_literal(const char *host);
  * maintenance). */
 uint64_t resolve_refresh(struct pool *pool, struct pool_endpoint *ep,
 			 uint64_t now, struct addr_set **fresh, bool *changed);
-/* Forget cached names no endpoint refreshed lately (no lock held). */
-void resolve_gc(struct pool *pool, uint64_t now);
+/* Forget cached names no endpoint refreshed lately (no lock held).
+ * Returns when the next one may be forgotten (0: none). */
+uint64_t resolve_gc(struct pool *pool, uint64_t now);
 
 /* Is a (a connected socket's peer address) in set? */
 bool addr_set_has(const struct addr_set *set, const union pool_sockaddr *a);
@@ -88,6 +92,8 @@ bool addr_set_has(const struct addr_set *set, const union pool_sockaddr *a);
 bool resolve_threads_wait(int ms);
 /* Tests: lookup threads alive in the process now. */
 unsigned resolve_threads(void);
+/* Tests: names in pool's resolver cache now. */
+unsigned resolve_cache_entries(struct pool *pool);
 
 /* The maintenance's DNS refresh (dnsrefresh.c), from maint_sweep: for
  * each endpoint due, start a lookup; apply the results that are in.

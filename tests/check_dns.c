@@ -189,6 +189,20 @@ static struct ep_xstats xstats_of(pool_t *pool, const char *endpoint)
 	return x;
 }
 
+/* Every retirement of endpoint, all reasons and policies (pool_stats_ex). */
+static uint64_t retired_total(pool_t *pool, const char *endpoint)
+{
+	pool_stats_ex_t ex;
+	uint64_t all = 0;
+	int r, p;
+
+	ck_assert_int_eq(pool_stats_ex(pool, endpoint, &ex, sizeof(ex)), 0);
+	for (r = 0; r < POOL_REASON_COUNT; r++)
+		for (p = 0; p < POOL_POLICY_COUNT; p++)
+			all += ex.retired[r][p];
+	return all;
+}
+
 static void name_endpoint(char *buf, size_t len, const char *name, struct lineserver *ls)
 {
 	snprintf(buf, len, "%s:%u", name, lineserver_port(ls));
@@ -199,10 +213,12 @@ static void name_endpoint(char *buf, size_t len, const char *name, struct linese
 /* The name moves from .2 to .3: at the next refresh the idle connections
  * to .2 are retired (RR_DNS) by the policy, the checked-out one is told
  * it is its last use and retired at its put, and new ones go to .3. */
-static void name_moves(const char *policy, unsigned client_tw, unsigned server_tw)
+static void name_moves(const char *policy, int policy_code, unsigned client_tw,
+		       unsigned server_tw)
 {
 	struct lineserver *s2, *s3;
 	pool_conn_t *c[3];
+	pool_stats_ex_t ex;
 	pool_stats_t st;
 	char ep[300];
 	pool_t *pool;
@@ -242,6 +258,11 @@ static void name_moves(const char *policy, unsigned client_tw, unsigned server_t
 	wait_for(server_open(s2) == 0, 2000);
 	wait_drains(pool, 2000);
 	tw_expect(lineserver_endpoint(s2), client_tw, server_tw);
+	/* All three retired for the DNS change, by the policy, and for
+	 * nothing else. */
+	ck_assert_int_eq(pool_stats_ex(pool, ep, &ex, sizeof(ex)), 0);
+	ck_assert_uint_eq(ex.retired[POOL_REASON_DNS][policy_code], 3);
+	ck_assert_uint_eq(retired_total(pool, ep), 3);
 	/* New connections go where the name now points. */
 	ck_assert_int_eq(pool_get(pool, ep, &c[0]), 0);
 	ck_assert_str_eq(peer_of(c[0]), "127.0.0.3");
@@ -255,20 +276,20 @@ static void name_moves(const char *policy, unsigned client_tw, unsigned server_t
 
 START_TEST(refresh_abort)
 {
-	name_moves("abort", 0, 0);
+	name_moves("abort", POOL_POLICY_ABORT, 0, 0);
 }
 END_TEST
 
 START_TEST(refresh_close)
 {
-	name_moves("close", 3, 0);
+	name_moves("close", POOL_POLICY_CLOSE, 3, 0);
 }
 END_TEST
 
 /* peer-first: the server closes first, and holds the TIME_WAIT. */
 START_TEST(refresh_peer_first)
 {
-	name_moves("peer-first", 0, 3);
+	name_moves("peer-first", POOL_POLICY_PEER_FIRST, 0, 3);
 }
 END_TEST
 
@@ -290,6 +311,7 @@ START_TEST(refresh_same_keeps)
 	pool_put(pool, c, POOL_REUSE);
 	wait_for(xstats_of(pool, ep).resolves >= 3, 3000);
 	ck_assert_uint_eq(xstats_of(pool, ep).dns_changes, 0);
+	ck_assert_uint_eq(retired_total(pool, ep), 0);
 	ck_assert_uint_eq(stats_of(pool, ep).idle, 1);
 	ck_assert_uint_eq(server_open(s2), 1);
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
@@ -320,6 +342,7 @@ START_TEST(refresh_failure_keeps)
 	pool_put(pool, c, POOL_REUSE);
 	fake_write(&hosts, "127.0.0.1 localhost\n");
 	wait_for(xstats_of(pool, ep).resolve_failures >= 2, 3000);
+	ck_assert_uint_eq(retired_total(pool, ep), 0);
 	ck_assert_uint_eq(stats_of(pool, ep).idle, 1);
 	ck_assert_uint_eq(server_open(s2), 1);
 	pool_destroy(pool);
@@ -362,6 +385,34 @@ START_TEST(cache_one_lookup)
 		return;
 	ck_assert_uint_eq(lookups_for_two_connects("60000"), 1);
 	ck_assert_uint_eq(lookups_for_two_connects("0"), 2);
+}
+END_TEST
+
+/* A cached name whose endpoint was forgotten goes too, though nothing
+ * else keeps the maintenance busy: a client that talks to many names in
+ * turn must not keep every one it resolved (before the fix, the entry
+ * outlived its endpoint for as long as the pool). */
+START_TEST(cache_forgotten_with_endpoint)
+{
+	struct lineserver *s2, *s3;
+	pool_conn_t *c;
+	pool_stats_t st;
+	char ep[300];
+	pool_t *pool;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	pool = pool_with("dns_refresh_ms", "200", "idle_timeout_ms", "100", NULL);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_uint_eq(resolve_cache_entries(pool), 1);
+	pool_put(pool, c, POOL_RETIRE);
+	wait_for(pool_stats(pool, ep, &st) == POOL_EINVAL, 3000);
+	wait_for(resolve_cache_entries(pool) == 0, 3000);
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
 }
 END_TEST
 
@@ -559,6 +610,65 @@ START_TEST(shared_and_bounded)
 }
 END_TEST
 
+/* Every lookup thread stuck in getaddrinfo: a lookup of another name
+ * queues behind them, and still its caller never waits past
+ * resolve_timeout_ms: pool_get_start returns at once, its fd turns
+ * readable at the deadline, pool_get_finish gives ETIMEDOUT; a blocking
+ * pool_get of yet another name too. */
+START_TEST(stuck_threads_queue_times_out)
+{
+	int dns = dead_dns();
+	struct resolve_req *req[4];
+	struct addr_set *set;
+	pool_pending_t *pend = NULL;
+	pool_conn_t *c = NULL;
+	struct pollfd p;
+	long long t0, took;
+	char key[64];
+	pool_t *pool;
+	int i, rc;
+
+	if (dns < 0)
+		return;
+	pool = pool_with("resolve_timeout_ms", "300", NULL);
+	for (i = 0; i < 4; i++) {
+		snprintf(key, sizeof(key), "s%d." HANG_NAME ":80", i);
+		ck_assert_int_eq(resolve_begin(pool, endpoint_of(pool, key), &set, &req[i]),
+				 POOL_EINPROGRESS);
+	}
+	ck_assert_uint_eq(resolve_threads(), 4);
+	t0 = mono_ms();
+	rc = pool_get_start(pool, "q1." HANG_NAME ":80", &c, &pend);
+	ck_assert_int_eq(rc, POOL_EINPROGRESS);
+	ck_assert_int_lt(mono_ms() - t0, 100);
+	ck_assert_uint_eq(resolve_threads(), 4); /* queued, no fifth thread */
+	p.fd = pool_pending_fd(pend, &p.events);
+	ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	took = mono_ms() - t0;
+	ck_assert_msg(took >= 290 && took < 1500, "readable after %lld ms", took);
+	errno = 0;
+	while ((rc = pool_get_finish(pool, pend, &c)) == POOL_EINPROGRESS)
+		ck_assert_int_eq(poll(&p, 1, 5000), 1);
+	ck_assert_int_eq(rc, POOL_ERESOLVE);
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	ck_assert_msg(mono_ms() - t0 < 1500, "finished after %lld ms", mono_ms() - t0);
+	t0 = mono_ms();
+	errno = 0;
+	ck_assert_int_eq(pool_get(pool, "q2." HANG_NAME ":80", &c), POOL_ERESOLVE);
+	ck_assert_int_eq(errno, ETIMEDOUT);
+	took = mono_ms() - t0;
+	ck_assert_msg(took >= 290 && took < 1500, "pool_get took %lld ms", took);
+	ck_assert_uint_eq(xstats_of(pool, "q2." HANG_NAME ":80").resolve_timeouts, 1);
+	for (i = 0; i < 4; i++)
+		resolve_req_cancel(req[i]);
+	t0 = mono_ms();
+	pool_destroy(pool);
+	took = mono_ms() - t0;
+	ck_assert_msg(took < 200, "pool_destroy took %lld ms", took);
+	close(dns);
+}
+END_TEST
+
 /* ---- fork ---------------------------------------------------------------- */
 
 /* A child of fork() resolves with threads of its own. */
@@ -569,7 +679,7 @@ START_TEST(fork_child_resolves)
 	char ep[300];
 	pool_t *pool;
 	pid_t pid;
-	int status;
+	int status, ok = 0, pfd[2];
 
 	if (!fake_hosts("127.0.0.2"))
 		return;
@@ -578,19 +688,26 @@ START_TEST(fork_child_resolves)
 	pool = pool_with(NULL);
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
 	pool_put(pool, c, POOL_REUSE);
+	/* The outcome through a pipe: under valgrind the child's exit code
+	 * is valgrind's, for the parent's idle lookup thread's glibc
+	 * resolver memory, unreachable in the child. */
+	ck_assert_int_eq(pipe(pfd), 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		pool_conn_t *a, *b;
 		int ra = pool_get(pool, ep, &a), rb = ra ? ra : pool_get(pool, ep, &b);
-		int ok = rb == 0 && line_roundtrip(pool_conn_fd(b), "PING", "PONG");
 
+		ok = rb == 0 && line_roundtrip(pool_conn_fd(b), "PING", "PONG");
 		if (!ok)
 			fprintf(stderr, "child: pool_get %d %d: %s\n", ra, rb, strerror(errno));
-		_exit(ok ? 0 : 1);
+		_exit(write(pfd[1], &ok, sizeof(ok)) == sizeof(ok) ? 0 : 2);
 	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &ok, sizeof(ok)), (ssize_t)sizeof(ok));
+	close(pfd[0]);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %#x", status);
+	ck_assert_msg(ok, "the child could not resolve and connect");
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
 	ck_assert(pool_conn_reused(c));
 	ping(c);
@@ -598,6 +715,168 @@ START_TEST(fork_child_resolves)
 	pool_destroy(pool);
 	lineserver_stop(s2);
 	lineserver_stop(s3);
+}
+END_TEST
+
+/* Resolve ep through pool as pool_get would: 0 or the error. */
+static int resolve_wait(pool_t *pool, struct pool_endpoint *ep)
+{
+	struct resolve_req *req = NULL;
+	struct addr_set *set = NULL;
+	struct pollfd p;
+	int rc = resolve_begin(pool, ep, &set, &req);
+
+	if (rc == POOL_EINPROGRESS) {
+		p = (struct pollfd){ .fd = resolve_req_fd(req), .events = POLLIN };
+		if (poll(&p, 1, 10000) != 1) {
+			resolve_req_cancel(req);
+			return POOL_ETIMEDOUT;
+		}
+		rc = resolve_req_end(req, &set);
+	}
+	addr_set_unref(set);
+	return rc;
+}
+
+/* A fork() right after a lookup: the child must resolve. A lookup
+ * thread that ended after each lookup ran glibc's resolver clean-up,
+ * under glibc's resolv.conf lock, just as pool_get returned; a fork at
+ * that instant left the lock held forever in the child, whose every
+ * getaddrinfo then hung (about 1 in 1000 forks here before the fix).
+ * Now the thread stays, idle, until the pool goes. */
+START_TEST(fork_right_after_lookup)
+{
+	struct pool_endpoint *ep;
+	pool_t *pool;
+	pid_t pid;
+	int i, status, failed = 0;
+	unsigned before = resolve_threads();
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	/* The thread outlives its lookup (it ended at once before), and
+	 * ends with its pool. */
+	pool = pool_with(NULL);
+	ep = endpoint_of(pool, NAME ":7");
+	ck_assert_int_eq(resolve_wait(pool, ep), 0);
+	usleep(200000);
+	ck_assert_uint_eq(resolve_threads(), before + 1);
+	pool_destroy(pool);
+	wait_for(resolve_threads() == before, 2000);
+	/* Lookup, fork at once, and the child looks up with its own
+	 * resolver (no connection: only the lookup matters here). */
+	for (i = 0; i < 300 && !failed; i++) {
+		pool = pool_with("resolve_timeout_ms", "2000", NULL);
+		ep = endpoint_of(pool, NAME ":7");
+		ck_assert_int_eq(resolve_wait(pool, ep), 0);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			pool_stats_t st;
+
+			pool_stats(pool, NULL, &st); /* the child's first call */
+			_exit(resolve_wait(pool, ep) == 0 ? 0 : 1);
+		}
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		/* Under valgrind, a child's exit code may be valgrind's. */
+		failed = WIFEXITED(status) && WEXITSTATUS(status) == 1 ? i + 1 : 0;
+		pool_destroy(pool);
+	}
+	ck_assert_msg(!failed, "fork %d: the child could not resolve", failed);
+}
+END_TEST
+
+/* Descriptors of this process that are timerfds (a resolver request's). */
+static unsigned timerfds_open(void)
+{
+	char path[64], target[64];
+	unsigned n = 0;
+	ssize_t len;
+	int fd;
+
+	for (fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len < 0)
+			continue;
+		target[len] = '\0';
+		n += strstr(target, "timerfd") != NULL;
+	}
+	return n;
+}
+
+/* A manual-mode min_idle refill resolving a name at the fork: the child
+ * has no thread for the lookup, and its copy of the request's timerfd
+ * must go with the rest of the refill (before the fix, it stayed open
+ * after the child's pool_destroy). */
+START_TEST(fork_child_refill_resolving)
+{
+	int dns = dead_dns();
+	struct lineserver *s2, *s3;
+	struct pool_endpoint *e;
+	pool_conn_t *c = NULL;
+	char ep[300];
+	unsigned before, child_left = 0;
+	pool_t *pool;
+	pid_t pid;
+	int status, next, tries, pfd[2];
+
+	if (dns < 0)
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	fake_write(&hosts, "127.0.0.1 localhost\n127.0.0.2 " NAME "\n");
+	before = timerfds_open();
+	pool = pool_with("maintenance", "manual", "min_idle", "2",
+			 "resolve_timeout_ms", "5000", NULL);
+	/* A first connection makes the endpoint due for a warm one; the
+	 * name then hangs (it is left to the dead DNS server). */
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	fake_write(&hosts, "127.0.0.1 localhost\n");
+	for (tries = 0; tries < 100; tries++) {
+		ck_assert_int_eq(pool_maintain(pool, &next), 0);
+		ck_assert_int_eq(pool_endpoint_lock(pool, ep, &e), 0);
+		next = (int)e->ndialing;
+		pool_endpoint_unlock(e);
+		if (next)
+			break;
+		usleep(10000);
+	}
+	ck_assert_msg(next == 1, "no refill under way");
+	ck_assert_uint_eq(timerfds_open(), before + 1);
+	/* The child's count comes back through a pipe, not its exit
+	 * status: under valgrind, the parent's lookup thread stuck at the
+	 * fork leaves glibc's resolver memory unreachable in the child,
+	 * and valgrind's exit code would stand for the leak. */
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pool_stats_t st;
+		unsigned left;
+
+		close(pfd[0]);
+		pool_stats(pool, NULL, &st); /* the child's first call */
+		pool_put(pool, c, POOL_REUSE);
+		pool_destroy(pool);
+		left = timerfds_open();
+		if (write(pfd[1], &left, sizeof(left)) != sizeof(left))
+			_exit(2);
+		_exit(0);
+	}
+	close(pfd[1]);
+	ck_assert_int_eq(read(pfd[0], &child_left, sizeof(child_left)),
+			 (ssize_t)sizeof(child_left));
+	close(pfd[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(child_left == before, "child: %u timerfd(s) left open, %u before",
+		      child_left, before);
+	pool_put(pool, c, POOL_REUSE);
+	pool_destroy(pool);
+	ck_assert_uint_eq(timerfds_open(), before);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+	close(dns);
 }
 END_TEST
 
@@ -614,12 +893,16 @@ Suite *dns_suite(void)
 	tcase_add_test(tc, refresh_same_keeps);
 	tcase_add_test(tc, refresh_failure_keeps);
 	tcase_add_test(tc, cache_one_lookup);
+	tcase_add_test(tc, cache_forgotten_with_endpoint);
 	tcase_add_test(tc, literal_inline);
 	tcase_add_test(tc, fd_readable_at_result);
 	tcase_add_test(tc, timeout_never_blocks);
 	tcase_add_test(tc, timeout_pool_get);
 	tcase_add_test(tc, shared_and_bounded);
+	tcase_add_test(tc, stuck_threads_queue_times_out);
 	tcase_add_test(tc, fork_child_resolves);
+	tcase_add_test(tc, fork_right_after_lookup);
+	tcase_add_test(tc, fork_child_refill_resolving);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -35,6 +35,32 @@ static uint64_t flushes_of(pool_t *pool, const char *endpoint)
 	return n;
 }
 
+/* The public policy code of a teardown name. */
+static int policy_code(const char *policy)
+{
+	if (strcmp(policy, "close") == 0)
+		return POOL_POLICY_CLOSE;
+	if (strcmp(policy, "abort") == 0)
+		return POOL_POLICY_ABORT;
+	return POOL_POLICY_PEER_FIRST;
+}
+
+/* Retirements of endpoint (NULL: pool-wide) for reason by policy, and
+ * of all reasons and policies (*all), as pool_stats_ex shows them. */
+static uint64_t retired_as(pool_t *pool, const char *endpoint, int reason,
+			   int policy, uint64_t *all)
+{
+	pool_stats_ex_t ex;
+	int r, p;
+
+	ck_assert_int_eq(pool_stats_ex(pool, endpoint, &ex, sizeof(ex)), 0);
+	*all = 0;
+	for (r = 0; r < POOL_REASON_COUNT; r++)
+		for (p = 0; p < POOL_POLICY_COUNT; p++)
+			*all += ex.retired[r][p];
+	return ex.retired[reason][policy];
+}
+
 /* N idle connections to ls in pool. */
 static void fill_idle(pool_t *pool, struct lineserver *ls)
 {
@@ -58,12 +84,16 @@ static void flush_idle(const char *policy, unsigned client_tw, unsigned server_t
 	pool_t *pool = pool_with("teardown", policy, "close_request", "\"quit\\n\"",
 				 NULL);
 	pool_stats_t st;
+	uint64_t all;
 
 	fill_idle(pool, ls);
 	ck_assert_int_eq(pool_flush(pool, ep), 0);
 	st = stats_of(pool, ep);
 	ck_assert_uint_eq(st.idle, 0);
 	ck_assert_uint_eq(st.retired_close + st.retired_abort + st.retired_peer_first, N);
+	/* Counted as flushed, by the endpoint's policy, and nothing else. */
+	ck_assert_uint_eq(retired_as(pool, ep, POOL_REASON_FLUSH, policy_code(policy), &all), N);
+	ck_assert_uint_eq(all, N);
 	ck_assert_uint_eq(flushes_of(pool, ep), 1);
 	wait_drains(pool, 2000);
 	wait_for(server_open(ls) == 0, 2000);
@@ -98,6 +128,7 @@ START_TEST(checked_out_at_put)
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("teardown", "abort", NULL);
 	pool_conn_t *out, *idle, *fresh;
+	uint64_t all;
 
 	ck_assert_int_eq(pool_get(pool, ep, &out), 0);
 	ck_assert_int_eq(pool_get(pool, ep, &idle), 0);
@@ -110,9 +141,14 @@ START_TEST(checked_out_at_put)
 	ck_assert_int_eq(pool_get(pool, ep, &fresh), 0);
 	ck_assert(!pool_conn_reused(fresh));
 	ck_assert_int_eq(pool_conn_last_use(fresh), 0);
+	ck_assert_uint_eq(retired_as(pool, ep, POOL_REASON_FLUSH, POOL_POLICY_ABORT, &all), 1);
+	ck_assert_uint_eq(all, 1);
 	pool_put(pool, out, POOL_REUSE);
 	ck_assert_uint_eq(stats_of(pool, ep).idle, 0);
 	wait_for(server_open(ls) == 1, 2000);
+	/* Retired at its put, for the flush. */
+	ck_assert_uint_eq(retired_as(pool, ep, POOL_REASON_FLUSH, POOL_POLICY_ABORT, &all), 2);
+	ck_assert_uint_eq(all, 2);
 	pool_put(pool, fresh, POOL_REUSE);
 	ck_assert_uint_eq(stats_of(pool, ep).idle, 1);
 	tw_expect(ep, 0, 0);
@@ -127,6 +163,7 @@ START_TEST(null_covers_all)
 	struct lineserver *a = server_start(LS_QUIT_CLOSE);
 	struct lineserver *b = server_start(LS_QUIT_CLOSE);
 	pool_t *pool = pool_with("teardown", "abort", NULL);
+	uint64_t all;
 
 	fill_idle(pool, a);
 	fill_idle(pool, b);
@@ -138,6 +175,9 @@ START_TEST(null_covers_all)
 	ck_assert_uint_eq(stats_of(pool, NULL).idle, 0);
 	ck_assert_uint_eq(flushes_of(pool, lineserver_endpoint(a)), 2);
 	ck_assert_uint_eq(flushes_of(pool, lineserver_endpoint(b)), 1);
+	ck_assert_uint_eq(retired_as(pool, NULL, POOL_REASON_FLUSH, POOL_POLICY_ABORT, &all),
+			  3 * N);
+	ck_assert_uint_eq(all, 3 * N);
 	wait_for(server_open(a) == 0 && server_open(b) == 0, 2000);
 	pool_destroy(pool);
 	lineserver_stop(a);
@@ -152,6 +192,7 @@ START_TEST(bad_input)
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("teardown", "abort", NULL);
+	uint64_t all;
 	const char *bad[] = { "", "nocolon", "host:", "host:99999", "[::1:80",
 			      "unix:", "*:80" };
 	size_t i;
@@ -166,6 +207,8 @@ START_TEST(bad_input)
 	ck_assert_uint_eq(stats_of(pool, ep).idle, N);
 	ck_assert_uint_eq(server_open(ls), N);
 	ck_assert_uint_eq(flushes_of(pool, ep), 0);
+	ck_assert_uint_eq(retired_as(pool, ep, POOL_REASON_FLUSH, POOL_POLICY_ABORT, &all), 0);
+	ck_assert_uint_eq(all, 0);
 	pool_destroy(pool);
 	lineserver_stop(ls);
 }

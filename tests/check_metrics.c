@@ -775,6 +775,62 @@ START_TEST(prom_escaping_unix_and_ipv6)
 }
 END_TEST
 
+/* True if s is valid UTF-8 by Go's rules (what promtool checks). */
+static bool utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		unsigned n = *p < 0x80 ? 1 : *p >= 0xc2 && *p <= 0xdf ? 2 :
+			     *p >= 0xe0 && *p <= 0xef ? 3 :
+			     *p >= 0xf0 && *p <= 0xf4 ? 4 : 0;
+		unsigned cp, i;
+
+		if (!n)
+			return false;
+		cp = n == 1 ? *p : *p & (0xff >> (n + 1));
+		for (i = 1; i < n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		p += n;
+	}
+	return true;
+}
+
+/* A unix path is any bytes: a label value must still be UTF-8, or the
+ * whole scrape is rejected ("invalid label value" from promtool, before
+ * the fix). UTF-8 in the path stays as it is; a stray byte becomes the
+ * text \xNN. */
+START_TEST(prom_label_not_utf8)
+{
+	char path[96], want[256];
+	struct lineserver_opts uo = { .family = AF_UNIX, .unix_path = path };
+	struct lineserver *u;
+	pool_t *pool = pool_with(NULL);
+	char *text;
+
+	snprintf(path, sizeof(path), "/tmp/tcpool-\xc3\xa9\xff\xed\xa0\x80%d.sock",
+		 (int)getpid());
+	u = lineserver_start(&uo);
+	ck_assert_ptr_nonnull(u);
+	pool_put(pool, get_ok(pool, lineserver_endpoint(u)), POOL_REUSE);
+	text = prom_text(pool);
+	ck_assert_msg(utf8_valid(text), "the text is not UTF-8");
+	snprintf(want, sizeof(want),
+		 "tcpool_idle{endpoint=\"unix:/tmp/tcpool-\xc3\xa9\\\\xff\\\\xed\\\\xa0\\\\x80%d.sock\"} 1\n",
+		 (int)getpid());
+	ck_assert_msg(strstr(text, want), "missing %s", want);
+	free(text);
+	pool_destroy(pool);
+	lineserver_stop(u);
+}
+END_TEST
+
 /* Buckets never decrease, +Inf equals _count, for every series. */
 START_TEST(prom_buckets_cumulative)
 {
@@ -1121,6 +1177,7 @@ Suite *metrics_suite(void)
 	tcase_set_timeout(tp, 30);
 	tcase_add_checked_fixture(tp, fixture_test_setup, fixture_test_teardown);
 	tcase_add_test(tp, prom_escaping_unix_and_ipv6);
+	tcase_add_test(tp, prom_label_not_utf8);
 	tcase_add_test(tp, prom_buckets_cumulative);
 	tcase_add_test(tp, prom_length_contract);
 	tcase_add_test(tp, prom_empty_pool);

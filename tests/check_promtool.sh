@@ -1,9 +1,9 @@
 #!/bin/bash
 # pool_stats_format's text as Prometheus reads it: `tcpool stats` runs a
 # pool under load against built-in line servers (IPv4 with close, IPv4
-# with peer-first, IPv6 with abort, and a unix socket whose path holds a
-# double quote and a backslash), and `promtool check metrics` must
-# accept what it prints. Automake's plain protocol: 0 pass, 1 fail, 77
+# with peer-first, IPv6 with abort, a unix socket whose path holds a
+# double quote and a backslash, and one whose path is not UTF-8), and
+# `promtool check metrics` must accept what it prints. Automake's plain protocol: 0 pass, 1 fail, 77
 # skip. Without promtool: skip, or fail when $CI is set (CI installs it,
 # tools/install-deps).
 set -u
@@ -37,6 +37,8 @@ trap 'exit 1' INT TERM HUP
 serve() {
 	local name=$1 i
 	shift
+	# Made here: the background job opens it only once it runs.
+	: >"$tmp/$name.out"
 	"$lineserver" "$@" >"$tmp/$name.out" 2>&1 &
 	pids="$pids $!"
 	for i in $(seq 100); do
@@ -57,6 +59,10 @@ serve v6 --bind ::1 --quit close
 v6=$endpoint
 serve unix --unix "$tmp/m\"e\\t.sock" --quit close
 ux=$endpoint
+# Not UTF-8 (a stray \xff): shown as the text \xff, or promtool
+# rejects the whole scrape.
+serve bin --unix "$tmp/b"$'\xff'"n.sock" --quit close
+bx=$endpoint
 
 cat >"$tmp/pool.conf" <<CONF
 [pool]
@@ -69,7 +75,7 @@ teardown = abort
 CONF
 
 "$bin" stats --config "$tmp/pool.conf" --requests 2000 --concurrency 4 \
-	--retire-every 7 "$v4" "$pf" "$v6" "$ux" >"$tmp/metrics" 2>"$tmp/err"
+	--retire-every 7 "$v4" "$pf" "$v6" "$ux" "$bx" >"$tmp/metrics" 2>"$tmp/err"
 rc=$?
 if [ "$rc" -ne 0 ]; then
 	echo "check_promtool: tcpool stats failed ($rc):" >&2
@@ -90,9 +96,10 @@ want() {
 		fail=1
 	fi
 }
-want "tcpool_gets_total{endpoint=\"$v4\"} 500"
-want "tcpool_gets_total{endpoint=\"$v6\"} 500"
-want "tcpool_gets_total{endpoint=\"unix:$tmp/m\\\"e\\\\t.sock\"} 500"
+want "tcpool_gets_total{endpoint=\"$v4\"} 400"
+want "tcpool_gets_total{endpoint=\"$v6\"} 400"
+want "tcpool_gets_total{endpoint=\"unix:$tmp/m\\\"e\\\\t.sock\"} 400"
+want "tcpool_gets_total{endpoint=\"unix:$tmp/b\\\\xffn.sock\"} 400"
 want "tcpool_retired_total{endpoint=\"$pf\",policy=\"peer-first\",reason=\"user\"}"
 want "tcpool_retired_total{endpoint=\"$v6\",policy=\"abort\",reason=\"surplus\"}"
 want "tcpool_drain_seconds_bucket{endpoint=\"$pf\",le=\"+Inf\"}"

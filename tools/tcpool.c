@@ -341,6 +341,35 @@ static pool_t *stats_pool(const char *config)
 	return rc ? NULL : pool;
 }
 
+/* The pool's Prometheus text (caller frees), or NULL with *rc the error.
+ * The maintenance keeps working meanwhile (a drain that ends, a counter
+ * that gains a digit), so the text may have grown between sizing it and
+ * writing it: size it again until it fits. */
+static char *format_metrics(pool_t *pool, int *rc)
+{
+	char *text = NULL, *more;
+	int n = pool_stats_format(pool, NULL, 0, POOL_FORMAT_PROMETHEUS);
+	size_t room;
+
+	while (n >= 0) {
+		room = (size_t)n + 1;
+		more = realloc(text, room);
+		if (!more) {
+			n = POOL_ENOMEM;
+			break;
+		}
+		text = more;
+		n = pool_stats_format(pool, text, room, POOL_FORMAT_PROMETHEUS);
+		if (n >= 0 && (size_t)n < room) {
+			*rc = n;
+			return text;
+		}
+	}
+	free(text);
+	*rc = n;
+	return NULL;
+}
+
 /* Run the load, then print the metrics; the pool is still alive, so
  * the gauges (idle connections) show what the load left. */
 static int stats_run(struct load *l, int conc)
@@ -364,13 +393,10 @@ static int stats_run(struct load *l, int conc)
 		pthread_join(t[i], NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	free(t);
-	n = pool_stats_format(l->pool, NULL, 0, POOL_FORMAT_PROMETHEUS);
-	text = n >= 0 ? malloc((size_t)n + 1) : NULL;
-	if (!text || pool_stats_format(l->pool, text, (size_t)n + 1,
-				       POOL_FORMAT_PROMETHEUS) != n) {
+	text = format_metrics(l->pool, &n);
+	if (!text) {
 		fprintf(stderr, "tcpool: cannot format the metrics: %s\n",
-			pool_strerror(n < 0 ? n : POOL_ENOMEM));
-		free(text);
+			pool_strerror(n));
 		return 1;
 	}
 	fputs(text, stdout);
