@@ -453,8 +453,12 @@ typedef struct pool_stats_ex {
 	uint64_t backoff_rejects;   /* calls failed with POOL_EBACKOFF */
 	uint64_t connect_waits;     /* callers that waited for max_connecting */
 	uint64_t resolves;          /* name lookups finished */
-	uint64_t resolve_failures;  /* ... that failed */
-	uint64_t resolve_timeouts;  /* ... that ran out of resolve_timeout_ms */
+	uint64_t resolve_failures;  /* lookups that failed, and waits for
+	                             * one cut by resolve_timeout_ms (the
+	                             * lookup itself may end later): not
+	                             * a subset of resolves */
+	uint64_t resolve_timeouts;  /* ... of them, those cut by
+	                             * resolve_timeout_ms */
 	uint64_t dns_changes;       /* refreshes that changed the addresses */
 	uint64_t flushes;           /* pool_flush calls that covered it */
 	/* retirements by reason and policy (13 reasons in this version) */

@@ -35,6 +35,10 @@ static enum retire_reason conn_expiry(const struct pool_conn *c, uint64_t now)
 	 * after retire_why); pool_conn_last_use reads it unlocked. */
 	if (__atomic_load_n(&c->doomed, __ATOMIC_ACQUIRE))
 		return (enum retire_reason)c->retire_why;
+	/* Opened before a pool_flush that could not doom it (it was being
+	 * handed from a put to a waiter, on no list). */
+	if (c->created_ns <= __atomic_load_n(&c->ep->flushed_ns, __ATOMIC_ACQUIRE))
+		return RR_FLUSH;
 	return RR_COUNT;
 }
 

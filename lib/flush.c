@@ -28,6 +28,9 @@ static void flush_endpoint(struct pool_endpoint *ep, struct pool_conn **retire)
 		 * first, the flag published after it. */
 		__atomic_store_n(&c->doomed, true, __ATOMIC_RELEASE);
 	}
+	/* For a connection on neither list now: handed from a pool_put to
+	 * a waiter, which conn_expiry retires at its next put. */
+	__atomic_store_n(&ep->flushed_ns, now_ns(), __ATOMIC_RELEASE);
 	ep->xstats.flushes++;
 }
 

@@ -409,6 +409,11 @@ struct pool_endpoint {
 	uint32_t nconnecting;      /* min_idle refills under way (in
 	                            * nactive, not in nin_use) */
 	uint64_t shrink_due_ns;    /* next surplus-idle retirement; 0: none */
+	uint64_t flushed_ns;       /* the last pool_flush (now_ns): a connection
+	                            * opened before it is retired at its put,
+	                            * even one that was in no list then (being
+	                            * handed from a put to a waiter); written
+	                            * under the shard lock, read with atomics */
 	uint32_t shrink_left;      /* surplus still to retire this period */
 	uint32_t pins;             /* pool_get callers without a slot (evicting
 	                            * or waiting): keep the endpoint */

@@ -326,7 +326,11 @@ void conn_unwatch(struct pool *pool, struct pool_conn *c)
 }
 
 /* The peer of a watched socket closed or reset it (no lock held). */
-static void watch_fired(struct pool *pool, struct watch *w)
+/* The peer of a watched socket closed or reset it (no lock held but the
+ * runner's): an idle connection is taken off its list and returned, for
+ * the caller to drop once it holds no lock (conn_drop fires the event
+ * callback, which must run with none); NULL otherwise. */
+static struct pool_conn *watch_fired(struct pool *pool, struct watch *w)
 {
 	struct shard *sh = w->shard;
 	struct pool_conn *c;
@@ -340,13 +344,13 @@ static void watch_fired(struct pool *pool, struct watch *w)
 		if (c)
 			c->peer_gone = true;
 		plock_unlock(&sh->lock);
-		return;
+		return NULL;
 	}
 	ep = c->ep;
 	idle_remove(pool, ep, c);
 	ep->stats.peer_closed_idle++;
 	plock_unlock(&sh->lock);
-	conn_drop(pool, c, RR_PEER_CLOSED); /* CLOSE_WAIT: a plain close, no TIME_WAIT */
+	return c; /* its slot keeps ep until conn_drop */
 }
 
 /* Watches unwatched so far are out of the set: no later epoll_wait can
@@ -416,8 +420,9 @@ int reaper_run(struct pool *pool, int timeout_ms)
 	struct reaper *r = &pool->reaper;
 	struct epoll_event evs[REAPER_BATCH];
 	struct drain *done = NULL, *d, *tmp, *fin[REAPER_BATCH];
+	struct pool_conn *gone[REAPER_BATCH];
 	bool ok[REAPER_BATCH];
-	int n, next, i, nwatch = 0, nfin = 0;
+	int n, next, i, nwatch = 0, nfin = 0, ngone = 0;
 
 	/* One runner at a time: a second one would race on the same drains,
 	 * and free watches another one's batch still names. */
@@ -431,10 +436,16 @@ int reaper_run(struct pool *pool, int timeout_ms)
 		drain_unlink(r, fin[i], &done, ok[i]);
 	next = expire_overdue(r, now_ns(), &done);
 	pthread_mutex_unlock(&r->lock);
+	/* Under run_lock: another runner's reap_dead could free the watches
+	 * this batch names. */
 	for (i = 0; i < nwatch; i++)
-		watch_fired(pool, evs[i].data.ptr);
+		if ((gone[ngone] = watch_fired(pool, evs[i].data.ptr)))
+			ngone++;
 	reap_dead(r);
 	pthread_mutex_unlock(&r->run_lock);
+	/* CLOSE_WAIT: a plain close, no TIME_WAIT. */
+	for (i = 0; i < ngone; i++)
+		conn_drop(pool, gone[i], RR_PEER_CLOSED);
 	DL_FOREACH_SAFE(done, d, tmp) {
 		DL_DELETE(done, d);
 		drain_finish(d, d->ok);

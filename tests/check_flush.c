@@ -158,6 +158,41 @@ START_TEST(checked_out_at_put)
 END_TEST
 
 /* NULL: every endpoint; a named one: that one only. */
+/* A connection on neither list when the flush comes (pool_put handing it
+ * straight to a waiting pool_get: it is off the busy list until the
+ * waiter takes it) is still retired at its next put. The hand-over is
+ * simulated by taking it off the busy list around the call. */
+START_TEST(in_hand_over_at_put)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("teardown", "abort", NULL);
+	pool_conn_t *c, *fresh;
+	struct pool_endpoint *e;
+	uint64_t all;
+
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_int_eq(pool_endpoint_lock(pool, ep, &e), 0);
+	DL_DELETE(e->busy, c);
+	pool_endpoint_unlock(e);
+	ck_assert_int_eq(pool_flush(pool, ep), 0);
+	ck_assert_int_eq(pool_endpoint_lock(pool, ep, &e), 0);
+	DL_APPEND(e->busy, c);
+	pool_endpoint_unlock(e);
+	ck_assert_int_eq(pool_conn_last_use(c), 1);
+	pool_put(pool, c, POOL_REUSE);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 0);
+	ck_assert_uint_eq(retired_as(pool, ep, POOL_REASON_FLUSH, POOL_POLICY_ABORT, &all), 1);
+	/* One opened after the flush is not touched. */
+	ck_assert_int_eq(pool_get(pool, ep, &fresh), 0);
+	ck_assert_int_eq(pool_conn_last_use(fresh), 0);
+	pool_put(pool, fresh, POOL_REUSE);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 1);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 START_TEST(null_covers_all)
 {
 	struct lineserver *a = server_start(LS_QUIT_CLOSE);
@@ -244,6 +279,7 @@ Suite *flush_suite(void)
 	tcase_add_test(tc, idle_abort);
 	tcase_add_test(tc, idle_peer_first);
 	tcase_add_test(tc, checked_out_at_put);
+	tcase_add_test(tc, in_hand_over_at_put);
 	tcase_add_test(tc, null_covers_all);
 	tcase_add_test(tc, bad_input);
 	tcase_add_test(tc, empty_and_twice);

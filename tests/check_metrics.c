@@ -349,6 +349,43 @@ START_TEST(reason_peer_closed_idle)
 }
 END_TEST
 
+/* The event for an idle connection the server closed fires with no lock
+ * of the pool held, as pool_set_event_fn(3) says: the maintenance's
+ * runner lock included (white-box: trylock from the firing thread). */
+static atomic_int peer_closed_locked = -1;
+
+static void peer_closed_event(const pool_event_t *ev, void *ud)
+{
+	pool_t *pool = ud;
+	int busy;
+
+	if (ev->type != POOL_EVENT_RETIRE || ev->reason != POOL_REASON_PEER_CLOSED)
+		return;
+	busy = pthread_mutex_trylock(&pool->reaper.run_lock) != 0;
+	if (!busy)
+		pthread_mutex_unlock(&pool->reaper.run_lock);
+	atomic_store(&peer_closed_locked, busy);
+}
+
+START_TEST(peer_closed_event_unlocked)
+{
+	struct lineserver_opts o = { .idle_close_ms = 100 };
+	struct lineserver *ls = lineserver_start(&o);
+	const char *ep;
+	pool_t *pool = pool_with("watch_idle", "on", "teardown", "abort", NULL);
+
+	ck_assert_ptr_nonnull(ls);
+	ep = lineserver_endpoint(ls);
+	atomic_store(&peer_closed_locked, -1);
+	pool_set_event_fn(pool, peer_closed_event, pool);
+	pool_put(pool, get_ok(pool, ep), POOL_REUSE);
+	wait_for(atomic_load(&peer_closed_locked) != -1, 3000);
+	ck_assert_int_eq(atomic_load(&peer_closed_locked), 0);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 START_TEST(reason_stale)
 {
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
@@ -1153,6 +1190,7 @@ Suite *metrics_suite(void)
 	tcase_add_test(tr, reason_lifetime);
 	tcase_add_test(tr, reason_surplus);
 	tcase_add_test(tr, reason_peer_closed_idle);
+	tcase_add_test(tr, peer_closed_event_unlocked);
 	tcase_add_test(tr, reason_stale);
 	tcase_add_test(tr, reason_evicted);
 	tcase_add_test(tr, reason_hook);

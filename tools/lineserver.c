@@ -156,7 +156,10 @@ static void ls_conn_release(struct ls_conn *c)
 static void ls_conn_free(struct lineserver *ls, struct ls_conn *c)
 {
 	DL_DELETE(ls->conns, c);
-	/* close() also removes the descriptor from the epoll set. */
+	/* Out of the epoll set first: close() removes it only when this is
+	 * the socket's last descriptor, and a child forked by a test may
+	 * hold a copy, so that its events would name c after it is freed. */
+	epoll_ctl(ls->epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	ls_conn_release(c);
 	atomic_fetch_sub_explicit(&ls->st.open, 1, memory_order_relaxed);
