@@ -86,16 +86,31 @@ static unsigned long long all_blockable(void)
 	ck_assert(mask & (1ULL << (SIGUSR1 - 1)));
 	ck_assert(mask & (1ULL << (SIGPIPE - 1)));
 	ck_assert(mask & (1ULL << (SIGRTMIN - 1)));
+	/* Not the synchronous ones: a fault is delivered to the thread that
+	 * caused it whatever its mask, and valgrind leaves them unblocked
+	 * while a thread waits in a system call (a pool thread in
+	 * epoll_wait then shows them open). */
+	mask &= ~(1ULL << (SIGILL - 1) | 1ULL << (SIGTRAP - 1) |
+		  1ULL << (SIGBUS - 1) | 1ULL << (SIGFPE - 1) |
+		  1ULL << (SIGSEGV - 1) | 1ULL << (SIGSYS - 1));
 	return mask;
 }
 
 static void assert_blocks_all(int tid, unsigned long long all)
 {
 	unsigned long long mask = blocked_mask(tid);
+	char path[64], comm[32] = "?";
+	FILE *f;
 
+	snprintf(path, sizeof(path), "/proc/self/task/%d/comm", tid);
+	if ((f = fopen(path, "re"))) {
+		if (fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = '\0';
+		fclose(f);
+	}
 	ck_assert_msg((mask & all) == all,
-		      "thread %d leaves signals open: SigBlk %016llx, blockable %016llx",
-		      tid, mask, all);
+		      "thread %d (%s) leaves signals open: SigBlk %016llx, blockable %016llx",
+		      tid, comm, mask, all);
 }
 
 /* The pool's threads (maintenance, refill) block every signal, whatever
