@@ -3,6 +3,8 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "config-keys.h"
@@ -10,12 +12,29 @@
 #include "obs.h"
 #include "wait.h"
 
+/* Keep the address c's TCP socket is connected to (the DNS refresh's
+ * check, dnsrefresh.c). Read back from the socket rather than taken
+ * from the dial: it is what the kernel connected, whoever chose it. A
+ * socket whose peer cannot be read keeps AF_UNSPEC (never retired for a
+ * DNS change). */
+static void conn_note_peer(struct pool_conn *c)
+{
+	socklen_t len = sizeof(c->peer);
+
+	if (c->ep->addr.kind != EP_TCP ||
+	    getpeername(c->fd, &c->peer.sa, &len) != 0 ||
+	    (c->peer.sa.sa_family != AF_INET && c->peer.sa.sa_family != AF_INET6))
+		memset(&c->peer, 0, sizeof(c->peer));
+}
+
 struct pool_conn *conn_new(struct pool_endpoint *ep, int fd)
 {
 	struct pool_conn *c = conn_alloc(ep, fd);
 
-	if (c)
+	if (c) {
+		conn_note_peer(c);
 		conn_watch(ep->pool, c);
+	}
 	return c;
 }
 

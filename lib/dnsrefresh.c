@@ -10,24 +10,35 @@
  *
  * A refresh that fails keeps the connections: a DNS outage is no reason
  * to drop working connections.
+ *
+ * The shard lock is a spin lock that pool_get and pool_put take (lock.h):
+ * nothing that can block or sleep runs under it. So a sweep goes in
+ * three steps per shard: under the lock, pin the endpoints due (a pin
+ * keeps the maintenance from forgetting one, pool-internal.h); with no
+ * shard lock, ask the resolver (its mutex, a lookup's allocation, a
+ * thread's start); then under the lock again, only for an endpoint that
+ * got a new address list, compare its connections' peers, recorded at
+ * connect time (conn_new), with the list: memory only, no system call.
+ * The connections are walked there, under the lock, so only those still
+ * open are touched.
  */
-#include <sys/socket.h>
+#include <stdlib.h>
 
 #include "resolve.h"
 
-/* A connection to an address set no longer lists (getpeername: what it
- * is really connected to, whatever resolved it). One whose peer cannot
- * be read is left to the other checks. */
+/* Endpoints pinned at once per shard without an allocation; a shard with
+ * more gets a bigger array (outside the lock). */
+#define PINS_ON_STACK 32
+/* When the array cannot grow: the rest is looked at again this soon. */
+#define RETRY_NS MS_TO_NS(100)
+
+/* A connection to an address set no longer lists. One whose peer is not
+ * known (a pool_socket connection) is left to the other checks. */
 static bool conn_unlisted(const struct pool_conn *c, const struct addr_set *set)
 {
-	union pool_sockaddr peer;
-	socklen_t len = sizeof(peer);
-
-	if (c->fd < 0 || getpeername(c->fd, &peer.sa, &len) != 0)
+	if (c->peer.sa.sa_family != AF_INET && c->peer.sa.sa_family != AF_INET6)
 		return false;
-	if (peer.sa.sa_family != AF_INET && peer.sa.sa_family != AF_INET6)
-		return false;
-	return !addr_set_has(set, &peer);
+	return !addr_set_has(set, &c->peer);
 }
 
 /* Shard lock held: take ep's idle connections that set no longer lists
@@ -66,41 +77,101 @@ static bool wants_refresh(const struct pool_endpoint *ep)
 	       !resolve_is_literal(ep->addr.host);
 }
 
-static void refresh_shard(struct pool *pool, struct shard *sh, uint64_t now,
-			  uint64_t *due, struct pool_conn **retire)
+/* Step one: pin up to cap of sh's endpoints due into eps. Returns how
+ * many are due (more than cap: the rest were not pinned). */
+static size_t pin_due(struct shard *sh, struct pool_endpoint **eps, size_t cap)
 {
 	struct pool_endpoint *ep, *tmp;
+	size_t n = 0;
 
 	plock_lock(&sh->lock);
 	HASH_ITER(hh, sh->table, ep, tmp) {
-		struct addr_set *fresh;
-		bool changed;
-		uint64_t next;
-
 		if (!wants_refresh(ep))
 			continue;
-		next = resolve_refresh(pool, ep, now, &fresh, &changed);
-		if (next && next < *due)
-			*due = next;
-		if (!fresh)
-			continue;
-		/* Counted once per refresh: the list changed, or it no
-		 * longer holds an address the pool is connected to. */
-		if (apply_set(ep, fresh, retire) && !changed)
-			ep->xstats.dns_changes++;
-		addr_set_unref(fresh);
+		if (n < cap) {
+			ep->pins++;
+			eps[n] = ep;
+		}
+		n++;
 	}
 	plock_unlock(&sh->lock);
+	return n;
+}
+
+/* Steps two and three for one pinned endpoint (no lock held on entry):
+ * the resolver, then the counts and the check, and the pin given back. */
+static void refresh_one(struct pool *pool, struct pool_endpoint *ep,
+			uint64_t now, uint64_t *due, struct pool_conn **retire)
+{
+	struct refresh_result res;
+	uint64_t next = resolve_refresh(pool, ep, now, &res);
+
+	if (next && next < *due)
+		*due = next;
+	plock_lock(&ep->shard->lock);
+	ep->xstats.resolves += res.resolves;
+	ep->xstats.resolve_failures += res.failures;
+	ep->xstats.dns_changes += res.changes;
+	/* Counted once per refresh: the list changed, or it no longer
+	 * holds an address the pool is connected to. */
+	if (res.fresh && apply_set(ep, res.fresh, retire) && !res.changes)
+		ep->xstats.dns_changes++;
+	ep->pins--;
+	plock_unlock(&ep->shard->lock);
+	addr_set_unref(res.fresh);
+}
+
+/* A bigger array for n endpoints (the stack's is never freed here); false
+ * when out of memory, *eps and *cap unchanged. */
+static bool pins_grow(struct pool_endpoint ***eps, size_t *cap, size_t n,
+		      struct pool_endpoint **stack)
+{
+	struct pool_endpoint **more;
+
+	more = realloc(*eps == stack ? NULL : *eps, n * sizeof(*more));
+	if (!more)
+		return false;
+	*eps = more;
+	*cap = n;
+	return true;
+}
+
+static void refresh_shard(struct pool *pool, struct shard *sh, uint64_t now,
+			  uint64_t *due, struct pool_conn **retire,
+			  struct pool_endpoint ***eps, size_t *cap,
+			  struct pool_endpoint **stack)
+{
+	size_t i, n;
+
+	for (;;) {
+		n = pin_due(sh, *eps, *cap);
+		for (i = 0; i < n && i < *cap; i++)
+			refresh_one(pool, (*eps)[i], now, due, retire);
+		if (n <= *cap)
+			return;
+		/* More than fit: again with room for all (a second look at
+		 * the first ones finds nothing new and starts nothing). */
+		if (!pins_grow(eps, cap, n + n / 2, stack)) {
+			if (now + RETRY_NS < *due)
+				*due = now + RETRY_NS;
+			return;
+		}
+	}
 }
 
 void dns_refresh_sweep(struct pool *pool, uint64_t now, uint64_t *due)
 {
+	struct pool_endpoint *stack[PINS_ON_STACK], **eps = stack;
 	struct pool_conn *retire = NULL, *c, *tmp;
+	size_t cap = PINS_ON_STACK;
 	uint64_t gc;
 	unsigned i;
 
 	for (i = 0; i < POOL_NSHARDS; i++)
-		refresh_shard(pool, &pool->shards[i], now, due, &retire);
+		refresh_shard(pool, &pool->shards[i], now, due, &retire,
+			      &eps, &cap, stack);
+	if (eps != stack)
+		free(eps);
 	/* Teardowns (a peer-first drain's send, an abort) outside the lock. */
 	DL_FOREACH_SAFE(retire, c, tmp) {
 		DL_DELETE(retire, c);

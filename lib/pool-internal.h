@@ -346,6 +346,10 @@ struct pool_conn {
 	/* pool_conn_set_data: off the hot path, read at retirement only */
 	void *data;
 	void (*free_fn)(void *data);
+	/* What it is connected to, read once at connect (conn_new), for
+	 * the DNS refresh to compare under the shard lock without a system
+	 * call; sa_family AF_UNSPEC when not known (pool_socket's, unix). */
+	union pool_sockaddr peer;
 };
 
 #define CONN_MAGIC_OUT  0x7C9001u

@@ -20,9 +20,13 @@
  *
  * The cache (dns_refresh_ms > 0) is the resolver's, keyed by host:port,
  * not the endpoint's: an endpoint is forgotten when quiet (maint.c) and
- * the cache then simply expires here. Lock order: shard lock ->
- * resolver lock; nothing else is taken under the resolver lock but the
- * reaper's wakefd write (maint_note_due).
+ * the cache then simply expires here. No shard lock is held while the
+ * resolver lock is taken, nor taken under it (dnsrefresh.c calls in
+ * with none; req_count takes the shard lock after unlocking); nothing
+ * else is taken under the resolver lock but the reaper's wakefd write
+ * (maint_note_due). A lookup thread is started with no lock held: its
+ * slot is reserved under the lock first (nthreads), and given back if
+ * it cannot start.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -102,6 +106,16 @@ struct resolver {
 
 /* Lookup threads alive in the process, for tests (resolve_threads_wait). */
 static atomic_uint live_threads;
+
+_Atomic(resolve_hook_fn) resolve_test_hook;
+
+static int test_hook(enum resolve_hook_at at)
+{
+	resolve_hook_fn fn = atomic_load_explicit(&resolve_test_hook,
+						  memory_order_acquire);
+
+	return fn ? fn(at) : 0;
+}
 
 /* ---- address sets ---- */
 
@@ -435,33 +449,63 @@ static void *lookup_thread(void *arg)
 	return NULL;
 }
 
-/* Queue lk for an idle thread, or start one for it if fewer than
- * RESOLVE_THREADS run (r->lock held). If none runs and none can start,
- * fail. */
-static int lookup_queue(struct resolver *r, struct lookup *lk)
+/* Queue lk for an idle thread (r->lock held). True when a thread must
+ * be started for it (fewer than RESOLVE_THREADS run and none is idle):
+ * its slot and its reference to r are taken now, so that other callers
+ * count it, and the caller starts it with lookup_spawn once unlocked. */
+static bool lookup_queue(struct resolver *r, struct lookup *lk)
 {
-	pthread_t t;
-
 	DL_APPEND(r->queue, lk);
 	r->nqueued++;
 	if (r->nidle)
 		pthread_cond_signal(&r->cond);
 	if (r->nidle >= r->nqueued || r->nthreads >= RESOLVE_THREADS)
-		return 0;
+		return false;
+	r->nthreads++;
 	r->refs++;
 	atomic_fetch_add(&live_threads, 1);
-	if (thread_start(&t, lookup_thread, r) != 0) {
-		r->refs--;
-		atomic_fetch_sub(&live_threads, 1);
-		if (r->nthreads)
-			return 0; /* a running thread will take it */
-		DL_DELETE(r->queue, lk);
-		r->nqueued--;
-		return POOL_ESYS;
+	return true;
+}
+
+/* A queued lookup that no thread will run: it fails with POOL_ESYS
+ * (errno EAGAIN), uncounted, as a lookup that never ran (r->lock held).
+ * A refresh's entry is looked at again a period later (entry_update). */
+static void lookup_abort(struct resolver *r, struct lookup *lk)
+{
+	DL_DELETE(r->queue, lk);
+	r->nqueued--;
+	lk->refresh = false;
+	lk->counted = true;
+	lookup_finish(r, lk, POOL_ESYS, EAGAIN, NULL);
+}
+
+/* Start the thread lookup_queue asked for (no lock held: pthread_create
+ * allocates a stack and may take its time, and pool_get_start, other
+ * lookups' ends and the maintenance all take r->lock). If it cannot
+ * start, its slot is given back; when no other thread runs then, none
+ * will take the queue, so every queued lookup fails now (POOL_ESYS)
+ * rather than at its caller's deadline. Returns 0, or POOL_ESYS when
+ * the queue was failed. */
+static int lookup_spawn(struct resolver *r)
+{
+	int rc = test_hook(RESOLVE_HOOK_SPAWN);
+	pthread_t t;
+
+	if (rc == 0)
+		rc = thread_start(&t, lookup_thread, r);
+	if (rc == 0) {
+		pthread_detach(t);
+		return 0;
 	}
-	pthread_detach(t);
-	r->nthreads++;
-	return 0;
+	pthread_mutex_lock(&r->lock);
+	r->nthreads--;
+	rc = r->nthreads ? 0 : POOL_ESYS;
+	while (!r->nthreads && r->queue)
+		lookup_abort(r, r->queue);
+	pthread_mutex_unlock(&r->lock);
+	atomic_fetch_sub(&live_threads, 1);
+	resolver_unref(r); /* the thread's reference */
+	return rc;
 }
 
 static void entry_key(const struct pool_endpoint *ep, char *key)
@@ -492,20 +536,20 @@ static struct rentry *entry_get(struct resolver *r, const char *key)
 	return e;
 }
 
-/* The entry's lookup in flight, or a new one started (r->lock held). */
+/* The entry's lookup in flight, or a new one queued (r->lock held);
+ * NULL when out of memory. *spawn: call lookup_spawn once unlocked. */
 static struct lookup *lookup_get(struct resolver *r, struct rentry *e,
-				 const struct pool_endpoint *ep, bool refresh, int *rc)
+				 const struct pool_endpoint *ep, bool refresh,
+				 bool *spawn)
 {
 	struct lookup *lk = e->inflight;
 
-	*rc = 0;
+	*spawn = false;
 	if (lk)
 		return lk;
 	lk = calloc(1, sizeof(*lk));
-	if (!lk) {
-		*rc = POOL_ENOMEM;
+	if (!lk)
 		return NULL;
-	}
 	lk->r = r;
 	lk->entry = e;
 	lk->refs = 1;
@@ -513,13 +557,11 @@ static struct lookup *lookup_get(struct resolver *r, struct rentry *e,
 	lk->refresh_ms = ep->set.dns_refresh_ms;
 	snprintf(lk->host, sizeof(lk->host), "%s", ep->addr.host);
 	snprintf(lk->port, sizeof(lk->port), "%u", ep->addr.port);
-	*rc = lookup_queue(r, lk);
-	if (*rc) {
-		free(lk);
-		return NULL;
-	}
+	/* Whole before it is queued: r->lock is dropped before the thread
+	 * starts, and a running one may take lk from the queue then. */
 	DL_APPEND2(r->lookups, lk, aprev, anext);
 	e->inflight = lk;
+	*spawn = lookup_queue(r, lk);
 	return lk;
 }
 
@@ -551,6 +593,30 @@ static void req_free(struct resolve_req *req)
 	free(req);
 }
 
+/* No thread could start for req's lookup, and none runs: the caller
+ * gets POOL_ESYS (errno EAGAIN) at once, as when the failed start was
+ * found under the lock. True when req is freed so; false if a thread
+ * ran the lookup meanwhile: req ends the usual way (its fd is readable
+ * already). */
+static bool req_unstarted(struct resolver *r, struct resolve_req *req)
+{
+	struct lookup *lk = req->lk;
+	bool aborted;
+
+	pthread_mutex_lock(&r->lock);
+	/* Only lookup_abort gives POOL_ESYS: a lookup's own failure is
+	 * POOL_ERESOLVE or POOL_ENOMEM. */
+	aborted = lk->done && lk->rc == POOL_ESYS;
+	if (aborted) {
+		DL_DELETE(lk->reqs, req);
+		lookup_unref(lk);
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (aborted)
+		req_free(req);
+	return aborted;
+}
+
 /* A name: the cache, or a request joining or starting a lookup. */
 static int begin_name(struct resolver *r, struct pool_endpoint *ep,
 		      struct addr_set **out, struct resolve_req **reqp)
@@ -559,7 +625,7 @@ static int begin_name(struct resolver *r, struct pool_endpoint *ep,
 	char key[KEY_LEN];
 	struct rentry *e;
 	struct lookup *lk;
-	int rc = POOL_ENOMEM;
+	bool spawn;
 
 	if (!req)
 		return errno == ENOMEM ? POOL_ENOMEM :
@@ -579,7 +645,7 @@ static int begin_name(struct resolver *r, struct pool_endpoint *ep,
 		req_free(req);
 		return 0;
 	}
-	lk = lookup_get(r, e, ep, false, &rc);
+	lk = lookup_get(r, e, ep, false, &spawn);
 	if (!lk) {
 		if (!e->inflight && !e->set)
 			entry_free(r, e);
@@ -589,13 +655,17 @@ static int begin_name(struct resolver *r, struct pool_endpoint *ep,
 	req->lk = lk;
 	DL_APPEND(lk->reqs, req);
 	pthread_mutex_unlock(&r->lock);
+	if (spawn && lookup_spawn(r) != 0 && req_unstarted(r, req)) {
+		errno = EAGAIN;
+		return POOL_ESYS;
+	}
 	*reqp = req;
 	return POOL_EINPROGRESS;
 fail:
 	pthread_mutex_unlock(&r->lock);
 	req_free(req);
-	errno = rc == POOL_ENOMEM ? ENOMEM : EAGAIN;
-	return rc;
+	errno = ENOMEM;
+	return POOL_ENOMEM;
 }
 
 int resolve_begin(struct pool *pool, struct pool_endpoint *ep,
@@ -700,17 +770,17 @@ void resolve_req_cancel(struct resolve_req *req)
 
 /* ---- the maintenance's refresh ---- */
 
-uint64_t resolve_refresh(struct pool *pool, struct pool_endpoint *ep,
-			 uint64_t now, struct addr_set **fresh, bool *changed)
+uint64_t resolve_refresh(struct pool *pool, const struct pool_endpoint *ep,
+			 uint64_t now, struct refresh_result *res)
 {
 	struct resolver *r = pool->resolver;
 	char key[KEY_LEN];
 	struct rentry *e;
 	uint64_t due = 0;
-	int rc;
+	bool spawn = false;
 
-	*fresh = NULL;
-	*changed = false;
+	test_hook(RESOLVE_HOOK_REFRESH);
+	memset(res, 0, sizeof(*res));
 	if (!r)
 		return 0;
 	entry_key(ep, key);
@@ -720,13 +790,12 @@ uint64_t resolve_refresh(struct pool *pool, struct pool_endpoint *ep,
 		due = now + MS_TO_NS(ep->set.dns_refresh_ms);
 		goto out;
 	}
-	ep->xstats.resolves += e->pend_resolves;
-	ep->xstats.resolve_failures += e->pend_failures;
-	ep->xstats.dns_changes += e->pend_changes;
-	*changed = e->pend_changes != 0;
+	res->resolves = e->pend_resolves;
+	res->failures = e->pend_failures;
+	res->changes = e->pend_changes;
 	e->pend_resolves = e->pend_failures = e->pend_changes = 0;
 	if (e->fresh && e->set)
-		*fresh = addr_set_ref(e->set);
+		res->fresh = addr_set_ref(e->set);
 	e->fresh = false;
 	if (e->inflight)
 		goto out; /* its end wakes the maintenance */
@@ -734,14 +803,17 @@ uint64_t resolve_refresh(struct pool *pool, struct pool_endpoint *ep,
 		due = e->expires_ns;
 		goto out;
 	}
-	if (!lookup_get(r, e, ep, true, &rc)) {
-		/* No memory or thread now: try again a period later. */
+	if (!lookup_get(r, e, ep, true, &spawn)) {
+		/* No memory now: try again a period later. */
 		e->expires_ns = now + MS_TO_NS(ep->set.dns_refresh_ms);
 		e->forget_ns = e->expires_ns + MS_TO_NS(ep->set.dns_refresh_ms);
 		due = e->expires_ns;
 	}
 out:
 	pthread_mutex_unlock(&r->lock);
+	/* No thread now: the entry was put a period off (lookup_abort). */
+	if (spawn && lookup_spawn(r) != 0)
+		due = now + MS_TO_NS(ep->set.dns_refresh_ms);
 	return due;
 }
 

@@ -70,16 +70,28 @@ int resolve_atfork_child(struct pool *pool);
 /* True for an IP literal host, which is never looked up nor refreshed. */
 bool resolve_is_literal(const char *host);
 
+/* What a refresh of an endpoint brought: counts of finished refresh
+ * lookups, for its xstats, and a new address list to check its
+ * connections against. */
+struct refresh_result {
+	struct addr_set *fresh;    /* a reference, or NULL: none came in */
+	uint32_t resolves;         /* refresh lookups that ended */
+	uint32_t failures;         /* ... failed (timeouts aside) */
+	uint32_t changes;          /* ... found the list changed */
+};
+
 /* The maintenance's refresh of ep (dns_refresh_ms > 0, ep has
- * connections; ep's shard lock held; never blocks). Folds the counts of
- * finished refresh lookups into ep->xstats; starts a lookup when the
- * cached addresses expired; *fresh gets a reference to a set that came
- * in since the last call (NULL if none), to check ep's connections
- * against; *changed: a refresh found the list changed. Returns when ep
+ * connections). No lock held: ep is kept by the caller's pin, and only
+ * its constant fields (addr, set) are read; never blocks, but takes the
+ * resolver's mutex and may allocate and start a lookup thread, so never
+ * under a shard lock. Starts a lookup when the cached addresses expired;
+ * *res gets the counts of the refresh lookups finished since the last
+ * call, for the caller to add to ep->xstats under the shard lock, and a
+ * reference to a set that came in since (res->fresh). Returns when ep
  * must be looked at again (0: when a lookup ends, which wakes the
  * maintenance). */
-uint64_t resolve_refresh(struct pool *pool, struct pool_endpoint *ep,
-			 uint64_t now, struct addr_set **fresh, bool *changed);
+uint64_t resolve_refresh(struct pool *pool, const struct pool_endpoint *ep,
+			 uint64_t now, struct refresh_result *res);
 /* Forget cached names no endpoint refreshed lately (no lock held).
  * Returns when the next one may be forgotten (0: none). */
 uint64_t resolve_gc(struct pool *pool, uint64_t now);
@@ -94,6 +106,13 @@ bool resolve_threads_wait(int ms);
 unsigned resolve_threads(void);
 /* Tests: names in pool's resolver cache now. */
 unsigned resolve_cache_entries(struct pool *pool);
+/* Tests: called, when set, with no lock held, where the resolver is
+ * about to start a lookup thread (a non-zero return stands for
+ * pthread_create's error: the start fails) and where a refresh of an
+ * endpoint begins (the return is ignored). */
+enum resolve_hook_at { RESOLVE_HOOK_SPAWN, RESOLVE_HOOK_REFRESH };
+typedef int (*resolve_hook_fn)(enum resolve_hook_at at);
+extern _Atomic(resolve_hook_fn) resolve_test_hook;
 
 /* The maintenance's DNS refresh (dnsrefresh.c), from maint_sweep: for
  * each endpoint due, start a lookup; apply the results that are in.

@@ -16,7 +16,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -673,6 +676,405 @@ START_TEST(stuck_threads_queue_times_out)
 }
 END_TEST
 
+/* ---- what the resolver's work holds up ----------------------------------- */
+
+/* A resolver hook (resolve_test_hook) whose first call at one point
+ * waits (5 s at most) until the test lets it go: it stands for a slow
+ * pthread_create or a resolver lock held long, and tells the test when
+ * that is under way. At RESOLVE_HOOK_SPAWN, hook_fail (an errno) fails
+ * every thread start instead. */
+static sem_t hook_entered, hook_release;
+static atomic_uint hook_calls;
+static enum resolve_hook_at hook_at;
+static int hook_fail;
+
+static bool sem_wait_ms(sem_t *sem, int ms)
+{
+	struct timespec ts;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	do
+		rc = sem_timedwait(sem, &ts);
+	while (rc != 0 && errno == EINTR);
+	return rc == 0;
+}
+
+static int test_hook(enum resolve_hook_at at)
+{
+	if (at != hook_at)
+		return 0;
+	if (hook_fail)
+		return hook_fail;
+	if (atomic_fetch_add(&hook_calls, 1) == 0) {
+		sem_post(&hook_entered);
+		sem_wait_ms(&hook_release, 5000);
+	}
+	return 0;
+}
+
+/* Set before the threads that call it start; cleared once they ended. */
+static void hook_arm(enum resolve_hook_at at, int fail)
+{
+	sem_init(&hook_entered, 0, 0);
+	sem_init(&hook_release, 0, 0);
+	atomic_store(&hook_calls, 0);
+	hook_at = at;
+	hook_fail = fail;
+	atomic_store(&resolve_test_hook, test_hook);
+}
+
+static void hook_disarm(void)
+{
+	atomic_store(&resolve_test_hook, NULL);
+	sem_destroy(&hook_entered);
+	sem_destroy(&hook_release);
+}
+
+/* A pool_get in a thread of its own, which posts done when it returns. */
+struct getter {
+	pool_t *pool;
+	const char *endpoint;
+	pool_conn_t *c;
+	int rc;
+	sem_t done;
+	pthread_t t;
+};
+
+static void *getter_run(void *arg)
+{
+	struct getter *g = arg;
+
+	g->rc = pool_get(g->pool, g->endpoint, &g->c);
+	sem_post(&g->done);
+	return NULL;
+}
+
+static void getter_start(struct getter *g, pool_t *pool, const char *endpoint)
+{
+	g->pool = pool;
+	g->endpoint = endpoint;
+	g->c = NULL;
+	sem_init(&g->done, 0, 0);
+	ck_assert_int_eq(pthread_create(&g->t, NULL, getter_run, g), 0);
+}
+
+static void getter_join(struct getter *g)
+{
+	pthread_join(g->t, NULL);
+	sem_destroy(&g->done);
+}
+
+static void *maintain_run(void *arg)
+{
+	int next;
+
+	pool_maintain(arg, &next);
+	return NULL;
+}
+
+/* The maintenance's refresh asks the resolver (its lock, a lookup's
+ * allocation, a thread's start) with no shard lock held: meanwhile
+ * pool_get hands out the endpoint's idle connection at once. Before the
+ * fix, the refresh held the shard's spin lock across it all (and a
+ * getpeername per connection), so pool_get spun until it was over. */
+START_TEST(refresh_leaves_shard_unlocked)
+{
+	struct lineserver *s2, *s3;
+	struct getter g;
+	pool_conn_t *c;
+	pthread_t m;
+	char ep[300];
+	pool_t *pool;
+	long long t0, took;
+	bool got;
+	int i, next;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	pool = pool_with("maintenance", "manual", "dns_refresh_ms", "100", NULL);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	pool_put(pool, c, POOL_REUSE);
+	usleep(150000); /* the cached addresses expired: a refresh is due */
+	hook_arm(RESOLVE_HOOK_REFRESH, 0);
+	ck_assert_int_eq(pthread_create(&m, NULL, maintain_run, pool), 0);
+	ck_assert_msg(sem_wait_ms(&hook_entered, 5000), "no refresh began");
+	t0 = mono_ms();
+	getter_start(&g, pool, ep);
+	got = sem_wait_ms(&g.done, 2000);
+	took = mono_ms() - t0;
+	sem_post(&hook_release);
+	pthread_join(m, NULL);
+	getter_join(&g);
+	hook_disarm();
+	ck_assert_msg(got, "pool_get waited for the DNS refresh (still waiting "
+		      "after %lld ms)", took);
+	ck_assert_int_eq(g.rc, 0);
+	ck_assert(pool_conn_reused(g.c));
+	pool_put(pool, g.c, POOL_REUSE);
+	/* The refresh went on as usual: its lookup ran and was counted. */
+	for (i = 0; i < 300 && xstats_of(pool, ep).resolves < 2; i++) {
+		ck_assert_int_eq(pool_maintain(pool, &next), 0);
+		usleep(10000);
+	}
+	ck_assert_uint_eq(xstats_of(pool, ep).resolves, 2);
+	ck_assert_uint_eq(xstats_of(pool, ep).dns_changes, 0);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 1);
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+}
+END_TEST
+
+/* Names of MANY endpoints that share one shard (white box: the sweep
+ * pins a shard's endpoints due in one array, which grows past a few
+ * dozen), as hosts lines for ip into text. */
+#define MANY 40
+
+static void many_names(pool_t *pool, uint16_t port, char names[MANY][64])
+{
+	struct pool_endpoint *ep;
+	struct shard *want = NULL;
+	char key[128];
+	int i, n = 0;
+
+	for (i = 0; n < MANY && i < 5000; i++) {
+		snprintf(key, sizeof(key), "m%d." NAME ":%u", i, port);
+		ck_assert_int_eq(pool_endpoint_lock(pool, key, &ep), 0);
+		if (!want)
+			want = ep->shard;
+		if (ep->shard == want)
+			snprintf(names[n++], 64, "m%d." NAME, i);
+		pool_endpoint_unlock(ep);
+	}
+	ck_assert_int_eq(n, MANY);
+}
+
+static void many_hosts(char names[MANY][64], const char *ip)
+{
+	char text[MANY * 96];
+	size_t len = 0;
+	int i;
+
+	len += (size_t)snprintf(text, sizeof(text), "127.0.0.1 localhost\n");
+	for (i = 0; i < MANY; i++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len, "%s %s\n",
+					ip, names[i]);
+	fake_write(&hosts, text);
+}
+
+/* More endpoints due in one shard than the sweep pins at once without
+ * an allocation: the names all move, and every one's connection goes. */
+START_TEST(refresh_many_in_one_shard)
+{
+	static char names[MANY][64];
+	struct lineserver *s2, *s3;
+	pool_conn_t *c;
+	char ep[128];
+	pool_t *pool;
+	int i;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	two_servers(&s2, &s3);
+	pool = pool_with("dns_refresh_ms", "200", NULL);
+	many_names(pool, lineserver_port(s2), names);
+	many_hosts(names, "127.0.0.2");
+	for (i = 0; i < MANY; i++) {
+		snprintf(ep, sizeof(ep), "%.63s:%u", names[i], lineserver_port(s2));
+		ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+		pool_put(pool, c, POOL_REUSE);
+	}
+	ck_assert_uint_eq(server_open(s2), MANY);
+	many_hosts(names, "127.0.0.3");
+	wait_for(server_open(s2) == 0, 5000);
+	for (i = 0; i < MANY; i++) {
+		snprintf(ep, sizeof(ep), "%.63s:%u", names[i], lineserver_port(s2));
+		ck_assert_uint_eq(xstats_of(pool, ep).dns_changes, 1);
+		ck_assert_uint_eq(stats_of(pool, ep).idle, 0);
+	}
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+}
+END_TEST
+
+/* While the refresh asks the resolver with no lock held, its pin keeps
+ * the endpoint: its last connection retired and its forget delay past,
+ * other sweeps keep it until the refresh is over, and forget it after. */
+START_TEST(refresh_pins_endpoint)
+{
+	struct lineserver *s2, *s3;
+	pool_conn_t *c;
+	pool_stats_t st;
+	pthread_t m;
+	char ep[300];
+	pool_t *pool;
+	long long t0;
+	int next;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	pool = pool_with("maintenance", "manual", "dns_refresh_ms", "100",
+			 "idle_timeout_ms", "100", NULL);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	usleep(150000); /* a refresh is due */
+	hook_arm(RESOLVE_HOOK_REFRESH, 0);
+	ck_assert_int_eq(pthread_create(&m, NULL, maintain_run, pool), 0);
+	ck_assert_msg(sem_wait_ms(&hook_entered, 5000), "no refresh began");
+	pool_put(pool, c, POOL_RETIRE);
+	/* Sweeps for twice the forget delay: the endpoint stays. */
+	t0 = mono_ms();
+	while (mono_ms() - t0 < 300) {
+		ck_assert_int_eq(pool_maintain(pool, &next), 0);
+		usleep(10000);
+	}
+	ck_assert_int_eq(pool_stats(pool, ep, &st), 0);
+	sem_post(&hook_release);
+	pthread_join(m, NULL);
+	hook_disarm();
+	t0 = mono_ms();
+	while (pool_stats(pool, ep, &st) == 0 && mono_ms() - t0 < 3000) {
+		ck_assert_int_eq(pool_maintain(pool, &next), 0);
+		usleep(10000);
+	}
+	ck_assert_int_eq(pool_stats(pool, ep, &st), POOL_EINVAL);
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+}
+END_TEST
+
+/* A lookup thread starts with the resolver's lock not held: while one
+ * is being started, pool_get_start for another name returns at once.
+ * Before the fix, pthread_create ran under that lock, and every other
+ * lookup's start or end waited for it. */
+START_TEST(thread_start_leaves_resolver_unlocked)
+{
+	struct lineserver *s2, *s3;
+	pool_pending_t *pend = NULL;
+	pool_conn_t *c = NULL;
+	struct getter g;
+	char ep[300];
+	pool_t *pool;
+	long long t0, took;
+	int rc;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	pool = pool_with("resolve_timeout_ms", "5000", NULL);
+	hook_arm(RESOLVE_HOOK_SPAWN, 0);
+	getter_start(&g, pool, ep);
+	ck_assert_msg(sem_wait_ms(&hook_entered, 5000), "no lookup thread started");
+	t0 = mono_ms();
+	rc = pool_get_start(pool, NAME ":7", &c, &pend);
+	took = mono_ms() - t0;
+	sem_post(&hook_release);
+	getter_join(&g);
+	hook_disarm();
+	ck_assert_msg(took < 1000, "pool_get_start waited %lld ms for another "
+		      "lookup's thread to start", took);
+	ck_assert_int_eq(rc, POOL_EINPROGRESS);
+	pool_get_cancel(pool, pend);
+	ck_assert_int_eq(g.rc, 0);
+	ck_assert_str_eq(peer_of(g.c), "127.0.0.2");
+	pool_put(pool, g.c, POOL_REUSE);
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+}
+END_TEST
+
+/* A lookup thread that cannot start, and none running: the caller gets
+ * POOL_ESYS (errno EAGAIN) at once, and nothing is left counted (no
+ * thread, no slot, no cached name), so the next call works. */
+START_TEST(thread_start_failure_undone)
+{
+	struct lineserver *s2, *s3;
+	pool_conn_t *c = NULL;
+	pool_stats_t st;
+	char ep[300];
+	pool_t *pool;
+	unsigned before = resolve_threads();
+	int rc;
+
+	if (!fake_hosts("127.0.0.2"))
+		return;
+	two_servers(&s2, &s3);
+	name_endpoint(ep, sizeof(ep), NAME, s2);
+	pool = pool_with("resolve_timeout_ms", "5000", NULL);
+	hook_arm(RESOLVE_HOOK_SPAWN, EAGAIN);
+	errno = 0;
+	rc = pool_get(pool, ep, &c);
+	hook_disarm();
+	ck_assert_int_eq(rc, POOL_ESYS);
+	ck_assert_int_eq(errno, EAGAIN);
+	ck_assert_uint_eq(resolve_threads(), before);
+	ck_assert_uint_eq(resolve_cache_entries(pool), 0);
+	st = stats_of(pool, ep);
+	ck_assert_uint_eq(st.in_use + st.idle, 0);
+	ck_assert_uint_eq(xstats_of(pool, ep).resolves, 0);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_str_eq(peer_of(c), "127.0.0.2");
+	ck_assert_uint_eq(resolve_threads(), before + 1);
+	pool_put(pool, c, POOL_REUSE);
+	pool_destroy(pool);
+	lineserver_stop(s2);
+	lineserver_stop(s3);
+}
+END_TEST
+
+/* A lookup thread that cannot start while another runs: the lookup stays
+ * queued, and the running thread takes it once its own (stuck) lookup
+ * ends, before the caller's deadline. */
+START_TEST(thread_start_failure_queued)
+{
+	int dns = dead_dns();
+	struct resolve_req *hang = NULL, *req = NULL;
+	struct addr_set *set = NULL;
+	struct pollfd p;
+	long long t0, took;
+	pool_t *pool;
+
+	if (dns < 0)
+		return;
+	fake_write(&hosts, "127.0.0.1 localhost\n127.0.0.2 " NAME "\n");
+	pool = pool_with("resolve_timeout_ms", "5000", NULL);
+	ck_assert_int_eq(resolve_begin(pool, endpoint_of(pool, HANG_NAME ":80"),
+				       &set, &hang), POOL_EINPROGRESS);
+	ck_assert_uint_eq(resolve_threads(), 1);
+	hook_arm(RESOLVE_HOOK_SPAWN, EAGAIN);
+	t0 = mono_ms();
+	ck_assert_int_eq(resolve_begin(pool, endpoint_of(pool, NAME ":7"), &set, &req),
+			 POOL_EINPROGRESS);
+	hook_disarm();
+	ck_assert_uint_eq(resolve_threads(), 1);
+	p = (struct pollfd){ .fd = resolve_req_fd(req), .events = POLLIN };
+	ck_assert_int_eq(poll(&p, 1, 6000), 1);
+	took = mono_ms() - t0;
+	ck_assert_int_eq(resolve_req_end(req, &set), 0);
+	ck_assert_msg(took < 4500, "answered after %lld ms", took);
+	ck_assert_uint_eq(set->n, 1);
+	ck_assert_uint_eq(ntohl(set->addr[0].in.sin_addr.s_addr), 0x7f000002u);
+	addr_set_unref(set);
+	resolve_req_cancel(hang);
+	pool_destroy(pool);
+	close(dns);
+}
+END_TEST
+
 /* ---- fork ---------------------------------------------------------------- */
 
 /* A child of fork() resolves with threads of its own. */
@@ -904,6 +1306,12 @@ Suite *dns_suite(void)
 	tcase_add_test(tc, timeout_pool_get);
 	tcase_add_test(tc, shared_and_bounded);
 	tcase_add_test(tc, stuck_threads_queue_times_out);
+	tcase_add_test(tc, refresh_leaves_shard_unlocked);
+	tcase_add_test(tc, refresh_pins_endpoint);
+	tcase_add_test(tc, refresh_many_in_one_shard);
+	tcase_add_test(tc, thread_start_leaves_resolver_unlocked);
+	tcase_add_test(tc, thread_start_failure_undone);
+	tcase_add_test(tc, thread_start_failure_queued);
 	tcase_add_test(tc, fork_child_resolves);
 	tcase_add_test(tc, fork_right_after_lookup);
 	tcase_add_test(tc, fork_child_refill_resolving);
