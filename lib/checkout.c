@@ -4,6 +4,7 @@
  */
 #include <arpa/inet.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -419,6 +420,14 @@ static enum proof prove(struct pool *pool, struct pool_conn *c,
 	 * connection (drop_stale), a plain close. */
 	if (!socket_is_alive(c->fd))
 		return PROOF_DROP;
+	/* Its peer, for the DNS refresh, which reads checked-out
+	 * connections' peers under the shard lock. */
+	if (c->ep->addr.kind == EP_TCP &&
+	    (peer.ss_family == AF_INET || peer.ss_family == AF_INET6)) {
+		plock_lock(&c->ep->shard->lock);
+		memcpy(&c->peer, &peer, len < sizeof(c->peer) ? len : sizeof(c->peer));
+		plock_unlock(&c->ep->shard->lock);
+	}
 	c->unproven = false;
 	/* From now on like any connection the pool connected itself. */
 	conn_watch(pool, c);

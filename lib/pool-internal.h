@@ -420,7 +420,9 @@ struct pool_endpoint {
 	                            * under the shard lock, read with atomics */
 	uint32_t shrink_left;      /* surplus still to retire this period */
 	uint32_t pins;             /* pool_get callers without a slot (evicting
-	                            * or waiting): keep the endpoint */
+	                            * or waiting), pending acquires, a DNS
+	                            * refresh working unlocked: keep the
+	                            * endpoint */
 	uint64_t quiet_since_ns;   /* when nactive last dropped to 0 */
 	atomic_uint source_next;   /* source_address round robin */
 	struct waiter *wantq;      /* waiting for a slot here, in order; a
