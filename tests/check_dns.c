@@ -893,6 +893,8 @@ START_TEST(refresh_many_in_one_shard)
 		ck_assert_int_eq(pool_get(pool, ep, &c), 0);
 		pool_put(pool, c, POOL_REUSE);
 	}
+	/* The server counts a connection once its thread has accepted it. */
+	wait_for(server_open(s2) == MANY, 3000);
 	ck_assert_uint_eq(server_open(s2), MANY);
 	many_hosts(names, "127.0.0.3");
 	wait_for(server_open(s2) == 0, 5000);
