@@ -407,7 +407,8 @@ START_TEST(fork_child_never_gets_parent_conn)
 	struct lineserver_stats ss;
 	pool_conn_t *c;
 	uint16_t parent_port;
-	int status;
+	struct child_report rep;
+	int rc;
 	pid_t pid;
 
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
@@ -415,14 +416,14 @@ START_TEST(fork_child_never_gets_parent_conn)
 	pool_put(pool, c, POOL_REUSE);
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0); /* warm: fast path */
 	pool_put(pool, c, POOL_REUSE);
+	child_report_init(&rep);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		int rc = pool_get(pool, ep, &c) != 0 ? 10 :
-			 pool_conn_reused(c) ? 11 :
-			 fd_local_port(pool_conn_fd(c)) == parent_port ? 12 :
-			 !line_roundtrip(pool_conn_fd(c), "PING", "PONG") ? 13 : 0;
-
+		rc = pool_get(pool, ep, &c) != 0 ? 10 :
+		     pool_conn_reused(c) ? 11 :
+		     fd_local_port(pool_conn_fd(c)) == parent_port ? 12 :
+		     !line_roundtrip(pool_conn_fd(c), "PING", "PONG") ? 13 : 0;
 		if (rc == 0) {
 			pool_put(pool, c, POOL_REUSE);
 			/* Its own connection is now the fast path's. */
@@ -433,11 +434,10 @@ START_TEST(fork_child_never_gets_parent_conn)
 				pool_put(pool, c, POOL_REUSE);
 		}
 		pool_destroy(pool);
-		_exit(rc);
+		child_report_exit(&rep, rc);
 	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "child: status %#x", status);
+	rc = child_report_wait(&rep, pid);
+	ck_assert_msg(rc == 0, "child: %d", rc);
 	lineserver_get_stats(ls, &ss);
 	ck_assert_uint_eq(ss.accepted, 2);
 	/* The parent's own connection is intact, and still its fast path's. */

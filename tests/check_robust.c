@@ -740,20 +740,21 @@ START_TEST(fork_child_without_descriptors)
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with(NULL);
-	int status, limit;
+	struct child_report rep;
+	int rc, limit;
 	pid_t pid;
 
 	/* The parent's epoll descriptor: the child's limit goes there, so
 	 * the child's pool cannot make its own even by reusing the number. */
 	limit = pool_maintenance_fd(pool);
 	ck_assert_int_ge(limit, 0);
+	child_report_init(&rep);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
-		_exit(child_without_descriptors(pool, ep, limit));
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "child: status %#x", status);
+		child_report_exit(&rep, child_without_descriptors(pool, ep, limit));
+	rc = child_report_wait(&rep, pid);
+	ck_assert_msg(rc == 0, "child: %d", rc);
 	pool_destroy(pool);
 	lineserver_stop(ls);
 }
@@ -790,7 +791,8 @@ START_TEST(fork_child_drops_other_threads_connections)
 	pool_t *pool = pool_with("teardown", "peer-first", "close_request", "\"quit\\n\"", NULL);
 	struct holder h = { .pool = pool, .ep = ep };
 	struct lineserver_stats ss;
-	int status, other_fd, own_fd;
+	struct child_report rep;
+	int rc, other_fd, own_fd;
 	pool_conn_t *own;
 	pthread_t t;
 	pid_t pid;
@@ -801,21 +803,20 @@ START_TEST(fork_child_drops_other_threads_connections)
 	other_fd = pool_conn_fd(h.c);
 	ck_assert_int_eq(pool_get(pool, ep, &own), 0);
 	own_fd = pool_conn_fd(own);
+	child_report_init(&rep);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		int rc = fcntl(other_fd, F_GETFD) != -1 || errno != EBADF ? 10 :
-			 fcntl(own_fd, F_GETFD) == -1 ? 11 : 0;
-
+		rc = fcntl(other_fd, F_GETFD) != -1 || errno != EBADF ? 10 :
+		     fcntl(own_fd, F_GETFD) == -1 ? 11 : 0;
 		if (rc == 0) {
 			pool_put(pool, own, POOL_RETIRE);
 			rc = fcntl(own_fd, F_GETFD) != -1 ? 12 : 0;
 		}
-		_exit(rc);
+		child_report_exit(&rep, rc);
 	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "child: status %#x", status);
+	rc = child_report_wait(&rep, pid);
+	ck_assert_msg(rc == 0, "child: %d", rc);
 	/* The child sent nothing: both connections still work here. (The
 	 * server counts a connection once its thread has accepted it.) */
 	wait_for((lineserver_get_stats(ls, &ss), ss.accepted == 2), 2000);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -108,6 +109,35 @@ void fixture_test_setup(void)
 void fixture_test_teardown(void)
 {
 	ck_assert_int_eq(fd_count(), fds_before);
+}
+
+void fixture_test_teardown_no_more(void)
+{
+	ck_assert_int_le(fd_count(), fds_before);
+}
+
+void child_report_init(struct child_report *r)
+{
+	ck_assert_int_eq(pipe2(r->fd, O_CLOEXEC), 0);
+}
+
+void child_report_exit(struct child_report *r, int rc)
+{
+	ssize_t n = write(r->fd[1], &rc, sizeof(rc));
+
+	_exit(n == (ssize_t)sizeof(rc) ? rc : 98);
+}
+
+int child_report_wait(struct child_report *r, pid_t pid)
+{
+	int rc = -1;
+
+	close(r->fd[1]);
+	if (read(r->fd[0], &rc, sizeof(rc)) != (ssize_t)sizeof(rc))
+		rc = -1; /* the child died before it could say */
+	close(r->fd[0]);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	return rc;
 }
 
 int fd_count(void)

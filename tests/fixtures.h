@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <check.h>
 
 #include "tcpool.h"
@@ -23,6 +24,22 @@ void fixture_isolate_test(void);
 /* Checked fixture: isolation, and no descriptor leaked by the test. */
 void fixture_test_setup(void);
 void fixture_test_teardown(void);
+/* Teardown for suites whose threads may close what earlier tests left
+ * (one process under valgrind): no descriptor more than at the start. */
+void fixture_test_teardown_no_more(void);
+
+/* A forked child's verdict through a pipe rather than its exit status:
+ * under valgrind (CK_FORK=no, one process) a child exits with valgrind's
+ * error code for what other threads of the parent left allocated there
+ * (they do not exist in the child). init before fork(); the child ends
+ * with child_report_exit; the parent gets rc from child_report_wait
+ * (-1 if the child died before it wrote). */
+struct child_report {
+	int fd[2];
+};
+void child_report_init(struct child_report *r);
+void child_report_exit(struct child_report *r, int rc) __attribute__((noreturn));
+int child_report_wait(struct child_report *r, pid_t pid);
 
 /* Open descriptors of this process. */
 int fd_count(void);
