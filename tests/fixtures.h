@@ -34,6 +34,22 @@ void fixture_test_teardown_no_more(void);
  * (they do not exist in the child). init before fork(); the child ends
  * with child_report_exit; the parent gets rc from child_report_wait
  * (-1 if the child died before it wrote). */
+/* Whether this build runs under AddressSanitizer. */
+static inline bool running_under_asan(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+	return true;
+#else
+	return false;
+#endif
+#else
+	return false;
+#endif
+}
+
 struct child_report {
 	int fd[2];
 };
