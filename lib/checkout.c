@@ -204,7 +204,7 @@ static uint64_t hand_out_clock(const struct pool_endpoint *ep,
 /* The idle fast path (shard lock held; released when it hands out): the
  * most recently used idle connection, when nothing about it calls for a
  * syscall or a retirement. Anything else (no idle connection, one to
- * validate, expired, seen closed by the watch) goes to get_locked, which
+ * validate, expired, seen closed by the watch) goes to checkout_idle, which
  * pops the same connection and checks it the full way. */
 static bool idle_fast(struct pool *pool, struct pool_endpoint *ep,
 		      pool_conn_t **out)
@@ -269,18 +269,22 @@ void checkout_fresh(struct pool *pool, struct pool_conn *c)
 
 /* The fast path: an idle connection. Otherwise the slow one (acquire.c)
  * waits, connects, or both, blocking. */
+/* pool_get and pool_get_start past checkout_begin (shard lock held): an
+ * idle connection, or the acquire machinery, blocking when pend is NULL. */
+static int get_locked(struct pool *pool, struct pool_endpoint *ep,
+		      pool_conn_t **out, pool_pending_t **pend)
+{
+	if (idle_fast(pool, ep, out) || checkout_idle(pool, ep, NULL, out))
+		return 0;
+	return acquire_locked(pool, ep, out, pend);
+}
+
 POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 {
 	struct pool_endpoint *ep;
 	int rc = checkout_begin(pool, endpoint, out, &ep);
 
-	if (rc)
-		return rc;
-	if (idle_fast(pool, ep, out))
-		return 0;
-	if (checkout_idle(pool, ep, NULL, out))
-		return 0;
-	return acquire_locked(pool, ep, out, NULL);
+	return rc ? rc : get_locked(pool, ep, out, NULL);
 }
 
 POOL_API int pool_get_start(pool_t *pool, const char *endpoint,
@@ -296,11 +300,7 @@ POOL_API int pool_get_start(pool_t *pool, const char *endpoint,
 	}
 	*pend = NULL;
 	rc = checkout_begin(pool, endpoint, out, &ep);
-	if (rc)
-		return rc;
-	if (idle_fast(pool, ep, out) || checkout_idle(pool, ep, NULL, out))
-		return 0;
-	return acquire_locked(pool, ep, out, pend);
+	return rc ? rc : get_locked(pool, ep, out, pend);
 }
 
 /* ---- pool_socket: a socket the caller connects ---- */
