@@ -377,7 +377,6 @@ struct waiter {
 	struct waiter *prev, *next;
 	/* its own thread only */
 	bool registered_ep;        /* has been in ep->wantq */
-	bool pinned;               /* holds one of ep->pins */
 	bool has_ep, has_total;    /* slots it holds */
 	bool woken;                /* the last wait ended by a kick */
 };

@@ -321,18 +321,14 @@ int waiter_wait(struct pool *pool, struct waiter *w, enum wait_why why,
 	return rc;
 }
 
-/* Unpin ep, leave ep->wantq and give back the endpoint slot w holds or
- * was granted (no lock held). */
+/* Leave ep->wantq and give back the endpoint slot w holds or was granted
+ * (no lock held). The acquire that owns w keeps ep pinned meanwhile. */
 static void leave_ep(struct pool *pool, struct waiter *w)
 {
 	struct pool_endpoint *ep = w->ep;
 	bool idle;
 
 	plock_lock(&ep->shard->lock);
-	if (w->pinned) {
-		ep->pins--;
-		w->pinned = false;
-	}
 	if (w->in_wantq) {
 		DL_DELETE2(ep->wantq, w, ep_prev, ep_next);
 		w->in_wantq = false;
@@ -377,7 +373,7 @@ struct pool_conn *waiter_leave(struct pool *pool, struct waiter *w)
 		if (w->efd < 0)
 			pthread_cond_destroy(&w->cond);
 	}
-	if (w->has_ep || w->registered_ep || w->pinned)
+	if (w->has_ep || w->registered_ep)
 		leave_ep(pool, w);
 	if (w->has_total) {
 		w->has_total = false;

@@ -11,7 +11,7 @@ static inline void waiter_init(struct waiter *w, struct pool_endpoint *ep)
 	w->efd = -1;
 	w->in_wantq = w->ep_grant = false;
 	w->queued = false;
-	w->registered_ep = w->pinned = false;
+	w->registered_ep = false;
 	w->has_ep = w->has_total = false;
 	w->woken = false;
 }
@@ -19,18 +19,7 @@ static inline void waiter_init(struct waiter *w, struct pool_endpoint *ep)
 /* Whether w has anything for waiter_leave to give back. */
 static inline bool waiter_holds(const struct waiter *w)
 {
-	return w->queued || w->pinned || w->has_ep || w->has_total;
-}
-
-/* Pin w's endpoint (shard lock held) until waiter_leave: a caller that
- * holds no slot yet drops the lock while it evicts or waits, and an
- * endpoint holding nothing may be forgotten meanwhile (maint.c). */
-static inline void waiter_pin(struct waiter *w)
-{
-	if (!w->pinned) {
-		w->ep->pins++;
-		w->pinned = true;
-	}
+	return w->queued || w->has_ep || w->has_total;
 }
 
 /* An endpoint slot for w (shard lock held): the one granted to it, or a
