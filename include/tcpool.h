@@ -464,6 +464,8 @@ typedef struct pool_stats_ex {
 	/* retirements by reason and policy (13 reasons in this version) */
 	uint64_t retired[13][POOL_POLICY_COUNT];
 	pool_hist_data_t hist[POOL_HIST_COUNT];
+	uint64_t cache_gets;        /* pool_get calls served from the calling
+	                             * thread's own cache (thread_cache) */
 } pool_stats_ex_t;
 
 /* Fill out (size bytes: sizeof(pool_stats_ex_t) of the caller's header)

@@ -116,6 +116,9 @@ const struct config_key config_keys[CONFIG_NKEYS] = {
 	UINT_KEY(KEY_CONNECT_BACKOFF_MS, connect_backoff_ms, 0, UINT32_MAX, 0),
 	UINT_KEY(KEY_CONNECT_BACKOFF_MAX_MS, connect_backoff_max_ms, 0, UINT32_MAX, 30000),
 	UINT_KEY(KEY_MAX_CONNECTING, max_connecting, 0, UINT32_MAX, 0),
+	/* On: a thread's get + put of its own last connection touches no
+	 * line another thread writes (park.c); the caps and checks hold. */
+	ENUM_KEY(KEY_THREAD_CACHE, thread_cache, CT_BOOL, true),
 };
 
 struct choice {

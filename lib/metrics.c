@@ -248,6 +248,7 @@ static const struct family families[] = {
 	F64("resolve_timeouts_total", "counter", resolve_timeouts, "Name resolutions that ran out of resolve_timeout_ms."),
 	F64("dns_changes_total", "counter", dns_changes, "DNS refreshes that changed the address list."),
 	F64("flushes_total", "counter", flushes, "pool_flush calls that covered the endpoint."),
+	F64("cache_gets_total", "counter", cache_gets, "pool_get calls served from the calling thread's cache."),
 };
 
 static void put_family(struct out *o, const struct family *f,

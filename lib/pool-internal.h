@@ -115,6 +115,7 @@ struct pool_settings {
 	uint32_t connect_backoff_ms;   /* first backoff after a failed connect; 0 = off */
 	uint32_t connect_backoff_max_ms;
 	uint32_t max_connecting;       /* connects in flight per endpoint; 0 = no cap */
+	bool thread_cache;             /* a thread keeps its last connection (park.c) */
 	struct pool_sources source_address;
 	/* TLS: read by libtcpool-tls through pool_conn_setting(); the core
 	 * only keeps them. Last: off the hot path's fields. Strings owned;
