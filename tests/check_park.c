@@ -812,8 +812,9 @@ END_TEST
 
 static struct lineserver *volatile fork_server; /* reachable in the child */
 
-/* fork(): the child never uses the parent's parked connection (nor
- * sends it the close request); the parent's keeps working. */
+/* fork(): the child never uses a connection parked in the parent, with
+ * the forking thread or with another (which does not exist in the
+ * child), nor sends it the close request; the parent's keep working. */
 START_TEST(fork_child_never_uses_parked)
 {
 	struct lineserver *ls = fork_server = server_start(LS_QUIT_CLOSE);
@@ -822,8 +823,9 @@ START_TEST(fork_child_never_uses_parked)
 				 "close_timeout_ms", "5000", NULL);
 	struct lineserver_stats ss;
 	struct child_report rep;
+	struct worker w;
 	pool_conn_t *c;
-	uint16_t parent_port;
+	uint16_t mine, theirs, port;
 	int rc;
 	pid_t pid;
 
@@ -835,44 +837,103 @@ START_TEST(fork_child_never_uses_parked)
 		lineserver_stop(ls);
 		return;
 	}
+	worker_start(&w, pool, ep);
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
-	parent_port = fd_local_port(pool_conn_fd(c));
+	worker_do_ok(&w, W_GET);
+	mine = fd_local_port(pool_conn_fd(c));
+	theirs = w.local_port;
 	ping(c);
 	pool_put(pool, c, POOL_REUSE);
+	worker_do(&w, W_PUT);
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0); /* warm: parked again */
+	ck_assert_int_eq(pool_conn_reused(c), 1);
 	pool_put(pool, c, POOL_REUSE);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 2);
 	child_report_init(&rep);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		rc = pool_get(pool, ep, &c) != 0 ? 10 :
 		     pool_conn_reused(c) ? 11 :
-		     fd_local_port(pool_conn_fd(c)) == parent_port ? 12 :
-		     !line_roundtrip(pool_conn_fd(c), "PING", "PONG") ? 13 : 0;
+		     fd_local_port(pool_conn_fd(c)) == mine ? 12 :
+		     fd_local_port(pool_conn_fd(c)) == theirs ? 13 :
+		     !line_roundtrip(pool_conn_fd(c), "PING", "PONG") ? 14 : 0;
 		if (rc == 0) {
 			pool_put(pool, c, POOL_REUSE);
 			/* Its own connection now: reused, still not the parent's. */
-			rc = pool_get(pool, ep, &c) != 0 ? 14 :
-			     !pool_conn_reused(c) ? 15 :
-			     fd_local_port(pool_conn_fd(c)) == parent_port ? 16 : 0;
+			rc = pool_get(pool, ep, &c) != 0 ? 15 :
+			     !pool_conn_reused(c) ? 16 :
+			     fd_local_port(pool_conn_fd(c)) == mine ? 17 :
+			     fd_local_port(pool_conn_fd(c)) == theirs ? 18 :
+			     !line_roundtrip(pool_conn_fd(c), "PING", "PONG") ? 19 : 0;
 			if (rc == 0)
 				pool_put(pool, c, POOL_REUSE);
 		}
-		pool_destroy(pool); /* must not send quit on the parent's one */
+		pool_destroy(pool); /* must not send quit on the parent's ones */
 		child_report_exit(&rep, rc);
 	}
 	rc = child_report_wait(&rep, pid);
 	ck_assert_msg(rc == 0, "child: %d", rc);
 	lineserver_get_stats(ls, &ss);
-	ck_assert_uint_eq(ss.accepted, 2);
+	ck_assert_uint_eq(ss.accepted, 3);
 	wait_for((lineserver_get_stats(ls, &ss), ss.quits == 1), 2000);
+	/* Both of the parent's still answer, to either thread. */
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
 	ck_assert_int_eq(pool_conn_reused(c), 1);
-	ck_assert_uint_eq(fd_local_port(pool_conn_fd(c)), parent_port);
+	port = fd_local_port(pool_conn_fd(c));
+	ck_assert(port == mine || port == theirs);
 	ping(c);
+	worker_do_ok(&w, W_GET);
+	ck_assert_int_eq(w.reused, 1);
+	ck_assert_uint_eq(w.local_port, port == mine ? theirs : mine);
 	pool_put(pool, c, POOL_REUSE);
+	worker_do(&w, W_PUT);
 	lineserver_get_stats(ls, &ss);
 	ck_assert_uint_eq(ss.quits, 1); /* the child's own connection only */
+	ck_assert_uint_eq(stats_of(pool, ep).connects, 2);
+	worker_stop(&w);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
+/* pool_get_start hands out a parked connection at once (it never
+ * waits), under max_active = 1 too, and the two forms mix. */
+START_TEST(get_start_takes_parked)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("max_active", "1", "acquire_timeout_ms", "5000",
+				 "teardown", "abort", NULL);
+	pool_pending_t *pend = NULL;
+	struct worker w;
+	pool_conn_t *c = NULL;
+	uint16_t port;
+	int i;
+
+	get_ping_put(pool, ep);
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(pool_get_start(pool, ep, &c, &pend), 0);
+		ck_assert_ptr_nonnull(c);
+		ck_assert_ptr_null(pend);
+		ck_assert_int_eq(pool_conn_reused(c), 1);
+		ping(c);
+		pool_put(pool, c, POOL_REUSE);
+	}
+	/* Parked with another thread: the same. */
+	worker_start(&w, pool, ep);
+	worker_do_ok(&w, W_GETPUT);
+	port = w.local_port;
+	c = NULL;
+	ck_assert_int_eq(pool_get_start(pool, ep, &c, &pend), 0);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(fd_local_port(pool_conn_fd(c)), port);
+	ping(c);
+	pool_put(pool, c, POOL_REUSE);
+	ck_assert_uint_eq(stats_of(pool, ep).connects, 1);
+	ck_assert_uint_eq(stats_of(pool, ep).gets, 7);
+	ck_assert_uint_eq(stats_of(pool, ep).waits, 0);
+	worker_stop(&w);
 	pool_destroy(pool);
 	lineserver_stop(ls);
 }
@@ -1275,6 +1336,7 @@ Suite *park_suite(void)
 	tcase_add_test(tc, thread_exit_keeps_parked);
 	tcase_add_test(tc, destroy_closes_parked);
 	tcase_add_test(tc, fork_child_never_uses_parked);
+	tcase_add_test(tc, get_start_takes_parked);
 	tcase_add_test(tc, double_put_detected);
 	tcase_add_test(tc, nothing_parked_with_leak_warn);
 	tcase_add_test(tc, nothing_parked_without_thread_cache);
