@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "memo.h"
+#include "park.h"
 #include "pending.h"
 #include "pool-internal.h"
 #include "wait.h"
@@ -24,7 +25,8 @@ static inline bool fork_pending(struct pool *pool)
 
 /* Why a connection must not be handed out again: its max_uses, its
  * lifetime, or pool_flush / a DNS change (doomed); RR_COUNT: none. */
-static enum retire_reason conn_expiry(const struct pool_conn *c, uint64_t now)
+static inline __attribute__((always_inline)) enum retire_reason
+conn_expiry(const struct pool_conn *c, uint64_t now)
 {
 	const struct pool_settings *s = &c->ep->set;
 
@@ -43,7 +45,8 @@ static enum retire_reason conn_expiry(const struct pool_conn *c, uint64_t now)
 	return RR_COUNT;
 }
 
-static bool conn_expired(const struct pool_conn *c, uint64_t now)
+static inline __attribute__((always_inline)) bool
+conn_expired(const struct pool_conn *c, uint64_t now)
 {
 	return conn_expiry(c, now) != RR_COUNT;
 }
@@ -169,9 +172,9 @@ static bool still_good(struct pool *pool, struct pool_endpoint *ep,
 }
 
 /* What pool_get and pool_socket check first: the arguments, a fork, a
- * pool shutting down; then the endpoint, returned with its shard locked. */
-static inline int checkout_begin(struct pool *pool, const char *endpoint,
-				 pool_conn_t **out, struct pool_endpoint **ep)
+ * pool shutting down. */
+static inline int checkout_check(struct pool *pool, const char *endpoint,
+				 pool_conn_t **out)
 {
 	if (!out)
 		return POOL_EINVAL;
@@ -182,11 +185,26 @@ static inline int checkout_begin(struct pool *pool, const char *endpoint,
 		fork_check(pool);
 	if (atomic_load_explicit(&pool->shutting_down, memory_order_relaxed))
 		return POOL_ESHUTDOWN;
+	return 0;
+}
+
+/* The endpoint, returned with its shard locked. */
+static inline int checkout_lock(struct pool *pool, const char *endpoint,
+				struct pool_endpoint **ep)
+{
 	/* The memo's hit inline: pool_get's most common case. */
 	*ep = memo_hit(pool, endpoint);
 	if (*ep)
 		return 0;
 	return endpoint_lock_slow(pool, endpoint, ep);
+}
+
+static inline int checkout_begin(struct pool *pool, const char *endpoint,
+				 pool_conn_t **out, struct pool_endpoint **ep)
+{
+	int rc = checkout_check(pool, endpoint, out);
+
+	return rc ? rc : checkout_lock(pool, endpoint, ep);
 }
 
 /* The coarse clock, read only when a deadline of c's needs it at its
@@ -221,6 +239,66 @@ static bool idle_fast(struct pool *pool, struct pool_endpoint *ep,
 	hand_out(ep, c, now, true);
 	plock_unlock(&ep->shard->lock);
 	note_hand_out(pool, ep, now);
+	*out = c;
+	return true;
+}
+
+/* A parked connection found dead by its peek: dropped (no lock held). */
+static void park_drop_stale(struct pool *pool, struct pool_conn *c)
+{
+	struct pool_endpoint *ep = c->ep;
+
+	plock_lock(&ep->shard->lock);
+	park_unaffine_locked(ep, c);
+	DL_DELETE(ep->busy, c);
+	ep->nin_use--;
+	ep->stats.stale_dropped++;
+	plock_unlock(&ep->shard->lock);
+	conn_drop(pool, c, RR_STALE);
+}
+
+/* The thread cache (park.h): the connection this thread parked at its
+ * last put, when the key is its memo's and the memo is the one the slot
+ * was adopted under. No lock, no shared write: one exchange on the
+ * thread's own slot. The checks are the idle fast path's; one that
+ * fails sends the connection to the shared list (or, dead, away) and
+ * pool_get on its slow way. */
+static inline __attribute__((always_inline)) bool
+park_get(struct pool *pool, const char *key,
+			    pool_conn_t **out)
+{
+	struct park_slot *s = park_mine(pool);
+	struct pool_conn *c;
+	uint64_t now = 0;
+
+	if (!s || s->memo_stamp != endpoint_memo.stamp ||
+	    !atomic_load_explicit(&s->conn, memory_order_relaxed) ||
+	    !memo_names(pool, key))
+		return false;
+	c = atomic_exchange_explicit(&s->conn, NULL, memory_order_acquire);
+	if (!c)
+		return false;
+	/* Its end of life is checked here, to the tick, as for an idle
+	 * one; its validate_idle_ms by the maintenance (park_due). Without
+	 * a maintenance thread, here too. */
+	if (c->expires_ns || (c->ep->set.validate_idle_ms && !pool->maint_running))
+		now = fast_coarse_ns();
+	if (__atomic_load_n(&c->peer_gone, __ATOMIC_RELAXED) ||
+	    conn_expired(c, now)) {
+		checkout_return_parked(pool, c, 0);
+		return false;
+	}
+	/* The default's peek, here without any lock. */
+	if ((!c->ep->set.validate_idle_ms || (now && needs_validation(c, now))) &&
+	    !socket_is_alive(c->fd)) {
+		park_drop_stale(pool, c);
+		return false;
+	}
+	/* Its holder and reused flag are still those of the hand-out
+	 * before the put that parked it: this thread's, and true. */
+	c->magic = CONN_MAGIC_OUT;
+	c->uses++;
+	__atomic_store_n(&c->cache_gets, c->cache_gets + 1, __ATOMIC_RELAXED);
 	*out = c;
 	return true;
 }
@@ -274,17 +352,39 @@ void checkout_fresh(struct pool *pool, struct pool_conn *c)
 static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 		      pool_conn_t **out, pool_pending_t **pend)
 {
+	struct pool_conn *c;
+
 	if (idle_fast(pool, ep, out) || checkout_idle(pool, ep, NULL, out))
 		return 0;
+	/* One parked in another thread's cache, rather than a new
+	 * connection (and, some day, its TIME_WAIT). */
+	while ((c = park_steal_locked(pool, ep)))
+		if (checkout_idle(pool, ep, c, out))
+			return 0;
 	return acquire_locked(pool, ep, out, pend);
+}
+
+/* pool_get past the thread cache: its lock-taking rest, out of line so
+ * that the cache's hit pays for no stack frame of it. */
+static __attribute__((noinline)) int get_slow(struct pool *pool,
+					      const char *endpoint,
+					      pool_conn_t **out)
+{
+	struct pool_endpoint *ep;
+	int rc = checkout_lock(pool, endpoint, &ep);
+
+	return rc ? rc : get_locked(pool, ep, out, NULL);
 }
 
 POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 {
-	struct pool_endpoint *ep;
-	int rc = checkout_begin(pool, endpoint, out, &ep);
+	int rc = checkout_check(pool, endpoint, out);
 
-	return rc ? rc : get_locked(pool, ep, out, NULL);
+	if (rc)
+		return rc;
+	if (park_get(pool, endpoint, out))
+		return 0;
+	return get_slow(pool, endpoint, out);
 }
 
 POOL_API int pool_get_start(pool_t *pool, const char *endpoint,
@@ -299,7 +399,12 @@ POOL_API int pool_get_start(pool_t *pool, const char *endpoint,
 		return POOL_EINVAL;
 	}
 	*pend = NULL;
-	rc = checkout_begin(pool, endpoint, out, &ep);
+	rc = checkout_check(pool, endpoint, out);
+	if (rc)
+		return rc;
+	if (park_get(pool, endpoint, out))
+		return 0;
+	rc = checkout_lock(pool, endpoint, &ep);
 	return rc ? rc : get_locked(pool, ep, out, pend);
 }
 
@@ -476,7 +581,7 @@ static bool keep_idle(struct pool *pool, struct pool_conn *c, uint64_t now)
  * there is no surplus. */
 static uint64_t shrink_arm(struct pool_endpoint *ep, uint64_t now)
 {
-	if (ep->nidle <= ep->set.max_idle)
+	if (ep_idle_held(ep) <= ep->set.max_idle)
 		return 0;
 	if (!ep->shrink_due_ns)
 		ep->shrink_due_ns = (now ? now : now_coarse_ns()) +
@@ -489,7 +594,8 @@ static uint64_t shrink_arm(struct pool_endpoint *ep, uint64_t now)
  * lifetime. Else 0: c's last_put_ns is then read by nothing (see
  * conn_idle_due, needs_validation), and shrink_arm reads the clock itself
  * in the rare put that leaves a surplus. */
-static uint64_t put_clock(const struct pool_endpoint *ep,
+static inline __attribute__((always_inline)) uint64_t
+put_clock(const struct pool_endpoint *ep,
 			  const struct pool_conn *c)
 {
 	const struct pool_settings *s = &ep->set;
@@ -547,9 +653,62 @@ static inline void note_due(struct pool *pool, uint64_t due)
 		maint_note_due(pool, due);
 }
 
+/* When the maintenance takes a parked connection back to the idle list:
+ * at its idle timeout or end of life, as for an idle one, or once it has
+ * been idle validate_idle_ms, so that its next hand-out peeks (park_get
+ * reads no clock for it); 0: never. */
+static inline uint64_t park_due(const struct pool_conn *c)
+{
+	uint64_t due = conn_idle_due(c);
+	uint32_t v = c->ep->set.validate_idle_ms;
+
+	if (v && (!due || c->last_put_ns + MS_TO_NS(v) < due))
+		due = c->last_put_ns + MS_TO_NS(v);
+	return due;
+}
+
+/* Park c in s (no lock held): its idle time starts, and the maintenance
+ * hears of when it must take it back (park_due). */
+static inline __attribute__((always_inline)) bool
+park_in(struct pool *pool, struct park_slot *s,
+			   struct pool_conn *c, uint64_t now)
+{
+	uint64_t due;
+
+	c->last_put_ns = now;
+	due = park_due(c);
+	atomic_store_explicit(&s->due_ns, due, memory_order_relaxed);
+	if (!park_publish(pool, s, c))
+		return false;
+	note_due(pool, due);
+	return true;
+}
+
+/* The thread cache's pool_put: c back into the caller's own slot, which
+ * it is affine to. No lock, no shared write. */
+static inline __attribute__((always_inline)) bool
+park_put(struct pool *pool, struct pool_conn *c,
+			    pool_put_mode mode)
+{
+	struct park_slot *s;
+	uint64_t now;
+
+	if (mode != POOL_REUSE || !c || !c->park || !put_is_valid(pool, c) ||
+	    fork_pending(pool) || c->fork_gen != pool->fork_gen)
+		return false;
+	s = park_mine(pool);
+	if (c->park != s || __atomic_load_n(&c->peer_gone, __ATOMIC_RELAXED))
+		return false;
+	now = put_clock(c->ep, c);
+	if (conn_expired(c, now))
+		return false;
+	return park_in(pool, s, c, now);
+}
+
 /* The idle fast path of pool_put: a healthy connection of this process
- * back to an idle list with room, nobody waiting. False, with nothing
- * done, for anything else, which put_slow then does in full. */
+ * back to an idle list with room, nobody waiting, or into the caller's
+ * cache. False, with nothing done, for anything else, which put_slow
+ * then does in full. */
 static inline bool put_fast(struct pool *pool, struct pool_conn *c,
 			    pool_put_mode mode)
 {
@@ -557,16 +716,23 @@ static inline bool put_fast(struct pool *pool, struct pool_conn *c,
 	uint64_t now, due;
 
 	if (mode != POOL_REUSE || !put_is_valid(pool, c) || c->unproven ||
-	    fork_pending(pool) || c->fork_gen != pool->fork_gen)
+	    c->park || fork_pending(pool) || c->fork_gen != pool->fork_gen)
 		return false;
 	ep = c->ep;
 	now = put_clock(ep, c);
+	if (ep->set.thread_cache)
+		park_claim(pool);
 	plock_lock(&ep->shard->lock);
 	if (c->peer_gone || conn_expired(c, now) ||
 	    ep->nidle >= ep->set.max_idle || atomic_load(&pool->nwaiters) ||
 	    atomic_load_explicit(&pool->shutting_down, memory_order_relaxed)) {
 		plock_unlock(&ep->shard->lock);
 		return false;
+	}
+	if (park_adopt_locked(pool, ep, c)) {
+		/* Stays on the busy list and in nin_use (park.h). */
+		plock_unlock(&ep->shard->lock);
+		return park_in(pool, c->park, c, now);
 	}
 	DL_DELETE(ep->busy, c);
 	c->last_put_ns = now;
@@ -588,10 +754,19 @@ static __attribute__((noinline)) void put_slow(struct pool *pool,
 					       struct pool_conn *conn,
 					       pool_put_mode mode);
 
-POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
+/* pool_put past the thread cache, out of line (see get_slow). */
+static __attribute__((noinline)) void put_shared(struct pool *pool,
+						 struct pool_conn *conn,
+						 pool_put_mode mode)
 {
 	if (!put_fast(pool, conn, mode))
 		put_slow(pool, conn, mode);
+}
+
+POOL_API void pool_put(pool_t *pool, pool_conn_t *conn, pool_put_mode mode)
+{
+	if (!park_put(pool, conn, mode))
+		put_shared(pool, conn, mode);
 }
 
 /* pool_put in full: misuse, fork, a pool_socket's first put, waiters,
@@ -615,6 +790,9 @@ static void put_slow(struct pool *pool, struct pool_conn *conn,
 	now = put_clock(ep, conn);
 	plock_lock(&ep->shard->lock);
 	DL_DELETE(ep->busy, conn);
+	/* Out of its thread's cache, if it was in one: the rules below
+	 * apply to it as to any other. */
+	park_unaffine_locked(ep, conn);
 	/* A connection the server closed while it was out (the idle watch
 	 * saw it) is never kept: the watch would not see it again. */
 	if (mode == POOL_REUSE && !conn->peer_gone && !conn_expired(conn, now)) {
@@ -643,6 +821,44 @@ static void put_slow(struct pool *pool, struct pool_conn *conn,
 	ep->nin_use--;
 	plock_unlock(&ep->shard->lock);
 	conn_retire(pool, conn, mode == POOL_BROKEN, put_reason(pool, conn, mode, now));
+}
+
+void checkout_return_parked(struct pool *pool, struct pool_conn *c, int how)
+{
+	bool retire_ok = how & RETURN_RETIRE;
+	struct pool_endpoint *ep = c->ep;
+	enum retire_reason why = RR_COUNT;
+	uint64_t due = 0, shrink = 0;
+
+	plock_lock(&ep->shard->lock);
+	park_unaffine_locked(ep, c);
+	DL_DELETE(ep->busy, c);
+	ep->nin_use--;
+	if (retire_ok && c->peer_gone)
+		why = RR_PEER_CLOSED;
+	else if (retire_ok)
+		why = conn_expiry(c, now_coarse_ns());
+	if (why == RR_COUNT) {
+		/* Its idle time kept: the idle timeout and validate_idle_ms
+		 * count from its last put, not from now. */
+		idle_push(pool, ep, c, true);
+		due = conn_idle_due(c);
+		shrink = shrink_arm(ep, 0);
+	}
+	plock_unlock(&ep->shard->lock);
+	if (why != RR_COUNT) {
+		conn_retire(pool, c, false, why);
+		return;
+	}
+	if (!(how & RETURN_IN_SWEEP)) {
+		maint_note_due(pool, due);
+		if (shrink)
+			maint_note_due(pool, shrink);
+	}
+	if (atomic_load(&pool->nwaiters))
+		waiters_wake_ep(pool, ep);
+	if (pool->cfg->max_total)
+		waiters_wake_total(pool);
 }
 
 POOL_API int pool_conn_fd(const pool_conn_t *conn)

@@ -24,6 +24,7 @@
  */
 #include <stdlib.h>
 
+#include "park.h"
 #include "resolve.h"
 
 /* Endpoints pinned at once per shard without an allocation; a shard with
@@ -64,6 +65,9 @@ static bool apply_set(struct pool_endpoint *ep, const struct addr_set *set,
 		/* Read without the lock by pool_conn_last_use: the reason
 		 * first, the flag published after it. */
 		__atomic_store_n(&c->doomed, true, __ATOMIC_RELEASE);
+		/* Parked in a thread's cache, perhaps: the end of this
+		 * sweep takes it back (park_sweep). */
+		park_note_doom(ep->pool);
 		found = true;
 	}
 	return found;

@@ -7,6 +7,7 @@
  * doomed, retired at their pool_put, and pool_conn_last_use() tells
  * their holders so. Connections opened after the call are not touched.
  */
+#include "park.h"
 #include "pool-internal.h"
 
 /* Shard lock held: ep's idle connections onto *retire, doom the rest. */
@@ -72,6 +73,9 @@ POOL_API int pool_flush(pool_t *pool, const char *endpoint)
 	rc = fork_check(pool);
 	if (rc)
 		return rc;
+	/* Threads' parked connections are idle ones: to the idle lists
+	 * first, to go with them. */
+	park_evict(pool, NULL);
 	if (endpoint) {
 		rc = flush_one(pool, endpoint, &retire);
 	} else {
@@ -83,5 +87,9 @@ POOL_API int pool_flush(pool_t *pool, const char *endpoint)
 		DL_DELETE(retire, c);
 		conn_retire(pool, c, false, RR_FLUSH);
 	}
+	/* One put back into its thread's cache meanwhile was doomed above:
+	 * taken back now, it is retired. */
+	park_note_doom(pool);
+	park_evict(pool, NULL);
 	return rc;
 }

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "park.h"
 #include "pool-internal.h"
 #include "resolve.h"
 
@@ -115,6 +116,8 @@ static void child_close_inherited(struct pool *pool)
 	for (i = 0; i < POOL_NSHARDS; i++)
 		HASH_ITER(hh, pool->shards[i].table, ep, tmp)
 			child_close_conns(ep, self);
+	/* Parked in a thread's cache: idle, whichever thread it was. */
+	park_child_close(pool);
 	DL_FOREACH(pool->reaper.list, d)
 		close_copy(&d->fd);
 	/* A refill's connect under way: no thread will finish it here. (It
@@ -160,6 +163,20 @@ void fork_unregister(struct pool *pool)
 {
 	pthread_mutex_lock(&registry_lock);
 	DL_DELETE2(registry, pool, reg_prev, reg_next);
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void fork_with_pool(uint64_t serial, void (*fn)(struct pool *pool, void *ud),
+		    void *ud)
+{
+	struct pool *p;
+
+	pthread_mutex_lock(&registry_lock);
+	DL_FOREACH2(registry, p, reg_next)
+		if (p->serial == serial) {
+			fn(p, ud);
+			break;
+		}
 	pthread_mutex_unlock(&registry_lock);
 }
 
@@ -266,11 +283,30 @@ static int child_restart(struct pool *pool)
 	return rc;
 }
 
+/* Connections parked in threads' caches (their copies closed at fork):
+ * forgotten with their slots, which the child's threads claim anew. */
+static void child_reset_parked(struct pool *pool, struct data_free **frees)
+{
+	struct pool_conn *taken[PARK_SLOTS];
+	unsigned i, n = park_child_reset(pool, taken);
+
+	for (i = 0; i < n; i++) {
+		struct pool_conn *c = taken[i];
+
+		plock_lock(&c->ep->shard->lock);
+		DL_DELETE(c->ep->busy, c);
+		plock_unlock(&c->ep->shard->lock);
+		defer_free(frees, &c->data, &c->free_fn);
+		conn_free(c);
+	}
+}
+
 static void child_reset(struct pool *pool, struct data_free **frees)
 {
 	struct pool_endpoint *ep, *tmp;
 	int i;
 
+	child_reset_parked(pool, frees);
 	for (i = 0; i < POOL_NSHARDS; i++) {
 		plock_lock(&pool->shards[i].lock);
 		HASH_ITER(hh, pool->shards[i].table, ep, tmp)

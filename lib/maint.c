@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "park.h"
 #include "pool-internal.h"
 #include "resolve.h"
 
@@ -105,7 +106,7 @@ static void sweep_shrink(struct sweep *sw, struct pool_endpoint *ep)
 {
 	if (!ep->shrink_due_ns)
 		return;
-	if (ep->nidle <= ep->set.max_idle) {
+	if (ep_idle_held(ep) <= ep->set.max_idle) {
 		ep->shrink_due_ns = 0; /* hand-outs took the surplus */
 		ep->shrink_left = 0;
 		return;
@@ -115,15 +116,16 @@ static void sweep_shrink(struct sweep *sw, struct pool_endpoint *ep)
 		return;
 	}
 	if (!ep->shrink_left) /* a new period */
-		ep->shrink_left = (ep->nidle - ep->set.max_idle + 1) / 2;
-	while (ep->shrink_left && ep->nidle > ep->set.max_idle) {
+		ep->shrink_left = (ep_idle_held(ep) - ep->set.max_idle + 1) / 2;
+	while (ep->shrink_left && ep->nidle &&
+	       ep_idle_held(ep) > ep->set.max_idle) {
 		if (!take_idle(sw, ep, ep->idle->prev, RR_SURPLUS))
 			return; /* the rest of this period's share soon */
 		ep->shrink_left--;
 	}
 	ep->shrink_left = 0;
 	ep->shrink_due_ns = 0;
-	if (ep->nidle > ep->set.max_idle) {
+	if (ep_idle_held(ep) > ep->set.max_idle) {
 		ep->shrink_due_ns = sw->now + MS_TO_NS(ep->set.idle_shrink_ms);
 		due_at(sw, ep->shrink_due_ns);
 	}
@@ -255,6 +257,9 @@ uint64_t maint_sweep(struct pool *pool, uint64_t now)
 	struct pool_conn *c, *ctmp;
 	unsigned i;
 
+	/* First: what it returns to the idle lists is retired below when
+	 * its idle timeout is due. */
+	park_sweep(pool, now, &sw.due, RETURN_IN_SWEEP);
 	for (i = 0; i < POOL_NSHARDS; i++) {
 		struct shard *sh = &pool->shards[i];
 
@@ -277,6 +282,9 @@ uint64_t maint_sweep(struct pool *pool, uint64_t now)
 	refill_submit(pool, sw.refill, sw.nrefill);
 	log_leaks(pool, &sw);
 	dns_refresh_sweep(pool, now, &sw.due);
+	/* Connections a DNS change doomed while parked: now, not at their
+	 * thread's next pool_get. */
+	park_sweep(pool, now, &sw.due, 0);
 	return sw.due;
 }
 

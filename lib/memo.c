@@ -53,4 +53,5 @@ void memo_lookup(struct pool *pool, struct pool_endpoint *ep, const char *key)
 	endpoint_memo.ep = ep;
 	endpoint_memo.shard = ep->shard;
 	endpoint_memo.gen = ep->shard->gen;
+	endpoint_memo.stamp++;
 }

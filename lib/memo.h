@@ -36,6 +36,9 @@ struct endpoint_memo {
 	struct pool_endpoint *ep;
 	struct shard *shard;       /* NULL: no record */
 	unsigned gen;
+	uint64_t stamp;            /* moves on with each new record: the
+	                            * thread cache's slot keeps the one it
+	                            * checked (park.h) */
 	/* The caller's last string, by address: the aligned words that
 	 * hold it, as they were, and which of their bytes are the string's
 	 * (its NUL included). */

@@ -192,6 +192,7 @@ static void xstats_add(struct ep_xstats *sum, const struct ep_xstats *x)
 	sum->resolve_timeouts += x->resolve_timeouts;
 	sum->dns_changes += x->dns_changes;
 	sum->flushes += x->flushes;
+	sum->cache_gets += x->cache_gets;
 }
 
 void obs_forget(struct shard *sh, struct pool_endpoint *ep)
@@ -211,6 +212,7 @@ void obs_read_xstats(const struct ep_xstats *x, pool_stats_ex_t *out)
 	out->resolve_timeouts += x->resolve_timeouts;
 	out->dns_changes += x->dns_changes;
 	out->flushes += x->flushes;
+	out->cache_gets += x->cache_gets;
 }
 
 void obs_read(const struct obs_data *d, pool_stats_ex_t *out)

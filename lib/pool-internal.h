@@ -344,6 +344,12 @@ struct pool_conn {
 	                            * a child of fork() keeps only the
 	                            * forking thread's ones */
 	struct pool_conn *prev, *next; /* idle list (utlist) */
+	/* The thread cache (park.h): the slot it is affine to (its shard
+	 * lock for changes; read by its holder), and its hand-outs from
+	 * there not yet in the endpoint's counters (written by its holder,
+	 * relaxed atomics; read under the shard lock). */
+	struct park_slot *park;
+	uint64_t cache_gets;
 	/* pool_conn_set_data: off the hot path, read at retirement only */
 	void *data;
 	void (*free_fn)(void *data);
@@ -355,6 +361,7 @@ struct pool_conn {
 
 #define CONN_MAGIC_OUT  0x7C9001u
 #define CONN_MAGIC_IDLE 0x7C9002u
+#define CONN_MAGIC_PARKED 0x7C9003u /* in its thread's slot (park.h) */
 #define CONN_MAGIC_DEAD 0x7C90DEu
 
 /* A pool_get waiting for a slot (wait.c); lives on the waiter's stack.
@@ -439,6 +446,7 @@ struct pool_endpoint {
 		uint64_t resolve_timeouts; /* ... that ran out of resolve_timeout_ms */
 		uint64_t dns_changes;      /* refreshes whose address list changed */
 		uint64_t flushes;          /* pool_flush calls that covered it */
+		uint64_t cache_gets;       /* hand-outs from thread caches */
 	} xstats;
 	/* Connects (issue 11: acquire.c, backoff.c), under the shard lock. */
 	uint32_t ndialing;         /* connects in flight, pool_get's and refills' */
@@ -541,6 +549,17 @@ struct obs_shard {
 	                            * lock; obs_forget) */
 } __attribute__((aligned(64)));
 
+/* The thread cache's slots (park.c). */
+struct park_slot;
+struct park {
+	struct park_slot *slots;   /* PARK_SLOTS of them; NULL: no cache */
+	pthread_mutex_t lock;      /* slots' owners, closed */
+	atomic_uint nused;         /* slots ever claimed: scans stop there */
+	bool closed;               /* pool_destroy began: no more claims */
+	atomic_uint dooms;         /* pool_flush / DNS dooms so far */
+	atomic_uint dooms_seen;    /* ... acted on by the maintenance */
+};
+
 struct pool {
 	struct shard shards[POOL_NSHARDS];
 	uint64_t serial;           /* unique per pool in this process */
@@ -581,6 +600,7 @@ struct pool {
 	pool_event_fn event_fn;
 	void *event_ud;
 	struct obs_shard obs[POOL_NSHARDS];
+	struct park park;
 };
 
 /* The shard of an endpoint key's uthash hash value. uthash uses the low
@@ -825,6 +845,10 @@ void fork_unregister(struct pool *pool);
  * and start the child's own reaper and maintenance. 0, or POOL_EMFILE /
  * POOL_ESYS while these cannot be made (tried again at each call). */
 int fork_check(struct pool *pool);
+/* Run fn on the live pool of that serial, under the registry's lock (so
+ * pool_destroy waits for it); nothing if there is none. */
+void fork_with_pool(uint64_t serial, void (*fn)(struct pool *pool, void *ud),
+		    void *ud);
 
 /* A pool_put that could not be honoured (stats.c). */
 void pool_note_misuse(struct pool *pool, const struct pool_conn *c);

@@ -16,6 +16,7 @@
 #include "memo.h"
 #include "pool-internal.h"
 #include "obs.h"
+#include "park.h"
 #include "resolve.h"
 
 #undef uthash_nonfatal_oom
@@ -282,6 +283,7 @@ POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
 	rc = shards_init(pool);
 	if (rc)
 		goto fail_cfg;
+	park_init(pool);
 	rc = fork_register(pool);
 	if (rc)
 		goto fail_reaper;
@@ -300,6 +302,7 @@ POOL_API int pool_create(pool_t **out, const pool_config_t *cfg)
 fail_fork:
 	fork_unregister(pool);
 fail_reaper:
+	park_fini(pool);
 	reaper_fini(&pool->reaper);
 	refill_fini(pool);
 fail_cfg:
@@ -381,6 +384,8 @@ POOL_API void pool_destroy(pool_t *pool)
 	maint_stop(pool);
 	/* Never joins a lookup: one stuck in getaddrinfo ends on its own. */
 	resolve_fini(pool);
+	/* Threads' parked connections: to the idle lists, retired below. */
+	park_close(pool);
 	idle = collect_idle(pool);
 	DL_FOREACH_SAFE(idle, c, tmp) {
 		DL_DELETE(idle, c);
@@ -394,6 +399,8 @@ POOL_API void pool_destroy(pool_t *pool)
 			 "their descriptors are left open to their holders",
 			 left_out);
 	fork_unregister(pool);
+	/* No thread's exit can reach the slots any more (fork_with_pool). */
+	park_fini(pool);
 	reaper_fini(&pool->reaper);
 	refill_fini(pool);
 	pthread_mutex_destroy(&pool->wait_lock);

@@ -22,8 +22,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "pool-internal.h"
 #include "obs.h"
+#include "park.h"
+#include "pool-internal.h"
 
 #define REAPER_BATCH 64
 
@@ -338,11 +339,22 @@ static struct pool_conn *watch_fired(struct pool *pool, struct watch *w)
 
 	plock_lock(&sh->lock);
 	c = w->conn;
+	if (c && !c->in_idle && park_take_locked(c)) {
+		/* Parked in its thread's cache: idle too, taken from there. */
+		ep = c->ep;
+		park_unaffine_locked(ep, c);
+		DL_DELETE(ep->busy, c);
+		ep->nin_use--;
+		ep->stats.peer_closed_idle++;
+		plock_unlock(&sh->lock);
+		return c;
+	}
 	if (!c || !c->in_idle) {
 		/* Retired meanwhile, or checked out (or being handed over):
-		 * its holder's pool_put retires it. */
+		 * its holder's pool_put retires it. Its holder reads the flag
+		 * without the lock when it is affine to a thread's cache. */
 		if (c)
-			c->peer_gone = true;
+			__atomic_store_n(&c->peer_gone, true, __ATOMIC_RELAXED);
 		plock_unlock(&sh->lock);
 		return NULL;
 	}

@@ -2,17 +2,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool-internal.h"
 #include "obs.h"
+#include "park.h"
+#include "pool-internal.h"
 
 /* pool_stats_t is ABI: fields take reserved room, never add to it. */
 _Static_assert(sizeof(pool_stats_t) == 144, "pool_stats_t changed size");
 
+/* Connections parked in threads' caches are idle ones, still counted in
+ * nin_use, and their hand-outs from there join the counters only when
+ * they leave the cache (park.h): both added here. */
 static void snapshot(const struct pool_endpoint *ep, pool_stats_t *out)
 {
+	uint32_t parked;
+	uint64_t cached;
+
+	park_count_locked(ep, &parked, &cached);
 	*out = ep->stats;
-	out->in_use = ep->nin_use;
-	out->idle = ep->nidle;
+	out->gets += cached;
+	out->reuses += cached;
+	out->in_use = ep->nin_use - parked;
+	out->idle = ep->nidle + parked;
+}
+
+/* pool_stats_ex's cache_gets beyond what ep's xstats have. */
+static uint64_t cached_gets(const struct pool_endpoint *ep)
+{
+	uint32_t parked;
+	uint64_t cached;
+
+	park_count_locked(ep, &parked, &cached);
+	return cached;
 }
 
 void stats_add_counters(pool_stats_t *sum, const pool_stats_t *st)
@@ -90,8 +110,10 @@ static void totals_ex(struct pool *pool, pool_stats_ex_t *ex)
 	for (i = 0; i < POOL_NSHARDS; i++) {
 		plock_lock(&pool->shards[i].lock);
 		obs_read_xstats(&pool->obs[i].xgone, ex);
-		HASH_ITER(hh, pool->shards[i].table, ep, tmp)
+		HASH_ITER(hh, pool->shards[i].table, ep, tmp) {
 			obs_read_xstats(&ep->xstats, ex);
+			ex->cache_gets += cached_gets(ep);
+		}
 		plock_unlock(&pool->shards[i].lock);
 		obs_read(&pool->obs[i].d, ex);
 	}
@@ -103,6 +125,7 @@ void stats_ex_locked(const struct pool_endpoint *ep, pool_stats_ex_t *ex)
 	memset(ex, 0, sizeof(*ex));
 	snapshot(ep, &ex->base);
 	obs_read_xstats(&ep->xstats, ex);
+	ex->cache_gets += cached_gets(ep);
 	obs_read(&ep->obs, ex);
 }
 

@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "park.h"
 #include "pool-internal.h"
 #include "wait.h"
 
@@ -298,15 +299,16 @@ static int sleep_kicked(struct pool *pool, struct waiter *w, uint64_t deadline_n
 int waiter_wait(struct pool *pool, struct waiter *w, enum wait_why why,
 		uint64_t deadline_ns, struct pool_conn **handed)
 {
-	bool blocked_total = why == WAIT_TOTAL;
+	bool blocked_total = why == WAIT_TOTAL, first = false;
 	int rc = 0;
 
 	w->woken = false;
 	plock_unlock(&w->ep->shard->lock);
 	pthread_mutex_lock(&pool->wait_lock);
-	if (!w->queued)
+	if (!w->queued) {
 		enqueue(pool, w); /* then join ep->wantq, under the shard lock */
-	else if (!blocked_total || must_sleep_for_total(pool, w))
+		first = true;
+	} else if (!blocked_total || must_sleep_for_total(pool, w))
 		rc = sleep_kicked(pool, w, deadline_ns);
 	if (w->grant_total) {
 		w->grant_total = false;
@@ -317,6 +319,11 @@ int waiter_wait(struct pool *pool, struct waiter *w, enum wait_why why,
 	*handed = w->handed;
 	w->handed = NULL;
 	pthread_mutex_unlock(&pool->wait_lock);
+	/* Counted in nwaiters now: no thread parks a connection any more
+	 * (park_publish), and the ones parked go back to the idle lists,
+	 * where the caller, looking again, finds them. */
+	if (first)
+		park_evict(pool, NULL);
 	plock_lock(&w->ep->shard->lock);
 	return rc;
 }

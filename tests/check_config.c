@@ -263,6 +263,7 @@ START_TEST(every_key_in_section)
 	        "connect_backoff_ms = 24\n"
 	        "connect_backoff_max_ms = 25\n"
 	        "max_connecting = 26\n"
+	        "thread_cache = off\n"
 	        "[pool]\n"
 	        "fallback = close\n"
 	        "teardown = close\n"
@@ -311,6 +312,7 @@ START_TEST(every_key_in_section)
 	ck_assert_uint_eq(s.connect_backoff_ms, 24);
 	ck_assert_uint_eq(s.connect_backoff_max_ms, 25);
 	ck_assert_uint_eq(s.max_connecting, 26);
+	ck_assert(!s.thread_cache);
 	ck_assert_uint_eq(s.source_address.n, 2);
 	ck_assert_int_eq(s.source_address.addr[0].sa.sa_family, AF_INET);
 	ck_assert_int_eq(s.source_address.addr[1].sa.sa_family, AF_INET6);

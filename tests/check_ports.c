@@ -788,7 +788,10 @@ START_TEST(peer_gone_idle_is_swept)
 {
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
-	pool_t *pool = pool_with("maintenance", "manual", "watch_idle", "off", NULL);
+	/* The idle list's sweep is what this is about: no thread cache,
+	 * where the put would park it instead (check_park.c). */
+	pool_t *pool = pool_with("maintenance", "manual", "watch_idle", "off",
+				 "thread_cache", "off", NULL);
 	pool_conn_t *c, *idle;
 
 	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
