@@ -375,6 +375,59 @@ START_TEST(max_idle_counts_parked)
 }
 END_TEST
 
+/* With idle_shrink_ms, the surplus over max_idle waits that long, and
+ * then goes, the parked connections counted: four threads each put one
+ * back (the first two may park, the others join the idle list), and
+ * the shrink leaves two, for good. */
+START_TEST(max_idle_shrink_counts_parked)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("max_idle", "2", "idle_shrink_ms", "100",
+				 "teardown", "abort", NULL);
+	struct worker w[4];
+	pool_stats_t st;
+	long long t0;
+	uint64_t all;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		worker_start(&w[i], pool, ep);
+		worker_do_ok(&w[i], W_GET);
+	}
+	for (i = 0; i < 4; i++)
+		worker_do(&w[i], W_PUT);
+	ck_assert_uint_le(stats_of(pool, ep).idle, 4);
+	/* Two periods (half the surplus each, rounded up), and slack. */
+	t0 = mono_ms();
+	while (stats_of(pool, ep).idle > 2 && mono_ms() - t0 < 3000)
+		usleep(5000);
+	st = stats_of(pool, ep);
+	ck_assert_msg(st.idle == 2, "idle %u, max_idle 2, %lld ms after the puts "
+		      "(idle_shrink_ms 100)", st.idle, mono_ms() - t0);
+	ck_assert_uint_eq(retired_as(pool, ep, POOL_REASON_SURPLUS, POOL_POLICY_ABORT,
+				     &all), 2);
+	ck_assert_uint_eq(all, 2);
+	wait_for(server_open(ls) == 2, 2000);
+	/* Another shrink period: nothing more goes. */
+	usleep(300 * 1000);
+	st = stats_of(pool, ep);
+	ck_assert_uint_eq(st.idle, 2);
+	ck_assert_uint_eq(st.closed, 2);
+	/* The two left are the workers' to take again, without a connect. */
+	for (i = 0; i < 4; i++)
+		worker_do_ok(&w[i], W_GETPUT);
+	ck_assert_uint_eq(stats_of(pool, ep).connects, 4);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 2);
+	for (i = 0; i < 4; i++)
+		worker_stop(&w[i]);
+	ck_assert_uint_eq(stats_of(pool, ep).idle, 2);
+	ck_assert_uint_eq(server_open(ls), 2);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 /* ---- other threads, waiters -------------------------------------------- */
 
 /* The only idle connection is parked in another thread's slot: a
@@ -1029,9 +1082,10 @@ START_TEST(nothing_parked_max_idle_zero)
 {
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 
-	nothing_parked(pool_with("max_idle", "0", "idle_shrink_ms", "0",
-				 "teardown", "abort", "validate_idle_ms",
-				 LONG_BYPASS, NULL), ls, 10, 0);
+	/* idle_shrink_ms (default 5000) not 0, which alone would keep the
+	 * cache out: each put leaves a surplus, reused until the shrink. */
+	nothing_parked(pool_with("max_idle", "0", "teardown", "abort",
+				 "validate_idle_ms", LONG_BYPASS, NULL), ls, 1, 1);
 }
 END_TEST
 
@@ -1073,7 +1127,8 @@ START_TEST(many_threads)
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
 	int fds = fd_count();
-	pool_t *pool = pool_with("max_idle", "16", "idle_shrink_ms", "0",
+	/* idle_shrink_ms not 0: with 0 no thread caches. */
+	pool_t *pool = pool_with("max_idle", "16", "idle_shrink_ms", "100",
 				 "teardown", "abort", NULL);
 	static struct loop l[NTHREADS];
 	static pthread_t t[NTHREADS];
@@ -1089,6 +1144,8 @@ START_TEST(many_threads)
 		failures += l[i].failures;
 	}
 	ck_assert_int_eq(failures, 0);
+	/* The surplus goes within idle_shrink_ms (and a tick). */
+	wait_for(stats_of(pool, ep).idle <= 16, 3000);
 	st = stats_of(pool, ep);
 	ck_assert_uint_eq(st.gets, NTHREADS * NOPS);
 	ck_assert_uint_eq(st.in_use, 0);
@@ -1320,6 +1377,7 @@ Suite *park_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, parked_counts_as_idle);
 	tcase_add_test(tc, max_idle_counts_parked);
+	tcase_add_test(tc, max_idle_shrink_counts_parked);
 	tcase_add_test(tc, other_thread_takes_parked);
 	tcase_add_test(tc, max_active_parked_elsewhere_no_wait);
 	tcase_add_test(tc, max_active_waiter_gets_put);
