@@ -243,6 +243,32 @@ static void *worker_main(void *arg)
 	}
 }
 
+/* Workers started and not stopped: a test that fails (longjmp under
+ * CK_FORK=no) leaves them, and the teardown stops them, so that the next
+ * test does not share a process with threads blocked on its memory. */
+static struct worker *live[8];
+
+static void live_add(struct worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (!live[i]) {
+			live[i] = w;
+			return;
+		}
+	ck_abort_msg("more than 8 workers");
+}
+
+static void live_remove(struct worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i] == w)
+			live[i] = NULL;
+}
+
 static void worker_start(struct worker *w, pool_t *pool, const char *ep)
 {
 	memset(w, 0, sizeof(*w));
@@ -251,6 +277,7 @@ static void worker_start(struct worker *w, pool_t *pool, const char *ep)
 	ck_assert_int_eq(sem_init(&w->go, 0, 0), 0);
 	ck_assert_int_eq(sem_init(&w->done, 0, 0), 0);
 	ck_assert_int_eq(pthread_create(&w->t, NULL, worker_main, w), 0);
+	live_add(w);
 }
 
 static void worker_send(struct worker *w, enum worker_cmd cmd)
@@ -281,6 +308,7 @@ static void worker_do_ok(struct worker *w, enum worker_cmd cmd)
 /* The thread exits (its slot, if any, goes with it). */
 static void worker_stop(struct worker *w)
 {
+	live_remove(w);
 	worker_do(w, W_EXIT);
 	pthread_join(w->t, NULL);
 	sem_destroy(&w->go);
@@ -296,7 +324,7 @@ START_TEST(parked_counts_as_idle)
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("teardown", "abort", NULL);
-	struct worker w;
+	static struct worker w; /* outlives a failed test (CK_FORK=no) */
 	pool_stats_t st;
 	int i;
 
@@ -344,7 +372,7 @@ START_TEST(max_idle_counts_parked)
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("max_idle", "2", "idle_shrink_ms", "0",
 				 "teardown", "abort", NULL);
-	struct worker w[4];
+	static struct worker w[4]; /* outlives a failed test (CK_FORK=no) */
 	pool_stats_t st;
 	int i;
 
@@ -385,7 +413,7 @@ START_TEST(max_idle_shrink_counts_parked)
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("max_idle", "2", "idle_shrink_ms", "100",
 				 "teardown", "abort", NULL);
-	struct worker w[4];
+	static struct worker w[4]; /* outlives a failed test (CK_FORK=no) */
 	pool_stats_t st;
 	long long t0;
 	uint64_t all;
@@ -438,7 +466,7 @@ START_TEST(other_thread_takes_parked)
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("teardown", "abort", NULL);
 	struct lineserver_stats ss;
-	struct worker w;
+	static struct worker w; /* outlives a failed test (CK_FORK=no) */
 	pool_conn_t *c;
 	uint16_t port;
 
@@ -474,7 +502,7 @@ START_TEST(max_active_parked_elsewhere_no_wait)
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("max_active", "1", "acquire_timeout_ms", "5000",
 				 "teardown", "abort", NULL);
-	struct worker a;
+	static struct worker a; /* outlives a failed test (CK_FORK=no) */
 	pool_conn_t *c;
 	long long t0, took;
 	int rc;
@@ -512,7 +540,7 @@ START_TEST(max_active_waiter_gets_put)
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("max_active", "1", "acquire_timeout_ms", "5000",
 				 "teardown", "abort", NULL);
-	struct worker b;
+	static struct worker b; /* outlives a failed test (CK_FORK=no) */
 	pool_conn_t *c;
 	uint16_t port;
 
@@ -551,7 +579,7 @@ static void idle_timeout_parked(const char *policy, bool in_worker,
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_policy(policy, "idle_timeout_ms", "150");
-	struct worker w;
+	static struct worker w; /* outlives a failed test (CK_FORK=no) */
 	uint64_t all;
 
 	if (in_worker) {
@@ -666,7 +694,7 @@ START_TEST(watch_closes_parked)
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("teardown", "close", NULL);
-	struct worker w;
+	static struct worker w; /* outlives a failed test (CK_FORK=no) */
 	pool_conn_t *c;
 
 	worker_start(&w, pool, ep);
@@ -737,7 +765,7 @@ static void flush_parked(const char *policy, unsigned client_tw, unsigned server
 	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_policy(policy, NULL, NULL);
-	struct worker w;
+	static struct worker w; /* outlives a failed test (CK_FORK=no) */
 	pool_conn_t *c;
 	pool_stats_t st;
 	uint64_t all;
@@ -800,7 +828,7 @@ START_TEST(thread_exit_keeps_parked)
 	const char *ep = lineserver_endpoint(ls);
 	pool_t *pool = pool_with("teardown", "close", NULL);
 	struct lineserver_stats ss;
-	struct worker w;
+	static struct worker w; /* outlives a failed test (CK_FORK=no) */
 	pool_conn_t *c;
 	uint16_t port;
 
@@ -842,7 +870,7 @@ START_TEST(destroy_closes_parked)
 	const char *ep = lineserver_endpoint(ls);
 	int fds = fd_count();
 	pool_t *pool = pool_with("teardown", "close", NULL);
-	struct worker w;
+	static struct worker w; /* outlives a failed test (CK_FORK=no) */
 	pool_conn_t *c;
 
 	worker_start(&w, pool, ep);
@@ -876,7 +904,7 @@ START_TEST(fork_child_never_uses_parked)
 				 "close_timeout_ms", "5000", NULL);
 	struct lineserver_stats ss;
 	struct child_report rep;
-	struct worker w;
+	static struct worker w; /* outlives a failed test (CK_FORK=no) */
 	pool_conn_t *c;
 	uint16_t mine, theirs, port;
 	int rc;
@@ -959,7 +987,7 @@ START_TEST(get_start_takes_parked)
 	pool_t *pool = pool_with("max_active", "1", "acquire_timeout_ms", "5000",
 				 "teardown", "abort", NULL);
 	pool_pending_t *pend = NULL;
-	struct worker w;
+	static struct worker w; /* outlives a failed test (CK_FORK=no) */
 	pool_conn_t *c = NULL;
 	uint16_t port;
 	int i;
@@ -1259,7 +1287,7 @@ START_TEST(pool_recreated_threads_live)
 	struct lineserver *lb = server_start(LS_QUIT_CLOSE);
 	char ea[64], eb[64];
 	struct lineserver_stats ss;
-	struct worker w[4];
+	static struct worker w[4]; /* outlives a failed test (CK_FORK=no) */
 	pool_t *pool;
 	uint16_t first = 0;
 	int i, round;
@@ -1368,12 +1396,25 @@ START_TEST(cache_gets_zero_without_cache)
 }
 END_TEST
 
+/* Stop what a failed test left running, then check that no descriptor
+ * is left over (no more than at the start: under CK_FORK=no the pool a
+ * failed test left may close its own meanwhile). */
+static void park_teardown(void)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(live) / sizeof(live[0]); i++)
+		if (live[i])
+			worker_stop(live[i]); /* after the command it runs */
+	fixture_test_teardown_no_more();
+}
+
 Suite *park_suite(void)
 {
 	Suite *s = suite_create("park");
 	TCase *tc = tcase_create("park");
 
-	tcase_add_checked_fixture(tc, fixture_test_setup, fixture_test_teardown);
+	tcase_add_checked_fixture(tc, fixture_test_setup, park_teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, parked_counts_as_idle);
 	tcase_add_test(tc, max_idle_counts_parked);
