@@ -1020,6 +1020,110 @@ START_TEST(get_start_takes_parked)
 }
 END_TEST
 
+/* A connection got from the thread's cache and put back by another
+ * thread: kept, counted once, and anyone's next get takes it. */
+START_TEST(put_by_other_thread)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("teardown", "abort", NULL);
+	static struct worker w; /* outlives a failed test (CK_FORK=no) */
+	pool_conn_t *c;
+	pool_stats_t st;
+	uint16_t port;
+
+	get_ping_put(pool, ep);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_int_eq(pool_conn_reused(c), 1);
+	port = fd_local_port(pool_conn_fd(c));
+	ping(c);
+	worker_start(&w, pool, ep);
+	w.c = c;
+	worker_do(&w, W_PUT);
+	st = stats_of(pool, ep);
+	ck_assert_uint_eq(st.idle, 1);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_uint_eq(st.misuse, 0);
+	ck_assert_uint_eq(st.closed, 0);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_int_eq(pool_conn_reused(c), 1);
+	ck_assert_uint_eq(fd_local_port(pool_conn_fd(c)), port);
+	ping(c);
+	pool_put(pool, c, POOL_REUSE);
+	worker_do_ok(&w, W_GETPUT);
+	ck_assert_int_eq(w.reused, 1);
+	ck_assert_uint_eq(w.local_port, port);
+	st = stats_of(pool, ep);
+	ck_assert_uint_eq(st.gets, 4);
+	ck_assert_uint_eq(st.reuses, 3);
+	ck_assert_uint_eq(st.connects, 1);
+	ck_assert_uint_eq(stats_of(pool, NULL).misuse, 0);
+	worker_stop(&w);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
+/* fork() while the thread holds a connection from its cache: the
+ * child's put of its copy only closes that copy (no close request on
+ * the parent's), its get connects anew; the parent's still works. */
+START_TEST(fork_child_puts_cached_conn)
+{
+	struct lineserver *ls = fork_server = server_start(LS_QUIT_CLOSE);
+	const char *ep = lineserver_endpoint(ls);
+	pool_t *pool = pool_with("teardown", "peer-first", "close_request", "\"quit\\n\"",
+				 "close_timeout_ms", "5000", NULL);
+	struct lineserver_stats ss;
+	struct child_report rep;
+	pool_conn_t *c, *d;
+	uint16_t parent_port;
+	int rc;
+	pid_t pid;
+
+	if (running_under_asan()) {
+		printf("park: fork test skipped under AddressSanitizer\n");
+		pool_destroy(pool);
+		lineserver_stop(ls);
+		return;
+	}
+	get_ping_put(pool, ep);
+	get_ping_put(pool, ep);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_int_eq(pool_conn_reused(c), 1);
+	parent_port = fd_local_port(pool_conn_fd(c));
+	child_report_init(&rep);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		pool_put(pool, c, POOL_REUSE);
+		rc = pool_get(pool, ep, &d) != 0 ? 10 :
+		     pool_conn_reused(d) ? 11 :
+		     fd_local_port(pool_conn_fd(d)) == parent_port ? 12 :
+		     !line_roundtrip(pool_conn_fd(d), "PING", "PONG") ? 13 : 0;
+		if (rc == 0)
+			pool_put(pool, d, POOL_REUSE);
+		pool_destroy(pool);
+		child_report_exit(&rep, rc);
+	}
+	rc = child_report_wait(&rep, pid);
+	ck_assert_msg(rc == 0, "child: %d", rc);
+	wait_for((lineserver_get_stats(ls, &ss), ss.quits == 1), 2000);
+	ping(c);
+	pool_put(pool, c, POOL_REUSE);
+	ck_assert_int_eq(pool_get(pool, ep, &c), 0);
+	ck_assert_int_eq(pool_conn_reused(c), 1);
+	ck_assert_uint_eq(fd_local_port(pool_conn_fd(c)), parent_port);
+	ping(c);
+	pool_put(pool, c, POOL_REUSE);
+	lineserver_get_stats(ls, &ss);
+	ck_assert_uint_eq(ss.accepted, 2);
+	ck_assert_uint_eq(ss.quits, 1);
+	ck_assert_uint_eq(stats_of(pool, ep).connects, 1);
+	pool_destroy(pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 /* ---- misuse -------------------------------------------------------------- */
 
 /* A double put of a parked connection is detected and ignored: counted
@@ -1366,8 +1470,13 @@ START_TEST(cache_gets_counted)
 	ck_assert_msg(ex.cache_gets >= 98 && ex.cache_gets <= 99,
 		      "cache_gets %llu of 100 gets", (unsigned long long)ex.cache_gets);
 	ck_assert_uint_eq(cache_gets_of(pool, NULL), ex.cache_gets);
+	ck_assert_uint_eq(stats_of(pool, NULL).gets, 100);
+	ck_assert_uint_eq(stats_of(pool, NULL).reuses, 99);
 	snprintf(series, sizeof(series), "tcpool_cache_gets_total{endpoint=\"%s\"}", ep);
 	ck_assert_double_eq(prom_series(pool, series), (double)ex.cache_gets);
+	/* The cache's gets are gets like any other, in the text too. */
+	snprintf(series, sizeof(series), "tcpool_gets_total{endpoint=\"%s\"}", ep);
+	ck_assert_double_eq(prom_series(pool, series), 100);
 	pool_destroy(pool);
 	lineserver_stop(ls);
 }
@@ -1436,6 +1545,8 @@ Suite *park_suite(void)
 	tcase_add_test(tc, destroy_closes_parked);
 	tcase_add_test(tc, fork_child_never_uses_parked);
 	tcase_add_test(tc, get_start_takes_parked);
+	tcase_add_test(tc, put_by_other_thread);
+	tcase_add_test(tc, fork_child_puts_cached_conn);
 	tcase_add_test(tc, double_put_detected);
 	tcase_add_test(tc, nothing_parked_with_leak_warn);
 	tcase_add_test(tc, nothing_parked_without_thread_cache);
