@@ -29,4 +29,5 @@ Suite *metrics_suite(void);
 Suite *async_suite(void);
 Suite *backoff_suite(void);
 Suite *fastpath_suite(void);
+Suite *parkreview_suite(void);
 #endif
