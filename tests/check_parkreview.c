@@ -322,6 +322,60 @@ START_TEST(fork_child_keeps_parked_in_transit_open)
 }
 END_TEST
 
+/* slot_take's put-back: a pool_get of endpoint 1 reads a slot's hint
+ * (endpoint 1), exchanges out what the slot holds meanwhile (the slot's
+ * thread moved on to endpoint 2) and stores it back. Between the two, a
+ * caller about to wait for max_active (nwaiters up) evicts the slots,
+ * finds this one empty, and sleeps: the put-back tells nobody, and the
+ * waiter sleeps its whole acquire_timeout_ms beside a parked idle
+ * connection. White-box: the test makes the exchange, then the
+ * put-back (on main, a plain store) is slot_take's own. */
+static pool_t *stall_pool;
+static const char *stall_ep;
+static int stall_rc;
+static long long stall_ms;
+
+static void *stall_waiter(void *arg)
+{
+	pool_conn_t *c;
+	long long t0 = mono_ms();
+
+	(void)arg;
+	stall_rc = pool_get(stall_pool, stall_ep, &c);
+	stall_ms = mono_ms() - t0;
+	if (stall_rc == 0)
+		pool_put(stall_pool, c, POOL_REUSE);
+	return NULL;
+}
+
+START_TEST(put_back_window_stalls_waiter)
+{
+	struct lineserver *ls = server_start(LS_QUIT_CLOSE);
+	struct park_slot *s;
+	struct pool_conn *taken;
+	pool_conn_t *c;
+	pthread_t w;
+
+	stall_ep = lineserver_endpoint(ls);
+	stall_pool = pool_with("max_active", "1", "acquire_timeout_ms", "2000", NULL);
+	ck_assert_int_eq(pool_get(stall_pool, stall_ep, &c), 0);
+	pool_put(stall_pool, c, POOL_REUSE); /* parked */
+	s = park_mine(stall_pool);
+	ck_assert_ptr_nonnull(s);
+	taken = atomic_exchange(&s->conn, NULL); /* slot_take's exchange */
+	ck_assert_int_eq(pthread_create(&w, NULL, stall_waiter, NULL), 0);
+	wait_for(atomic_load(&stall_pool->nwaiters) == 1, 2000);
+	usleep(50 * 1000); /* past its evict, asleep */
+	park_put_back(stall_pool, s, taken); /* slot_take's put-back */
+	pthread_join(w, NULL);
+	ck_assert_int_eq(stall_rc, 0);
+	ck_assert_msg(stall_ms < 1000, "waiter slept %lld ms beside a parked connection",
+		      stall_ms);
+	pool_destroy(stall_pool);
+	lineserver_stop(ls);
+}
+END_TEST
+
 Suite *parkreview_suite(void)
 {
 	Suite *s = suite_create("parkreview");
@@ -334,6 +388,7 @@ Suite *parkreview_suite(void)
 	tcase_add_test(tc, fork_child_counters_go_back);
 	tcase_add_test(tc, fork_child_slot_leave_deadlocks);
 	tcase_add_test(tc, fork_child_keeps_parked_in_transit_open);
+	tcase_add_test(tc, put_back_window_stalls_waiter);
 	suite_add_tcase(s, tc);
 	return s;
 }
