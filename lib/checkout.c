@@ -699,10 +699,6 @@ park_put(struct pool *pool, struct pool_conn *c,
 	s = park_mine(pool);
 	if (c->park != s || __atomic_load_n(&c->peer_gone, __ATOMIC_RELAXED))
 		return false;
-	/* max_idle counts parked ones: a put that would make a surplus
-	 * goes the slow way, which keeps c idle and arms the shrink. */
-	if (park_over_max_idle(c->ep))
-		return false;
 	now = put_clock(c->ep, c);
 	if (conn_expired(c, now))
 		return false;

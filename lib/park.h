@@ -120,21 +120,6 @@ static inline uint32_t ep_idle_held(const struct pool_endpoint *ep)
 	return ep->nidle + park_parked(ep);
 }
 
-/* Whether parking one more connection of ep (its holder's, out) would
- * take its idle ones above max_idle (no lock held; racy, as every
- * surplus decision of the cache). The slots are walked only when that
- * could be so. */
-static inline bool park_over_max_idle(const struct pool_endpoint *ep)
-{
-	uint32_t nidle = __atomic_load_n(&ep->nidle, __ATOMIC_RELAXED);
-	uint32_t max = ep->set.max_idle;
-
-	if (nidle + atomic_load_explicit(&ep->pool->park.nused,
-					 memory_order_relaxed) <= max)
-		return false;
-	return nidle + park_parked(ep) >= max;
-}
-
 /* c leaves its slot's affinity (its shard lock held; c is the caller's):
  * its cache_gets join the endpoint's counters. */
 void park_unaffine_locked(struct pool_endpoint *ep, struct pool_conn *c);

@@ -654,8 +654,7 @@ static inline uint64_t endpoint_note_quiet(struct pool_endpoint *ep)
  * waiters need it. */
 static inline void idle_count(struct pool *pool, struct pool_endpoint *ep, int delta)
 {
-	/* Read without the lock by the thread cache's put (park_put). */
-	__atomic_store_n(&ep->nidle, ep->nidle + (uint32_t)delta, __ATOMIC_RELAXED);
+	ep->nidle += (uint32_t)delta;
 	if (pool->cfg->max_total)
 		atomic_fetch_add(&pool->nidle_total, (unsigned)delta);
 }
