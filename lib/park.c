@@ -95,7 +95,12 @@ static struct pool_conn *slot_take(struct pool *pool, struct park_slot *s,
 
 void park_evict(struct pool *pool, const struct pool_endpoint *ep)
 {
-	unsigned i, n = slots_used(pool);
+	unsigned i, n;
+
+	/* The other half of park_publish's handshake: the caller's store
+	 * (nwaiters, shutting_down) before the loads of the slots. */
+	atomic_thread_fence(memory_order_seq_cst);
+	n = slots_used(pool);
 
 	for (i = 0; i < n; i++) {
 		struct pool_conn *c = slot_take(pool, &pool->park.slots[i], ep);
