@@ -730,8 +730,12 @@ static inline bool put_fast(struct pool *pool, struct pool_conn *c,
 		return false;
 	}
 	if (park_adopt_locked(pool, ep, c)) {
-		/* Stays on the busy list and in nin_use (park.h). */
+		/* Stays on the busy list and in nin_use (park.h). From now
+		 * on the maintenance counts the parked ones once a shrink
+		 * period (a surplus no put sees, maint.c). */
 		plock_unlock(&ep->shard->lock);
+		maint_note_due(pool, (now ? now : now_coarse_ns()) +
+					     MS_TO_NS(ep->set.idle_shrink_ms));
 		return park_in(pool, c->park, c, now);
 	}
 	DL_DELETE(ep->busy, c);

@@ -98,7 +98,10 @@ static void child_close_conns(struct pool_endpoint *ep, pthread_t self)
 	DL_FOREACH(ep->idle, c)
 		close_copy(&c->fd);
 	DL_FOREACH(ep->busy, c) {
-		if (pthread_equal(c->holder, self))
+		/* Parked by the forking thread, but perhaps in a taker's hands
+		 * now (out of its slot, waiting for a shard lock): never
+		 * put back by it. */
+		if (pthread_equal(c->holder, self) && c->magic != CONN_MAGIC_PARKED)
 			continue;
 		close_copy(&c->fd);
 		c->leak_reported = true; /* no leak warning for them either */
@@ -174,7 +177,11 @@ void fork_with_pool(uint64_t serial, void (*fn)(struct pool *pool, void *ud),
 	pthread_mutex_lock(&registry_lock);
 	DL_FOREACH2(registry, p, reg_next)
 		if (p->serial == serial) {
-			fn(p, ud);
+			/* A child's pool before its reset: its slots are the
+			 * parent's (and park.lock may be held by a thread that
+			 * is not here); the reset frees them all. */
+			if (p->fork_gen == atomic_load(&fork_generation))
+				fn(p, ud);
 			break;
 		}
 	pthread_mutex_unlock(&registry_lock);
@@ -294,6 +301,8 @@ static void child_reset_parked(struct pool *pool, struct data_free **frees)
 		struct pool_conn *c = taken[i];
 
 		plock_lock(&c->ep->shard->lock);
+		/* Its cache hand-outs into the counters the child keeps. */
+		park_unaffine_locked(c->ep, c);
 		DL_DELETE(c->ep->busy, c);
 		plock_unlock(&c->ep->shard->lock);
 		defer_free(frees, &c->data, &c->free_fn);
@@ -372,6 +381,7 @@ bool fork_put_inherited(struct pool *pool, struct pool_conn *c)
 	if (c->fork_gen == pool->fork_gen)
 		return false;
 	plock_lock(&ep->shard->lock);
+	park_unaffine_locked(ep, c); /* its cache hand-outs: counted */
 	DL_DELETE(ep->busy, c);
 	plock_unlock(&ep->shard->lock);
 	/* Our copy only: the parent's socket lives on. Already closed at

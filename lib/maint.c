@@ -40,6 +40,10 @@ struct sweep {
 		uint32_t warn_ms;
 	} leaks[8];
 	unsigned nleaks;
+	/* Endpoints whose surplus is parked in threads' caches: taken back
+	 * to the idle lists once unlocked, for the next shrink period. */
+	const struct pool_endpoint *unpark[8];
+	unsigned nunpark;
 };
 
 static void due_at(struct sweep *sw, uint64_t t)
@@ -97,13 +101,36 @@ static void sweep_idle(struct sweep *sw, struct pool_endpoint *ep)
 	}
 }
 
-/* Idle connections above max_idle (kept by pool_put, see keep_idle):
- * each idle_shrink_ms period retires half of the surplus, rounded up,
- * least recently used first, so a pool that saw a burst comes back to
- * max_idle in a few periods and a burst that repeats finds most of its
- * connections still open. */
+/* A surplus of ep's parked in threads' caches: back to the idle list
+ * once the shard lock drops (park_evict takes it), where the next period
+ * finds it. */
+static void unpark_later(struct sweep *sw, const struct pool_endpoint *ep)
+{
+	if (sw->nunpark < sizeof(sw->unpark) / sizeof(sw->unpark[0]))
+		sw->unpark[sw->nunpark++] = ep;
+	due_at(sw, sw->now + MS_TO_NS(ep->set.idle_shrink_ms));
+}
+
+/* A surplus no pool_put saw: a thread's cached put takes no lock and
+ * counts nothing (park.h), so while connections of ep are parked the
+ * maintenance looks once a period, and starts a shrink period itself. */
+static void shrink_watch_parked(struct sweep *sw, struct pool_endpoint *ep)
+{
+	if (ep->shrink_due_ns || !ep->set.idle_shrink_ms || !park_parked(ep))
+		return;
+	if (ep_idle_held(ep) > ep->set.max_idle)
+		ep->shrink_due_ns = sw->now + MS_TO_NS(ep->set.idle_shrink_ms);
+	due_at(sw, sw->now + MS_TO_NS(ep->set.idle_shrink_ms));
+}
+
+/* Idle connections above max_idle (kept by pool_put, see keep_idle, or
+ * parked in threads' caches): each idle_shrink_ms period retires half of
+ * the surplus, rounded up, least recently used first, so a pool that saw
+ * a burst comes back to max_idle in a few periods and a burst that
+ * repeats finds most of its connections still open. */
 static void sweep_shrink(struct sweep *sw, struct pool_endpoint *ep)
 {
+	shrink_watch_parked(sw, ep);
 	if (!ep->shrink_due_ns)
 		return;
 	if (ep_idle_held(ep) <= ep->set.max_idle) {
@@ -117,8 +144,13 @@ static void sweep_shrink(struct sweep *sw, struct pool_endpoint *ep)
 	}
 	if (!ep->shrink_left) /* a new period */
 		ep->shrink_left = (ep_idle_held(ep) - ep->set.max_idle + 1) / 2;
-	while (ep->shrink_left && ep->nidle &&
-	       ep_idle_held(ep) > ep->set.max_idle) {
+	while (ep->shrink_left && ep_idle_held(ep) > ep->set.max_idle) {
+		if (!ep->nidle) {
+			/* The rest is parked: this period's share is taken
+			 * from the idle list in the next. */
+			unpark_later(sw, ep);
+			break;
+		}
 		if (!take_idle(sw, ep, ep->idle->prev, RR_SURPLUS))
 			return; /* the rest of this period's share soon */
 		ep->shrink_left--;
@@ -279,6 +311,8 @@ uint64_t maint_sweep(struct pool *pool, uint64_t now)
 		DL_DELETE(sw.retire, c);
 		conn_retire(pool, c, false, (enum retire_reason)c->retire_why);
 	}
+	for (i = 0; i < sw.nunpark; i++)
+		park_evict(pool, sw.unpark[i]); /* compared, never read */
 	refill_submit(pool, sw.refill, sw.nrefill);
 	log_leaks(pool, &sw);
 	dns_refresh_sweep(pool, now, &sw.due);

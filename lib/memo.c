@@ -7,6 +7,12 @@
 __thread struct endpoint_memo endpoint_memo
 	__attribute__((tls_model("initial-exec")));
 
+/* Stamps are unique process-wide, not per thread: a slot claimed by
+ * another thread (its old thread gone, its connection still affine to
+ * it) keeps the stamp of the old thread's memo, which must never match
+ * the new thread's (park_get). */
+static atomic_uint_fast64_t memo_stamps;
+
 /* Record key's address and words; key is the recorded key (equal to the
  * copy, so shorter than MEMO_KEY). */
 __attribute__((no_sanitize("address")))
@@ -53,5 +59,6 @@ void memo_lookup(struct pool *pool, struct pool_endpoint *ep, const char *key)
 	endpoint_memo.ep = ep;
 	endpoint_memo.shard = ep->shard;
 	endpoint_memo.gen = ep->shard->gen;
-	endpoint_memo.stamp++;
+	endpoint_memo.stamp = atomic_fetch_add_explicit(&memo_stamps, 1,
+							  memory_order_relaxed) + 1;
 }

@@ -36,7 +36,7 @@ struct endpoint_memo {
 	struct pool_endpoint *ep;
 	struct shard *shard;       /* NULL: no record */
 	unsigned gen;
-	uint64_t stamp;            /* moves on with each new record: the
+	uint64_t stamp;            /* new (process-wide unique) with each record: the
 	                            * thread cache's slot keeps the one it
 	                            * checked (park.h) */
 	/* The caller's last string, by address: the aligned words that

@@ -59,11 +59,24 @@ static unsigned slots_used(const struct pool *pool)
 	return pool->park.slots ? atomic_load(&pool->park.nused) : 0;
 }
 
+void park_put_back(struct pool *pool, struct park_slot *s, struct pool_conn *c)
+{
+	atomic_store(&s->conn, c);
+	/* While c was out of its slot, a caller about to wait may have
+	 * evicted the slots and found this one empty (park_publish's
+	 * handshake, from the taker's side): then the maintenance takes
+	 * every parked connection back, and wakes the waiters. */
+	if (atomic_load(&pool->nwaiters)) {
+		park_note_doom(pool);
+		maint_note_due(pool, 1);
+	}
+}
+
 /* Take what s holds parked, if it is ep's (any when ep is NULL). A hint
  * that moved on to another endpoint meanwhile: put back, which nobody
  * can race (only its thread parks there, and only the connection now in
  * our hands). */
-static struct pool_conn *slot_take(struct park_slot *s,
+static struct pool_conn *slot_take(struct pool *pool, struct park_slot *s,
 				   const struct pool_endpoint *ep)
 {
 	struct pool_conn *c;
@@ -74,7 +87,7 @@ static struct pool_conn *slot_take(struct park_slot *s,
 		return NULL;
 	c = atomic_exchange(&s->conn, NULL);
 	if (c && ep && c->ep != ep) {
-		atomic_store(&s->conn, c);
+		park_put_back(pool, s, c);
 		return NULL;
 	}
 	return c;
@@ -82,10 +95,15 @@ static struct pool_conn *slot_take(struct park_slot *s,
 
 void park_evict(struct pool *pool, const struct pool_endpoint *ep)
 {
-	unsigned i, n = slots_used(pool);
+	unsigned i, n;
+
+	/* The other half of park_publish's handshake: the caller's store
+	 * (nwaiters, shutting_down) before the loads of the slots. */
+	atomic_thread_fence(memory_order_seq_cst);
+	n = slots_used(pool);
 
 	for (i = 0; i < n; i++) {
-		struct pool_conn *c = slot_take(&pool->park.slots[i], ep);
+		struct pool_conn *c = slot_take(pool, &pool->park.slots[i], ep);
 
 		if (c)
 			checkout_return_parked(pool, c, RETURN_RETIRE);
@@ -278,7 +296,7 @@ struct pool_conn *park_steal_locked(struct pool *pool, struct pool_endpoint *ep)
 	unsigned i, n = slots_used(pool);
 
 	for (i = 0; i < n; i++) {
-		struct pool_conn *c = slot_take(&pool->park.slots[i], ep);
+		struct pool_conn *c = slot_take(pool, &pool->park.slots[i], ep);
 
 		if (c) {
 			park_unaffine_locked(ep, c);

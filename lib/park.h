@@ -129,6 +129,9 @@ bool park_take_locked(struct pool_conn *c);
  * connect (ep's shard lock held): taken, unaffine, still in nin_use and
  * off the busy list, ready for checkout_idle. NULL: none. */
 struct pool_conn *park_steal_locked(struct pool *pool, struct pool_endpoint *ep);
+/* c, taken from s though it was not the endpoint's the taker wanted,
+ * back into s (no lock needed; see park.c). */
+void park_put_back(struct pool *pool, struct park_slot *s, struct pool_conn *c);
 /* Return every parked connection (ep's only, unless NULL) to the shared
  * lists (no lock held). */
 void park_evict(struct pool *pool, const struct pool_endpoint *ep);

@@ -43,6 +43,7 @@ int main(void)
 	srunner_add_suite(sr, backoff_suite());
 	srunner_add_suite(sr, fastpath_suite());
 	srunner_add_suite(sr, park_suite());
+	srunner_add_suite(sr, parkreview_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -30,4 +30,5 @@ Suite *async_suite(void);
 Suite *backoff_suite(void);
 Suite *fastpath_suite(void);
 Suite *park_suite(void);
+Suite *parkreview_suite(void);
 #endif
