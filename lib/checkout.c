@@ -249,9 +249,7 @@ static void park_drop_stale(struct pool *pool, struct pool_conn *c)
 	struct pool_endpoint *ep = c->ep;
 
 	plock_lock(&ep->shard->lock);
-	park_unaffine_locked(ep, c);
-	DL_DELETE(ep->busy, c);
-	ep->nin_use--;
+	park_uncount_locked(ep, c);
 	ep->stats.stale_dropped++;
 	plock_unlock(&ep->shard->lock);
 	conn_drop(pool, c, RR_STALE);
@@ -364,16 +362,18 @@ static int get_locked(struct pool *pool, struct pool_endpoint *ep,
 	return acquire_locked(pool, ep, out, pend);
 }
 
-/* pool_get past the thread cache: its lock-taking rest, out of line so
- * that the cache's hit pays for no stack frame of it. */
+/* pool_get and pool_get_start past the thread cache: the lock-taking
+ * rest, out of line so that the cache's hit pays for no stack frame of
+ * it. */
 static __attribute__((noinline)) int get_slow(struct pool *pool,
 					      const char *endpoint,
-					      pool_conn_t **out)
+					      pool_conn_t **out,
+					      pool_pending_t **pend)
 {
 	struct pool_endpoint *ep;
 	int rc = checkout_lock(pool, endpoint, &ep);
 
-	return rc ? rc : get_locked(pool, ep, out, NULL);
+	return rc ? rc : get_locked(pool, ep, out, pend);
 }
 
 POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
@@ -384,13 +384,12 @@ POOL_API int pool_get(pool_t *pool, const char *endpoint, pool_conn_t **out)
 		return rc;
 	if (park_get(pool, endpoint, out))
 		return 0;
-	return get_slow(pool, endpoint, out);
+	return get_slow(pool, endpoint, out, NULL);
 }
 
 POOL_API int pool_get_start(pool_t *pool, const char *endpoint,
 			    pool_conn_t **out, pool_pending_t **pend)
 {
-	struct pool_endpoint *ep;
 	int rc;
 
 	if (!pend) {
@@ -404,8 +403,7 @@ POOL_API int pool_get_start(pool_t *pool, const char *endpoint,
 		return rc;
 	if (park_get(pool, endpoint, out))
 		return 0;
-	rc = checkout_lock(pool, endpoint, &ep);
-	return rc ? rc : get_locked(pool, ep, out, pend);
+	return get_slow(pool, endpoint, out, pend);
 }
 
 /* ---- pool_socket: a socket the caller connects ---- */
@@ -653,6 +651,23 @@ static inline void note_due(struct pool *pool, uint64_t due)
 		maint_note_due(pool, due);
 }
 
+/* A connection just went idle (no lock held): the maintenance hears of
+ * its due and of a shrink period begun (0: none), and waiters of it. */
+static inline void kept_idle_tell(struct pool *pool, struct pool_endpoint *ep,
+				  uint64_t due, uint64_t shrink)
+{
+	note_due(pool, due);
+	note_due(pool, shrink);
+	/* A caller that began waiting while it was offered to the waiters,
+	 * or taken from a thread's cache: it may have looked before it was
+	 * idle. */
+	if (atomic_load(&pool->nwaiters))
+		waiters_wake_ep(pool, ep);
+	/* A caller waiting under max_total can evict it now. */
+	if (pool->cfg->max_total)
+		waiters_wake_total(pool);
+}
+
 /* When the maintenance takes a parked connection back to the idle list:
  * at its idle timeout or end of life, as for an idle one, or once it has
  * been idle validate_idle_ms, so that its next hand-out peeks (park_get
@@ -744,13 +759,7 @@ static inline bool put_fast(struct pool *pool, struct pool_conn *c,
 	ep->nin_use--;
 	due = conn_idle_due(c); /* c is anyone's once unlocked */
 	plock_unlock(&ep->shard->lock);
-	note_due(pool, due);
-	/* As in put_slow: a caller that began waiting meanwhile may have
-	 * looked before c was idle; one under max_total may evict it. */
-	if (atomic_load(&pool->nwaiters))
-		waiters_wake_ep(pool, ep);
-	if (pool->cfg->max_total)
-		waiters_wake_total(pool);
+	kept_idle_tell(pool, ep, due, 0);
 	return true;
 }
 
@@ -808,17 +817,7 @@ static void put_slow(struct pool *pool, struct pool_conn *conn,
 
 			ep->nin_use--;
 			plock_unlock(&ep->shard->lock);
-			maint_note_due(pool, due);
-			if (shrink)
-				maint_note_due(pool, shrink);
-			/* A caller that began waiting while c was offered
-			 * to the waiters: it may have looked before c was
-			 * idle. */
-			if (atomic_load(&pool->nwaiters))
-				waiters_wake_ep(pool, ep);
-			/* A caller waiting under max_total can evict it now. */
-			if (pool->cfg->max_total)
-				waiters_wake_total(pool);
+			kept_idle_tell(pool, ep, due, shrink);
 			return;
 		}
 	}
@@ -835,9 +834,7 @@ void checkout_return_parked(struct pool *pool, struct pool_conn *c, int how)
 	uint64_t due = 0, shrink = 0;
 
 	plock_lock(&ep->shard->lock);
-	park_unaffine_locked(ep, c);
-	DL_DELETE(ep->busy, c);
-	ep->nin_use--;
+	park_uncount_locked(ep, c);
 	if (retire_ok && c->peer_gone)
 		why = RR_PEER_CLOSED;
 	else if (retire_ok)
@@ -854,15 +851,10 @@ void checkout_return_parked(struct pool *pool, struct pool_conn *c, int how)
 		conn_retire(pool, c, false, why);
 		return;
 	}
-	if (!(how & RETURN_IN_SWEEP)) {
-		maint_note_due(pool, due);
-		if (shrink)
-			maint_note_due(pool, shrink);
-	}
-	if (atomic_load(&pool->nwaiters))
-		waiters_wake_ep(pool, ep);
-	if (pool->cfg->max_total)
-		waiters_wake_total(pool);
+	/* The sweep retires what is due itself. */
+	if (how & RETURN_IN_SWEEP)
+		due = shrink = 0;
+	kept_idle_tell(pool, ep, due, shrink);
 }
 
 POOL_API int pool_conn_fd(const pool_conn_t *conn)

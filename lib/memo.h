@@ -78,16 +78,24 @@ static inline bool memo_same_bytes(const char *key)
 	return diff == 0;
 }
 
+/* Whether the thread's memo names key in pool, before any lock: memo_hit
+ * then checks the endpoint under its shard lock, the thread cache by the
+ * memo's stamp (park.h). */
+static inline bool memo_names(const struct pool *pool, const char *key)
+{
+	if (!endpoint_memo.shard || endpoint_memo.pool_serial != pool->serial)
+		return false;
+	return (key == endpoint_memo.caller && memo_same_bytes(key)) ||
+	       memo_key_slow(key);
+}
+
 /* The recorded endpoint if it is pool's and key's, returned with its
  * shard locked; NULL (nothing locked) otherwise. */
 static inline struct pool_endpoint *memo_hit(struct pool *pool, const char *key)
 {
 	struct shard *sh = endpoint_memo.shard;
 
-	if (!sh || endpoint_memo.pool_serial != pool->serial)
-		return NULL;
-	if (!(key == endpoint_memo.caller && memo_same_bytes(key)) &&
-	    !memo_key_slow(key))
+	if (!memo_names(pool, key))
 		return NULL;
 	plock_lock(&sh->lock);
 	if (sh->gen == endpoint_memo.gen)

@@ -212,13 +212,11 @@ static struct park_slot *slot_claim(struct park *pk)
 	return s;
 }
 
-void park_claim(struct pool *pool)
+void park_claim_slow(struct pool *pool)
 {
 	struct park_tls *t = &park_tls;
 	struct park_slot *s = NULL;
 
-	if (t->pool_serial == pool->serial && t->fork_gen == pool->fork_gen)
-		return; /* has one here, or was refused one */
 	if (t->slot && t->pool_serial != pool->serial &&
 	    ++t->misses < PARK_SWITCH_AFTER && !slot_pool_gone(t))
 		return;
@@ -282,6 +280,13 @@ void park_unaffine_locked(struct pool_endpoint *ep, struct pool_conn *c)
 	ep->stats.gets += n;
 	ep->stats.reuses += n;
 	ep->xstats.cache_gets += n;
+}
+
+void park_uncount_locked(struct pool_endpoint *ep, struct pool_conn *c)
+{
+	park_unaffine_locked(ep, c);
+	DL_DELETE(ep->busy, c);
+	ep->nin_use--;
 }
 
 bool park_take_locked(struct pool_conn *c)

@@ -69,16 +69,6 @@ static inline struct park_slot *park_mine(const struct pool *pool)
 	return t->slot;
 }
 
-/* Whether the thread's memo names key in pool: the compare of memo_hit,
- * without the lock (the slot's stamp vouches for the endpoint). */
-static inline bool memo_names(const struct pool *pool, const char *key)
-{
-	if (!endpoint_memo.shard || endpoint_memo.pool_serial != pool->serial)
-		return false;
-	return (key == endpoint_memo.caller && memo_same_bytes(key)) ||
-	       memo_key_slow(key);
-}
-
 /* Park c, the caller's affine connection, in s (its own slot). False
  * when a waiter or pool_destroy came meanwhile and c was taken back: the
  * caller puts it the slow way. The exchange is a full barrier, and so is
@@ -104,8 +94,15 @@ void park_fini(struct pool *pool);
 /* pool_destroy: no more adoptions, every parked connection returned. */
 void park_close(struct pool *pool);
 /* Before a put that could adopt c's pool (no lock held): give the thread
- * a slot in pool if it has none there, within the switching rules. */
-void park_claim(struct pool *pool);
+ * a slot in pool if it has none there, within the switching rules. The
+ * usual case inline: it has one there, or was refused one. */
+void park_claim_slow(struct pool *pool);
+static inline void park_claim(struct pool *pool)
+{
+	if (park_tls.pool_serial != pool->serial ||
+	    park_tls.fork_gen != pool->fork_gen)
+		park_claim_slow(pool);
+}
 /* Make c (checked out, about to be kept) affine to the caller's slot, if
  * the rules allow (its shard lock held). */
 bool park_adopt_locked(struct pool *pool, struct pool_endpoint *ep,
@@ -123,6 +120,10 @@ static inline uint32_t ep_idle_held(const struct pool_endpoint *ep)
 /* c leaves its slot's affinity (its shard lock held; c is the caller's):
  * its cache_gets join the endpoint's counters. */
 void park_unaffine_locked(struct pool_endpoint *ep, struct pool_conn *c);
+/* c, taken from its slot by the caller, leaves the checked-out count
+ * (unaffine, off the busy list, out of nin_use), for the idle list or
+ * its end (its shard lock held). */
+void park_uncount_locked(struct pool_endpoint *ep, struct pool_conn *c);
 /* Take c from its slot if it is parked there (its shard lock held). */
 bool park_take_locked(struct pool_conn *c);
 /* A connection of ep parked in any slot, for a pool_get that would

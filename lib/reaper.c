@@ -342,9 +342,7 @@ static struct pool_conn *watch_fired(struct pool *pool, struct watch *w)
 	if (c && !c->in_idle && park_take_locked(c)) {
 		/* Parked in its thread's cache: idle too, taken from there. */
 		ep = c->ep;
-		park_unaffine_locked(ep, c);
-		DL_DELETE(ep->busy, c);
-		ep->nin_use--;
+		park_uncount_locked(ep, c);
 		ep->stats.peer_closed_idle++;
 		plock_unlock(&sh->lock);
 		return c;

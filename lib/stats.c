@@ -11,8 +11,9 @@ _Static_assert(sizeof(pool_stats_t) == 144, "pool_stats_t changed size");
 
 /* Connections parked in threads' caches are idle ones, still counted in
  * nin_use, and their hand-outs from there join the counters only when
- * they leave the cache (park.h): both added here. */
-static void snapshot(const struct pool_endpoint *ep, pool_stats_t *out)
+ * they leave the cache (park.h): both added here. Returns those
+ * hand-outs, which pool_stats_ex's cache_gets lacks too. */
+static uint64_t snapshot(const struct pool_endpoint *ep, pool_stats_t *out)
 {
 	uint32_t parked;
 	uint64_t cached;
@@ -23,15 +24,6 @@ static void snapshot(const struct pool_endpoint *ep, pool_stats_t *out)
 	out->reuses += cached;
 	out->in_use = ep->nin_use - parked;
 	out->idle = ep->nidle + parked;
-}
-
-/* pool_stats_ex's cache_gets beyond what ep's xstats have. */
-static uint64_t cached_gets(const struct pool_endpoint *ep)
-{
-	uint32_t parked;
-	uint64_t cached;
-
-	park_count_locked(ep, &parked, &cached);
 	return cached;
 }
 
@@ -61,7 +53,10 @@ static void add(pool_stats_t *sum, const pool_stats_t *st)
 	sum->draining += st->draining;
 }
 
-static void totals(struct pool *pool, pool_stats_t *out)
+/* The pool's sums; with ex (pool_stats_ex, out its base), the rest of
+ * pool_stats_ex's too, each shard's in the same lock hold, so that a
+ * connection leaving a thread's cache meanwhile is counted once. */
+static void totals(struct pool *pool, pool_stats_t *out, pool_stats_ex_t *ex)
 {
 	struct pool_endpoint *ep, *tmp;
 	pool_stats_t st;
@@ -71,11 +66,20 @@ static void totals(struct pool *pool, pool_stats_t *out)
 	for (i = 0; i < POOL_NSHARDS; i++) {
 		plock_lock(&pool->shards[i].lock);
 		stats_add_counters(out, &pool->shards[i].gone);
+		if (ex)
+			obs_read_xstats(&pool->obs[i].xgone, ex);
 		HASH_ITER(hh, pool->shards[i].table, ep, tmp) {
-			snapshot(ep, &st);
+			uint64_t cached = snapshot(ep, &st);
+
 			add(out, &st);
+			if (ex) {
+				ex->cache_gets += cached;
+				obs_read_xstats(&ep->xstats, ex);
+			}
 		}
 		plock_unlock(&pool->shards[i].lock);
+		if (ex)
+			obs_read(&pool->obs[i].d, ex);
 	}
 	out->misuse = atomic_load(&pool->misuse);
 }
@@ -89,7 +93,7 @@ POOL_API int pool_stats(pool_t *pool, const char *endpoint, pool_stats_t *out)
 		return POOL_EINVAL;
 	fork_check(pool);
 	if (!endpoint) {
-		totals(pool, out);
+		totals(pool, out, NULL);
 		return 0;
 	}
 	ep = table_lookup(pool, endpoint, &sh, NULL);
@@ -99,33 +103,12 @@ POOL_API int pool_stats(pool_t *pool, const char *endpoint, pool_stats_t *out)
 	return ep ? 0 : POOL_EINVAL;
 }
 
-/* pool_stats_ex for the whole pool: live endpoints' xstats, forgotten
- * ones' (per shard), and the per-shard observability totals. */
-static void totals_ex(struct pool *pool, pool_stats_ex_t *ex)
-{
-	struct pool_endpoint *ep, *tmp;
-	int i;
-
-	totals(pool, &ex->base);
-	for (i = 0; i < POOL_NSHARDS; i++) {
-		plock_lock(&pool->shards[i].lock);
-		obs_read_xstats(&pool->obs[i].xgone, ex);
-		HASH_ITER(hh, pool->shards[i].table, ep, tmp) {
-			obs_read_xstats(&ep->xstats, ex);
-			ex->cache_gets += cached_gets(ep);
-		}
-		plock_unlock(&pool->shards[i].lock);
-		obs_read(&pool->obs[i].d, ex);
-	}
-}
-
 /* One endpoint's, its shard locked (the endpoint stays while it is). */
 void stats_ex_locked(const struct pool_endpoint *ep, pool_stats_ex_t *ex)
 {
 	memset(ex, 0, sizeof(*ex));
-	snapshot(ep, &ex->base);
+	ex->cache_gets = snapshot(ep, &ex->base);
 	obs_read_xstats(&ep->xstats, ex);
-	ex->cache_gets += cached_gets(ep);
 	obs_read(&ep->obs, ex);
 }
 
@@ -144,7 +127,7 @@ POOL_API int pool_stats_ex(pool_t *pool, const char *endpoint,
 	fork_check(pool);
 	memset(&ex, 0, sizeof(ex));
 	if (!endpoint) {
-		totals_ex(pool, &ex);
+		totals(pool, &ex.base, &ex);
 	} else {
 		ep = table_lookup(pool, endpoint, &sh, NULL);
 		if (ep)
